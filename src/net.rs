@@ -1,0 +1,83 @@
+//! TCP connect and timeouts shared by IMAP, the token endpoint and webhooks.
+
+use crate::error::{Error, ErrorKind, Result};
+use smol::net::TcpStream;
+use std::future::Future;
+use std::time::Duration;
+
+/// Runs `fut`, failing with [`ErrorKind::Timeout`] naming `what` when it takes longer than `limit`.
+pub async fn with_timeout<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    use futures::FutureExt;
+    let timer = async {
+        smol::Timer::after(limit).await;
+        Err(Error::new(
+            ErrorKind::Timeout,
+            format!("{what}: no answer within {} s", limit.as_secs_f32()),
+        ))
+    };
+    futures::select_biased! {
+        r = fut.fuse() => r,
+        t = timer.fuse() => t,
+    }
+}
+
+/// Opens a TCP connection to `host:port` (DNS included) within `limit`.
+pub async fn connect_tcp(host: &str, port: u16, limit: Duration) -> Result<TcpStream> {
+    let what = format!("connect to {host}:{port}");
+    with_timeout(limit, &what, async {
+        let stream = TcpStream::connect((host, port)).await.map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::TimedOut {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Connect
+            };
+            Error::new(kind, format!("{what}: {e}")).with_fix(
+                "check the server name and port, and that a firewall or proxy lets this machine reach it",
+            )
+        })?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    })
+    .await
+}
+
+/// Whether `host` names this machine (loopback): plain HTTP and plaintext are tolerated only there.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match h.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback_host("127.0.0.1"));
+        assert!(is_loopback_host("127.0.0.2"));
+        assert!(is_loopback_host("[::1]"));
+        assert!(is_loopback_host("LOCALHOST"));
+        assert!(!is_loopback_host("login.microsoftonline.com"));
+        assert!(!is_loopback_host("10.0.0.1"));
+    }
+
+    #[test]
+    fn timeout_fires() {
+        let r: Result<()> =
+            smol::block_on(with_timeout(Duration::from_millis(20), "wait", async {
+                smol::Timer::after(Duration::from_secs(5)).await;
+                Ok(())
+            }));
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Timeout);
+    }
+}

@@ -1,0 +1,107 @@
+//! The one TLS client setup (rustls with ring) used for IMAP, the token endpoint and webhooks:
+//! Mozilla's roots plus an optional private CA; certificates and host names always verified.
+
+use crate::error::{Error, ErrorKind, Result};
+use futures::io::{AsyncRead, AsyncWrite};
+use futures_rustls::client::TlsStream;
+use futures_rustls::rustls::pki_types::pem::PemObject;
+use futures_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use futures_rustls::rustls::{self, ClientConfig, RootCertStore};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A client configuration trusting Mozilla's roots and, when given, the CA certificates in the PEM
+/// file `ca_file` (for a private CA or a test server).
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("ca_file {}: {e}", path.display()),
+                )
+                .with_fix("point imap.ca_file at a readable PEM file with the CA certificate")
+            })?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("ca_file {}: {e}", path.display()),
+                )
+            })?;
+        if certs.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("ca_file {}: no PEM certificate in the file", path.display()),
+            ));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("ca_file {}: {e}", path.display()),
+                )
+            })?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Runs the TLS handshake over `stream` for `host` within `limit`.
+pub async fn handshake<S>(
+    config: Arc<ClientConfig>,
+    host: &str,
+    stream: S,
+    limit: Duration,
+) -> Result<TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let name = ServerName::try_from(host.to_string()).map_err(|_| {
+        Error::new(
+            ErrorKind::Config,
+            format!("{host:?} is not a valid host name for TLS"),
+        )
+    })?;
+    let connector = futures_rustls::TlsConnector::from(config);
+    crate::net::with_timeout(limit, &format!("TLS handshake with {host}"), async {
+        connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| classify(host, e))
+    })
+    .await
+}
+
+fn classify(host: &str, e: std::io::Error) -> Error {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::InvalidCertificate(reason)) => Error::new(
+            ErrorKind::Certificate,
+            format!("TLS: the certificate of {host} was refused: {reason:?}"),
+        )
+        .with_fix(
+            "check the server name (it must match the certificate); for a private CA set imap.ca_file",
+        ),
+        Some(other) => Error::new(ErrorKind::Tls, format!("TLS with {host}: {other}"))
+            .with_fix("check the port and encryption type (993 = ssl, 143 = starttls)"),
+        None => {
+            let mut err = Error::from(e);
+            err = err.context(format!("TLS with {host}"));
+            if err.kind() == ErrorKind::Io {
+                err = Error::new(ErrorKind::Tls, err.message().to_string())
+                    .with_fix("check the port and encryption type (993 = ssl, 143 = starttls)");
+            }
+            err
+        }
+    }
+}
