@@ -1,1 +1,120 @@
-//! (lands with its issue)
+//! IMAP: connect (TCP, TLS, STARTTLS), authenticate (LOGIN, XOAUTH2), fetch and acknowledge.
+//! The wire does not read mail: it moves bytes and flags; the agent hands bytes to `ticket`.
+
+pub mod auth;
+pub mod connect;
+pub mod mailbox;
+pub mod stream;
+
+pub use auth::{AuthFailure, Credentials};
+pub use connect::{Capabilities, Greeted, Target};
+pub use mailbox::{FetchedMessage, Folder, Session};
+pub use stream::MailStream;
+
+use crate::error::{Error, ErrorKind, Result};
+use async_imap::imap_proto::{Response, Status};
+use async_imap::Client;
+use futures::io::AsyncWriteExt;
+
+pub(crate) fn protocol_error(what: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Protocol, what.into())
+}
+
+/// Sends `TAG COMMAND` on a not yet authenticated client and reads responses up to the tagged one,
+/// handing every untagged one to `on_untagged`; true when it ended in OK. Used before authentication, where async-imap
+/// offers no way to see the CAPABILITY data.
+pub(crate) async fn raw_command(
+    client: &mut Client<MailStream>,
+    tag: &str,
+    command: &str,
+    mut on_untagged: impl FnMut(&Response<'_>),
+) -> Result<bool> {
+    let line = format!("{tag} {command}\r\n");
+    let stream = client.get_mut();
+    stream.write_all(line.as_bytes()).await?;
+    stream.flush().await?;
+    loop {
+        let resp = client
+            .read_response()
+            .await
+            .map_err(|e| Error::from(e).context(command))?
+            .ok_or_else(|| {
+                Error::new(ErrorKind::ConnectionClosed, format!("{command}: connection closed"))
+            })?;
+        match resp.parsed() {
+            Response::Done { tag: t, status, .. } if t.0 == tag => {
+                return Ok(matches!(status, Status::Ok))
+            }
+            Response::Data { status: Status::Bye, outcome } => {
+                return Err(Error::new(
+                    ErrorKind::ServerUnavailable,
+                    format!("{command}: server said BYE {}", outcome.information.as_deref().unwrap_or("")),
+                ))
+            }
+            other => on_untagged(other),
+        }
+    }
+}
+
+/// Maps an async-imap error of `command` to the core error, keeping the server's words.
+pub(crate) fn map_err(command: &str, e: async_imap::error::Error) -> Error {
+    use async_imap::error::Error as E;
+    match e {
+        E::Io(io) => Error::from(io).context(command),
+        E::ConnectionLost => {
+            Error::new(ErrorKind::ConnectionClosed, format!("{command}: connection lost"))
+        }
+        E::No(text) | E::Bad(text) => {
+            let info = server_text(&text);
+            let kind = if info.to_ascii_uppercase().contains("[UNAVAILABLE]") {
+                ErrorKind::ServerUnavailable
+            } else {
+                ErrorKind::ServerRefused
+            };
+            Error::new(kind, format!("{command}: the server answered: {info}"))
+        }
+        E::Parse(p) => protocol_error(format!("{command}: unreadable server response: {p}")),
+        E::Validate(v) => Error::new(ErrorKind::Config, format!("{command}: {v}")),
+        other => Error::new(ErrorKind::Protocol, format!("{command}: {other}")),
+    }
+}
+
+/// The server's words in an async-imap error, for messages.
+pub(crate) fn server_text_of(e: &async_imap::error::Error) -> String {
+    use async_imap::error::Error as E;
+    match e {
+        E::No(t) | E::Bad(t) => server_text(t),
+        other => other.to_string(),
+    }
+}
+
+/// async-imap formats NO/BAD as `code: Some(..), info: Some("..")`; keep the readable part.
+pub(crate) fn server_text(raw: &str) -> String {
+    let info = raw
+        .split_once("info: Some(\"")
+        .map(|(_, rest)| rest.trim_end_matches("\")").to_string());
+    match info {
+        Some(i) => i.replace("\\\"", "\""),
+        None => raw.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_text_keeps_the_words() {
+        assert_eq!(
+            server_text(r#"code: None, info: Some("[UNAVAILABLE] Temporary authentication failure.")"#),
+            "[UNAVAILABLE] Temporary authentication failure."
+        );
+        let e = map_err(
+            "LOGIN",
+            async_imap::error::Error::No(
+                r#"code: None, info: Some("[UNAVAILABLE] Temporary failure")"#.into(),
+            ),
+        );
+        assert_eq!(e.kind(), ErrorKind::ServerUnavailable);
+    }
+}
