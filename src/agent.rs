@@ -1,1 +1,844 @@
-//! (lands with its issue)
+//! One mailbox, end to end: test the connection step by step, fetch tickets in bounded batches,
+//! and acknowledge them on the server only after they were delivered.
+//!
+//! Delivery guarantee: a message leaves `pending` (and is marked read, moved or deleted on the
+//! server) only in [`Agent::ack`], which the caller invokes after the batch's tickets were
+//! delivered. Dedupe keys are persisted before the server is touched, so a crash between
+//! delivery and acknowledgement re-delivers nothing the agent knows it delivered.
+
+use crate::config::{AfterProcessing, Encryption, Flow, Mailbox};
+use crate::error::{Error, ErrorKind, Result};
+use crate::imap::{self, auth::Credentials, Folder, Greeted, Session, Target};
+use crate::secret::Secret;
+use crate::state::{self, MailboxLock, MailboxState, StatePaths};
+use crate::ticket::{self, Address, Ticket, TicketOptions};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const STATE_VERSION: u32 = 1;
+/// Bytes fetched in one UID FETCH at most (a single larger message is fetched alone).
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+
+static NEXT_AGENT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A batch of tickets handed to the caller; give it back to [`Agent::ack`] once delivered.
+#[derive(Debug)]
+pub struct Batch {
+    agent_id: u64,
+    seq: u64,
+    uid_validity: u32,
+    /// UIDs acknowledged with this batch (including those whose ticket was suppressed as a
+    /// duplicate of one delivered before).
+    uids: Vec<u32>,
+    /// Dedupe keys of the tickets in this batch.
+    keys: Vec<String>,
+    /// The tickets, in UID order.
+    pub tickets: Vec<Ticket>,
+}
+
+impl Batch {
+    /// Number of tickets.
+    pub fn len(&self) -> usize {
+        self.tickets.len()
+    }
+
+    /// Whether the batch holds no ticket (it may still acknowledge suppressed duplicates).
+    pub fn is_empty(&self) -> bool {
+        self.tickets.is_empty()
+    }
+
+    /// Whether there is nothing to acknowledge either.
+    pub fn is_void(&self) -> bool {
+        self.uids.is_empty()
+    }
+}
+
+/// One step of a connection test.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// `token`, `connect`, `tls`, `capabilities`, `authenticate`, `select`.
+    pub name: &'static str,
+    /// `Some(true)` passed, `Some(false)` failed, `None` skipped after an earlier failure.
+    pub ok: Option<bool>,
+    /// How long it took.
+    pub duration: Duration,
+    /// What was found (success) or what went wrong (failure).
+    pub detail: String,
+    /// What the administrator should do (failures).
+    pub fix: Option<String>,
+    /// The error kind (failures).
+    pub kind: Option<ErrorKind>,
+}
+
+/// The result of [`Agent::test_connection`].
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Every step in order.
+    pub steps: Vec<Step>,
+}
+
+impl Report {
+    /// Whether every step passed.
+    pub fn healthy(&self) -> bool {
+        !self.steps.is_empty() && self.steps.iter().all(|s| s.ok == Some(true))
+    }
+
+    /// The first failed step.
+    pub fn failure(&self) -> Option<&Step> {
+        self.steps.iter().find(|s| s.ok == Some(false))
+    }
+}
+
+/// The agent for one mailbox.
+pub struct Agent {
+    id: u64,
+    mailbox: Mailbox,
+    paths: StatePaths,
+    options: TicketOptions,
+    tls: std::sync::Arc<futures_rustls::rustls::ClientConfig>,
+    tokens: Option<crate::oauth::TokenProvider>,
+    session: Option<(Session, Folder)>,
+    state: Option<MailboxState>,
+    in_flight: BTreeSet<u32>,
+    next_seq: u64,
+    outstanding: Vec<u64>,
+    read_only: bool,
+    _lock: Option<MailboxLock>,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Agent {
+    /// An agent for `mailbox` keeping its state under `state_dir`. Takes the mailbox's lock.
+    pub fn new(mailbox: Mailbox, state_dir: PathBuf) -> Result<Self> {
+        let paths = StatePaths::new(&state_dir, &mailbox.name);
+        let lock = MailboxLock::acquire(&paths.lock, &mailbox.name)?;
+        let state = state::load(&paths.state)?;
+        let tls = crate::tls::client_config(mailbox.imap.ca_file.as_deref())?;
+        let tokens = if mailbox.oauth.enabled {
+            Some(crate::oauth::TokenProvider::new(
+                &mailbox.oauth,
+                &mailbox.username,
+                mailbox.password.clone(),
+                paths.token_cache.clone(),
+                Duration::from_secs(mailbox.imap.timeout_secs),
+            )?)
+        } else {
+            None
+        };
+        let options = TicketOptions {
+            mailbox: mailbox.name.clone(),
+            add_attachments: mailbox.add_attachments,
+            add_ccs: mailbox.add_ccs,
+            max_attachment_bytes: mailbox.max_attachment_bytes,
+            ..TicketOptions::default()
+        };
+        Ok(Agent {
+            id: NEXT_AGENT_ID.fetch_add(1, Ordering::Relaxed),
+            mailbox,
+            paths,
+            options,
+            tls,
+            tokens,
+            session: None,
+            state,
+            in_flight: BTreeSet::new(),
+            next_seq: 1,
+            outstanding: Vec::new(),
+            read_only: false,
+            _lock: Some(lock),
+        })
+    }
+
+    /// The mailbox settings.
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
+    }
+
+    /// In read-only mode nothing is acknowledged on the server and no state is written
+    /// (`fetch --no-ack`).
+    pub fn set_read_only(&mut self, read_only: bool) {
+        self.read_only = read_only;
+    }
+
+    /// The token provider, for sign-in (`login`) and diagnosis.
+    pub fn tokens(&mut self) -> Option<&mut crate::oauth::TokenProvider> {
+        self.tokens.as_mut()
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.mailbox.imap.timeout_secs)
+    }
+
+    fn target(&self) -> Target {
+        Target {
+            server: self.mailbox.imap.server.clone(),
+            port: self.mailbox.imap.port,
+            encryption: self.mailbox.imap.encryption,
+            timeout: self.timeout(),
+            tls: self.tls.clone(),
+        }
+    }
+
+    /// The address XOAUTH2 names: the shared mailbox, the mailbox itself for app-only tokens,
+    /// else the signing-in user.
+    fn oauth_user(&self) -> &str {
+        if self.mailbox.oauth.shared_mailbox || self.mailbox.oauth.flow == Flow::ClientCredentials {
+            &self.mailbox.email
+        } else {
+            &self.mailbox.username
+        }
+    }
+
+    async fn access_token(&mut self) -> Result<Secret> {
+        match self.tokens.as_mut() {
+            Some(t) => t.access_token().await,
+            None => Err(Error::new(
+                ErrorKind::Internal,
+                "OAuth is not enabled for this mailbox",
+            )),
+        }
+    }
+
+    /// Authenticates a greeted connection: LOGIN, or XOAUTH2 with one token renewal when the
+    /// server refuses a token the identity platform issued (expired or revoked server-side).
+    async fn authenticate(&mut self, greeted: Greeted, token: Option<Secret>) -> Result<Session> {
+        let encrypted = greeted.client.get_ref().is_encrypted();
+        let allow_plain = self.mailbox.imap.allow_plaintext;
+        let timeout = self.timeout();
+        let Some(token) = token else {
+            let password = self.mailbox.password.clone().ok_or_else(|| {
+                Error::config(
+                    format!("mailboxes[{}].password", self.mailbox.name),
+                    "required for LOGIN",
+                )
+            })?;
+            let creds = Credentials::Login {
+                username: &self.mailbox.username,
+                password: &password,
+            };
+            return imap::auth::into_result(
+                imap::auth::authenticate(greeted, creds, encrypted, allow_plain, timeout).await,
+            );
+        };
+        let user = self.oauth_user().to_string();
+        if !greeted.capabilities.has("AUTH=XOAUTH2") {
+            return Err(Error::new(
+                ErrorKind::ImapOAuthRejected,
+                format!("{} does not offer AUTH=XOAUTH2", self.mailbox.imap.server),
+            )
+            .with_fix("OAuth 2.0 needs a server offering XOAUTH2 (outlook.office365.com does)"));
+        }
+        let first = imap::auth::authenticate(
+            greeted,
+            Credentials::XOAuth2 {
+                user: &user,
+                token: &token,
+            },
+            encrypted,
+            allow_plain,
+            timeout,
+        )
+        .await;
+        let failure = match first {
+            Ok(session) => return Ok(session),
+            Err(f) if f.error.kind() == ErrorKind::ImapOAuthRejected => f,
+            Err(f) => return Err(f.error),
+        };
+        log::info!(
+            "mailbox {}: the server refused the access token; renewing it once",
+            self.mailbox.name
+        );
+        let renewed = match self.tokens.as_mut() {
+            Some(t) => t.invalidate_and_refresh().await?,
+            None => return Err(failure.error),
+        };
+        let greeted = match failure.retry_on {
+            Some(g) => g,
+            None => imap::connect::connect(&self.target()).await?,
+        };
+        let encrypted = greeted.client.get_ref().is_encrypted();
+        match imap::auth::authenticate(
+            greeted,
+            Credentials::XOAuth2 {
+                user: &user,
+                token: &renewed,
+            },
+            encrypted,
+            allow_plain,
+            timeout,
+        )
+        .await
+        {
+            Ok(session) => Ok(session),
+            Err(f) if f.error.kind() == ErrorKind::ImapOAuthRejected => {
+                Err(self.diagnose_rejection(f.error))
+            }
+            Err(f) => Err(f.error),
+        }
+    }
+
+    /// A token the identity platform issued was refused twice by IMAP: say why in admin terms.
+    fn diagnose_rejection(&self, e: Error) -> Error {
+        let m = &self.mailbox;
+        if m.oauth.flow == Flow::ClientCredentials {
+            Error::new(
+                ErrorKind::ImapOAuthRejected,
+                format!("{} (app-only token for {})", e.message(), m.email),
+            )
+            .with_fix(format!(
+                "register the app's service principal in Exchange (New-ServicePrincipal) and grant it \
+                 Full Access to {} (Add-MailboxPermission), and give the app IMAP.AccessAsApp with admin consent",
+                m.email
+            ))
+        } else if m.oauth.shared_mailbox {
+            Error::new(
+                ErrorKind::SharedMailboxDenied,
+                format!("{}: the user {} has no Full Access to {}", e.message(), m.username, m.email),
+            )
+            .with_fix(format!(
+                "give {} Full Access to the shared mailbox {} (Exchange admin center > Mailboxes > {} > \
+                 Delegation > Read and manage), then wait up to an hour",
+                m.username, m.email, m.email
+            ))
+        } else {
+            Error::new(ErrorKind::ImapOAuthRejected, e.message().to_string()).with_fix(format!(
+                "IMAP may be disabled for {} (Microsoft 365 admin center > Users > Mail > Manage email apps: IMAP), \
+                 or the token lacks IMAP.AccessAsUser.All (App registration > API permissions, then grant admin consent)",
+                m.username
+            ))
+        }
+    }
+
+    /// Connects, authenticates and selects the search folder, unless a session is open.
+    async fn ensure_session(&mut self) -> Result<()> {
+        if self.session.is_some() {
+            return Ok(());
+        }
+        let token = if self.tokens.is_some() {
+            Some(self.access_token().await?)
+        } else {
+            None
+        };
+        let greeted = imap::connect::connect(&self.target()).await?;
+        let mut session = self.authenticate(greeted, token).await?;
+        let folder = session.select(&self.mailbox.imap.folder).await?;
+        log::info!(
+            "mailbox {}: selected {} (UIDVALIDITY {}, {} messages)",
+            self.mailbox.name,
+            folder.name,
+            folder.uid_validity,
+            folder.exists
+        );
+        self.session = Some((session, folder));
+        Ok(())
+    }
+
+    /// Drops the connection (after a network error, so the next call reconnects).
+    pub async fn disconnect(&mut self) {
+        if let Some((session, _)) = self.session.take() {
+            session.logout().await;
+        }
+    }
+
+    /// Runs `f` on the session; a transport failure drops the session so the next call reconnects.
+    fn on_error(&mut self, e: &Error) {
+        if matches!(
+            e.kind(),
+            ErrorKind::Timeout
+                | ErrorKind::ConnectionClosed
+                | ErrorKind::Connect
+                | ErrorKind::Protocol
+                | ErrorKind::Tls
+        ) {
+            self.session = None;
+        }
+    }
+
+    /// Brings `pending` up to date with the server: first contact takes the unread mail,
+    /// afterwards every UID above the high-water mark, and a UIDVALIDITY change rescans.
+    async fn sync_pending(&mut self) -> Result<()> {
+        let folder_name = self.mailbox.imap.folder.clone();
+        let (session, folder) = self.session.as_mut().expect("session ensured");
+        let uid_validity = folder.uid_validity;
+        let known = self
+            .state
+            .as_ref()
+            .filter(|s| s.folder == folder_name)
+            .cloned();
+        let mut state = match known {
+            Some(s) if s.uid_validity == uid_validity => {
+                let mut s = s;
+                if s.pending.iter().all(|u| self.in_flight.contains(u)) {
+                    let from = s.high_water.saturating_add(1);
+                    let found = session.search(&format!("UID {from}:*")).await?;
+                    let new: Vec<u32> = found.into_iter().filter(|u| *u > s.high_water).collect();
+                    if let Some(max) = new.iter().max() {
+                        s.high_water = *max;
+                    }
+                    s.pending.extend(new);
+                }
+                s
+            }
+            other => {
+                let query = match &other {
+                    None => "UNSEEN".to_string(),
+                    Some(old) => {
+                        log::warn!(
+                            "mailbox {}: UIDVALIDITY of {} changed ({} -> {}); rescanning, duplicates are suppressed by dedupe keys",
+                            self.mailbox.name, folder_name, old.uid_validity, uid_validity
+                        );
+                        match old.last_success {
+                            0 => "ALL".to_string(),
+                            t => format!("OR UNSEEN SINCE {}", imap_date(t.saturating_sub(86_400))),
+                        }
+                    }
+                };
+                let found = session.search(&query).await?;
+                let all_max = session
+                    .search("UID *")
+                    .await?
+                    .into_iter()
+                    .max()
+                    .unwrap_or(0);
+                let high_water = found.iter().copied().max().unwrap_or(0).max(all_max);
+                let delivered = other.map(|o| o.delivered).unwrap_or_default();
+                if found.is_empty() {
+                    log::info!(
+                        "mailbox {}: first contact with {}: no unread mail",
+                        self.mailbox.name,
+                        folder_name
+                    );
+                } else {
+                    log::info!(
+                        "mailbox {}: {} unread message(s) in {} to turn into tickets",
+                        self.mailbox.name,
+                        found.len(),
+                        folder_name
+                    );
+                }
+                MailboxState {
+                    version: STATE_VERSION,
+                    folder: folder_name.clone(),
+                    uid_validity,
+                    high_water,
+                    pending: found,
+                    delivered,
+                    last_success: 0,
+                }
+            }
+        };
+        state.pending.sort_unstable();
+        state.pending.dedup();
+        let changed = self.state.as_ref() != Some(&state);
+        self.state = Some(state);
+        if changed && !self.read_only {
+            state::save(&self.paths.state, self.state.as_ref().expect("just set"))?;
+        }
+        Ok(())
+    }
+
+    /// Fetches up to `max` tickets (at most one bounded batch). Returns an empty batch when
+    /// nothing is pending. Call [`Agent::ack`] with the batch once its tickets are delivered.
+    pub async fn fetch(&mut self, max: usize) -> Result<Batch> {
+        let r = self.fetch_inner(max.max(1)).await;
+        if let Err(e) = &r {
+            self.on_error(e);
+        }
+        r
+    }
+
+    async fn fetch_inner(&mut self, max: usize) -> Result<Batch> {
+        self.ensure_session().await?;
+        self.sync_pending().await?;
+        let limit = max.min(self.mailbox.batch_size as usize);
+        let candidates: Vec<u32> = self
+            .state
+            .as_ref()
+            .expect("synced")
+            .pending
+            .iter()
+            .copied()
+            .filter(|u| !self.in_flight.contains(u))
+            .take(limit)
+            .collect();
+        let too_big = self.max_message_bytes();
+        let (session, folder) = self.session.as_mut().expect("session ensured");
+        let uid_validity = folder.uid_validity;
+        let seq = self.next_seq;
+        let mut batch = Batch {
+            agent_id: self.id,
+            seq,
+            uid_validity,
+            uids: Vec::new(),
+            keys: Vec::new(),
+            tickets: Vec::new(),
+        };
+        if candidates.is_empty() {
+            return Ok(batch);
+        }
+        let sizes = session.sizes(&candidates).await?;
+        let vanished: Vec<u32> = candidates
+            .iter()
+            .copied()
+            .filter(|u| !sizes.iter().any(|(s, _)| s == u))
+            .collect();
+        if !vanished.is_empty() {
+            log::info!(
+                "mailbox {}: UIDs {:?} vanished before they were fetched (deleted elsewhere)",
+                self.mailbox.name,
+                vanished
+            );
+            let state = self.state.as_mut().expect("synced");
+            state.pending.retain(|u| !vanished.contains(u));
+            if !self.read_only {
+                state::save(&self.paths.state, state)?;
+            }
+        }
+        // Bounded by bytes as well as count, so memory does not grow with the mailbox.
+        let mut whole = Vec::new();
+        let mut headers = Vec::new();
+        let mut bytes = 0u64;
+        for (uid, size) in &sizes {
+            let size = u64::from(*size);
+            if size > too_big {
+                headers.push(*uid);
+                continue;
+            }
+            if !whole.is_empty() && bytes + size > BATCH_BYTES {
+                break;
+            }
+            bytes += size;
+            whole.push(*uid);
+        }
+        let mut messages = session.fetch(&whole, bytes).await?;
+        messages.extend(session.fetch_headers(&headers).await?);
+        messages.sort_by_key(|m| m.uid);
+        let state = self.state.as_ref().expect("synced");
+        for msg in messages {
+            let mut ticket = self.build_ticket(
+                &msg,
+                folder_label(&self.mailbox.imap.folder),
+                uid_validity,
+                too_big,
+            );
+            batch.uids.push(msg.uid);
+            if state.was_delivered(&ticket.dedupe_key) {
+                log::info!(
+                    "mailbox {}: UID {} was delivered before (dedupe key known); acknowledging without a new ticket",
+                    self.mailbox.name, msg.uid
+                );
+                continue;
+            }
+            if batch.keys.contains(&ticket.dedupe_key) {
+                ticket
+                    .warnings
+                    .push("same dedupe key as another message in this batch".into());
+                continue;
+            }
+            batch.keys.push(ticket.dedupe_key.clone());
+            batch.tickets.push(ticket);
+        }
+        self.in_flight.extend(batch.uids.iter().copied());
+        self.next_seq += 1;
+        self.outstanding.push(seq);
+        Ok(batch)
+    }
+
+    fn max_message_bytes(&self) -> u64 {
+        (self.mailbox.max_attachment_bytes.saturating_mul(2)).max(64 * 1024 * 1024)
+    }
+
+    fn build_ticket(
+        &self,
+        msg: &imap::FetchedMessage,
+        folder: &str,
+        uid_validity: u32,
+        too_big: u64,
+    ) -> Ticket {
+        let mut ticket = match ticket::build(&msg.raw, &self.options) {
+            Ok(t) => t,
+            Err(e) => unparseable_ticket(&self.options.mailbox, &msg.raw, &e),
+        };
+        if msg.header_only {
+            ticket.warnings.push(format!(
+                "message of {} bytes exceeds {} bytes: only its header was fetched; open it in the mailbox",
+                msg.size, too_big
+            ));
+        }
+        ticket.delivery_id = Some(format!("{folder}:{uid_validity}:{}", msg.uid));
+        ticket
+    }
+
+    /// Acknowledges a delivered batch: remembers its dedupe keys, then marks read, moves or deletes
+    /// its messages on the server, then forgets them from `pending`.
+    pub async fn ack(&mut self, batch: &Batch) -> Result<()> {
+        if batch.agent_id != self.id || !self.outstanding.contains(&batch.seq) {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "this batch does not belong to this agent or was acknowledged already",
+            ));
+        }
+        let r = self.ack_inner(batch).await;
+        if let Err(e) = &r {
+            self.on_error(e);
+        }
+        r
+    }
+
+    async fn ack_inner(&mut self, batch: &Batch) -> Result<()> {
+        if self.read_only {
+            self.finish(batch);
+            return Ok(());
+        }
+        {
+            let state = self.state.as_mut().expect("a batch implies state");
+            for key in &batch.keys {
+                state.remember_delivered(key);
+            }
+            state::save(&self.paths.state, state)?;
+        }
+        if !batch.uids.is_empty() {
+            self.ensure_session().await?;
+            let (session, folder) = self.session.as_mut().expect("session ensured");
+            if folder.uid_validity != batch.uid_validity {
+                log::warn!("mailbox {}: UIDVALIDITY changed since the batch was fetched; its messages will be rescanned", self.mailbox.name);
+            } else {
+                match &self.mailbox.after_processing {
+                    AfterProcessing::MarkRead => session.mark_seen(&batch.uids).await?,
+                    AfterProcessing::Move { processed_folder } => {
+                        session.move_to(&batch.uids, processed_folder).await?
+                    }
+                    AfterProcessing::Delete => session.delete(&batch.uids).await?,
+                }
+            }
+        }
+        let state = self.state.as_mut().expect("a batch implies state");
+        state.pending.retain(|u| !batch.uids.contains(u));
+        state.last_success = now_unix();
+        state::save(&self.paths.state, state)?;
+        self.finish(batch);
+        Ok(())
+    }
+
+    fn finish(&mut self, batch: &Batch) {
+        self.outstanding.retain(|s| *s != batch.seq);
+        for u in &batch.uids {
+            self.in_flight.remove(u);
+        }
+    }
+
+    /// Forgets batches handed out but never acknowledged, so their messages are fetched again.
+    pub fn release_unacked(&mut self) {
+        self.outstanding.clear();
+        self.in_flight.clear();
+    }
+
+    /// Tests the connection step by step (token, connect, TLS, capabilities, authenticate,
+    /// select), stopping at the first failure; every step carries its duration and, on failure,
+    /// its cause and fix.
+    pub async fn test_connection(&mut self) -> Report {
+        let mut report = Report::default();
+        let mut names: Vec<&'static str> = Vec::new();
+        if self.tokens.is_some() {
+            names.push("token");
+        }
+        names.extend(["connect", "tls", "capabilities", "authenticate", "select"]);
+        let result = self.run_steps(&mut report).await;
+        if let Err(()) = result {
+            for name in names.iter().skip(report.steps.len()) {
+                report.steps.push(Step {
+                    name,
+                    ok: None,
+                    duration: Duration::ZERO,
+                    detail: "skipped".into(),
+                    fix: None,
+                    kind: None,
+                });
+            }
+        }
+        report
+    }
+
+    async fn run_steps(&mut self, report: &mut Report) -> std::result::Result<(), ()> {
+        fn record<T>(
+            report: &mut Report,
+            name: &'static str,
+            start: Instant,
+            r: Result<T>,
+            detail: impl FnOnce(&T) -> String,
+        ) -> std::result::Result<T, ()> {
+            let duration = start.elapsed();
+            match r {
+                Ok(v) => {
+                    report.steps.push(Step {
+                        name,
+                        ok: Some(true),
+                        duration,
+                        detail: detail(&v),
+                        fix: None,
+                        kind: None,
+                    });
+                    Ok(v)
+                }
+                Err(e) => {
+                    report.steps.push(Step {
+                        name,
+                        ok: Some(false),
+                        duration,
+                        detail: e.message().to_string(),
+                        fix: e.fix().map(str::to_string),
+                        kind: Some(e.kind()),
+                    });
+                    Err(())
+                }
+            }
+        }
+        self.session = None;
+        let mut token = None;
+        if self.tokens.is_some() {
+            let t = Instant::now();
+            let flow = self.mailbox.oauth.flow;
+            let r = self.access_token().await;
+            token = Some(record(report, "token", t, r, |_| {
+                format!("access token obtained ({flow:?} flow)")
+            })?);
+        }
+        let target = self.target();
+        let t = Instant::now();
+        let tcp = record(
+            report,
+            "connect",
+            t,
+            imap::connect::tcp(&target).await,
+            |_| format!("TCP connection to {}:{}", target.server, target.port),
+        )?;
+        let t = Instant::now();
+        let mut client = record(
+            report,
+            "tls",
+            t,
+            imap::connect::secure(&target, tcp).await,
+            |c| match (target.encryption, c.get_ref().is_encrypted()) {
+                (Encryption::Ssl, _) => {
+                    "implicit TLS, certificate and host name verified".to_string()
+                }
+                (Encryption::StartTls, _) => {
+                    "STARTTLS, certificate and host name verified".to_string()
+                }
+                _ => "no encryption (allow_plaintext)".to_string(),
+            },
+        )?;
+        let t = Instant::now();
+        let caps = record(
+            report,
+            "capabilities",
+            t,
+            imap::connect::capabilities(&mut client, target.timeout).await,
+            |c| c.list(),
+        )?;
+        let t = Instant::now();
+        let greeted = Greeted {
+            client,
+            capabilities: caps,
+        };
+        let how = if token.is_some() {
+            format!("XOAUTH2 as {}", self.oauth_user())
+        } else {
+            format!("LOGIN as {}", self.mailbox.username)
+        };
+        let r = self.authenticate(greeted, token).await;
+        let mut session = record(report, "authenticate", t, r, |_| how.clone())?;
+        let t = Instant::now();
+        let folder_name = self.mailbox.imap.folder.clone();
+        let r = async {
+            let f = session.select(&folder_name).await?;
+            let unseen = session.search("UNSEEN").await?.len();
+            Ok((f, unseen))
+        }
+        .await;
+        let (folder, _) = record(report, "select", t, r, |(f, unseen)| {
+            format!(
+                "{}: {} messages, {} unread, UIDVALIDITY {}",
+                f.name, f.exists, unseen, f.uid_validity
+            )
+        })?;
+        self.session = Some((session, folder));
+        Ok(())
+    }
+}
+
+fn folder_label(folder: &str) -> &str {
+    folder
+}
+
+/// A ticket for a message mail parsing gave up on: nothing is dropped silently.
+fn unparseable_ticket(mailbox: &str, raw: &[u8], e: &Error) -> Ticket {
+    use sha2::{Digest, Sha256};
+    let hash: String = Sha256::digest(raw)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ticket {
+        delivery_id: None,
+        mailbox: mailbox.to_string(),
+        message_id: None,
+        dedupe_key: format!("sha256:{hash}"),
+        subject: "(unreadable message)".into(),
+        from: Address {
+            name: None,
+            address: String::new(),
+        },
+        reply_to: Vec::new(),
+        to: Vec::new(),
+        cc: Vec::new(),
+        date: None,
+        priority: Default::default(),
+        body: String::new(),
+        body_full: String::new(),
+        body_html: None,
+        attachments: Vec::new(),
+        thread: Default::default(),
+        auto_generated: None,
+        warnings: vec![format!("the message could not be parsed: {}", e.message())],
+    }
+}
+
+/// `d-Mon-yyyy` for IMAP SEARCH SINCE.
+fn imap_date(unix: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = (unix / 86_400) as i64;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{d}-{}-{y}", MONTHS[(m - 1) as usize])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imap_dates() {
+        assert_eq!(imap_date(0), "1-Jan-1970");
+        assert_eq!(imap_date(1_795_000_000), "18-Nov-2026");
+        assert_eq!(imap_date(951_782_400), "29-Feb-2000");
+    }
+}

@@ -4,6 +4,8 @@
 #[forbid(unsafe_code)]
 pub mod agent;
 #[forbid(unsafe_code)]
+pub mod cli_log;
+#[forbid(unsafe_code)]
 pub mod config;
 #[forbid(unsafe_code)]
 pub mod error;

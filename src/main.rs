@@ -1,1 +1,416 @@
-fn main() {}
+//! `psa-mail-agent`: a thin command line over the library. Tickets go to stdout, logs to stderr.
+
+use psa_mail_agent::agent::{Agent, Report};
+use psa_mail_agent::config::{Config, Mailbox, Output};
+use psa_mail_agent::{cli_log, ticket, Error, ErrorKind};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+const USAGE: &str = "\
+psa-mail-agent: turns support email into PSA tickets
+
+Usage:
+  psa-mail-agent parse FILE...                      ticket JSON per file, offline
+  psa-mail-agent test  --config F [--mailbox NAME]  step-by-step diagnosis; exit 0 = healthy
+  psa-mail-agent fetch --config F [--mailbox NAME] [--max N] [--no-ack]
+  psa-mail-agent COMMAND --help
+
+Options for every command:
+  -v, -vv, -vvv    more logging on stderr (or PMA_LOG=error|warn|info|debug|trace)
+  -h, --help       this help
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 sign-in or permission refused,
+            5 temporary (network, timeout, server unavailable: try again), 6 delivery failed
+";
+
+const PARSE_HELP: &str = "\
+psa-mail-agent parse FILE...
+
+Builds the ticket of each .eml file offline and prints it as one JSON line per file.
+A file that cannot be read is reported on stderr and makes the exit code 1.
+";
+
+const TEST_HELP: &str = "\
+psa-mail-agent test --config F [--mailbox NAME]
+
+Tests each mailbox (or only NAME) step by step: token (OAuth), connect, TLS, capabilities,
+authenticate, select. Each step prints its duration; a failure prints its cause and the fix.
+Exit code 0 when every tested mailbox is healthy.
+";
+
+const FETCH_HELP: &str = "\
+psa-mail-agent fetch --config F [--mailbox NAME] [--max N] [--no-ack]
+
+Fetches the pending mail of each active mailbox (or only NAME) and prints one ticket per line
+on stdout. Each batch is acknowledged on the server (mark read, move or delete, as configured)
+only after its tickets were written and flushed. Without --max everything pending is taken, in
+bounded batches. --no-ack leaves the server and the local state untouched.
+";
+
+struct Args {
+    command: String,
+    files: Vec<PathBuf>,
+    config: Option<PathBuf>,
+    mailbox: Option<String>,
+    max: Option<usize>,
+    no_ack: bool,
+    verbosity: u8,
+    help: bool,
+}
+
+fn parse_args(raw: Vec<String>) -> Result<Args, String> {
+    let mut args = Args {
+        command: String::new(),
+        files: Vec::new(),
+        config: None,
+        mailbox: None,
+        max: None,
+        no_ack: false,
+        verbosity: 0,
+        help: false,
+    };
+    let mut it = raw.into_iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "-h" | "--help" => args.help = true,
+            "-v" => args.verbosity += 1,
+            "-vv" => args.verbosity += 2,
+            "-vvv" => args.verbosity += 3,
+            "--config" | "-c" => args.config = Some(PathBuf::from(value("--config")?)),
+            "--mailbox" | "-m" => args.mailbox = Some(value("--mailbox")?),
+            "--max" => {
+                let v = value("--max")?;
+                args.max = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("--max: {v:?} is not a positive number"))?,
+                );
+            }
+            "--no-ack" => args.no_ack = true,
+            s if s.starts_with("--config=") => args.config = Some(PathBuf::from(&s[9..])),
+            s if s.starts_with("--mailbox=") => args.mailbox = Some(s[10..].to_string()),
+            s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown option {s}")),
+            _ if args.command.is_empty() => args.command = a,
+            _ if args.command == "parse" => args.files.push(PathBuf::from(a)),
+            _ => return Err(format!("unexpected argument {a:?}")),
+        }
+    }
+    Ok(args)
+}
+
+fn exit_code_for(e: &Error) -> u8 {
+    use ErrorKind as K;
+    match e.kind() {
+        K::Config => 3,
+        K::Delivery => 6,
+        _ if e.is_temporary() => 5,
+        K::LoginFailed
+        | K::ImapOAuthRejected
+        | K::SharedMailboxDenied
+        | K::PlaintextRefused
+        | K::Certificate
+        | K::StartTlsNotOffered => 4,
+        K::Connect | K::Timeout | K::ConnectionClosed | K::ServerUnavailable => 5,
+        k if is_identity_kind(k) => 4,
+        _ => 1,
+    }
+}
+
+fn is_identity_kind(k: ErrorKind) -> bool {
+    use ErrorKind as K;
+    matches!(
+        k,
+        K::InvalidCredentials
+            | K::UserNotFound
+            | K::AccountLocked
+            | K::PasswordExpired
+            | K::AccountDisabled
+            | K::MfaRequired
+            | K::ConditionalAccess
+            | K::SecurityDefaults
+            | K::ConsentRequired
+            | K::PublicClientFlowsDisabled
+            | K::ApplicationNotFound
+            | K::TenantNotFound
+            | K::SingleTenantApp
+            | K::InvalidClientSecret
+            | K::InvalidScope
+            | K::RefreshTokenExpired
+            | K::GrantRevoked
+            | K::InvalidRefreshToken
+            | K::MissingParameter
+            | K::DeviceCodeDeclined
+            | K::DeviceCodeExpired
+            | K::SignInRequired
+            | K::IdentityProvider
+    )
+}
+
+fn report_error(e: &Error) {
+    eprintln!("error: {}", e.message());
+    if let Some(fix) = e.fix() {
+        eprintln!("  fix: {fix}");
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1).collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    cli_log::init(args.verbosity, std::env::var("PMA_LOG").ok().as_deref());
+    let help = match args.command.as_str() {
+        "parse" => PARSE_HELP,
+        "test" => TEST_HELP,
+        "fetch" => FETCH_HELP,
+        "" => {
+            print!("{USAGE}");
+            return ExitCode::from(if args.help { 0 } else { 2 });
+        }
+        other => {
+            eprintln!("error: unknown command {other:?}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.help {
+        print!("{help}");
+        return ExitCode::SUCCESS;
+    }
+    let code = match args.command.as_str() {
+        "parse" => cmd_parse(&args),
+        "test" => with_config(&args, cmd_test),
+        "fetch" => with_config(&args, cmd_fetch),
+        _ => unreachable!("checked above"),
+    };
+    ExitCode::from(code)
+}
+
+fn with_config(args: &Args, f: fn(&Args, &Config, Vec<Mailbox>) -> u8) -> u8 {
+    let Some(path) = &args.config else {
+        eprintln!("error: --config FILE is required\n");
+        return 2;
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            report_error(&e);
+            return exit_code_for(&e);
+        }
+    };
+    let mailboxes: Vec<Mailbox> = match &args.mailbox {
+        Some(name) => match config.mailboxes.iter().find(|m| &m.name == name) {
+            Some(m) => vec![m.clone()],
+            None => {
+                let names: Vec<_> = config.mailboxes.iter().map(|m| m.name.as_str()).collect();
+                eprintln!(
+                    "error: no mailbox named {name:?} in {}; there are: {}",
+                    path.display(),
+                    names.join(", ")
+                );
+                return 3;
+            }
+        },
+        None => config.mailboxes.clone(),
+    };
+    f(args, &config, mailboxes)
+}
+
+fn cmd_parse(args: &Args) -> u8 {
+    if args.files.is_empty() {
+        eprintln!("error: parse needs at least one FILE\n\n{PARSE_HELP}");
+        return 2;
+    }
+    let opts = ticket::TicketOptions::default();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut code = 0;
+    for file in &args.files {
+        let raw = match std::fs::read(file) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {}: {e}", file.display());
+                code = 1;
+                continue;
+            }
+        };
+        match ticket::build(&raw, &opts) {
+            Ok(t) => {
+                if writeln!(out, "{}", t.to_json()).is_err() {
+                    return 6;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {}: {}", file.display(), e.message());
+                code = 1;
+            }
+        }
+    }
+    if out.flush().is_err() {
+        return 6;
+    }
+    code
+}
+
+fn print_report(name: &str, report: &Report) {
+    println!("Mailbox {name}:");
+    for s in &report.steps {
+        let mark = match s.ok {
+            Some(true) => "ok  ",
+            Some(false) => "FAIL",
+            None => "skip",
+        };
+        println!(
+            "  [{mark}] {:<13} {:>6} ms  {}",
+            s.name,
+            s.duration.as_millis(),
+            s.detail
+        );
+        if let Some(fix) = &s.fix {
+            println!("         fix: {fix}");
+        }
+    }
+    println!(
+        "  => {}",
+        if report.healthy() {
+            "healthy"
+        } else {
+            "NOT healthy"
+        }
+    );
+}
+
+fn cmd_test(_args: &Args, config: &Config, mailboxes: Vec<Mailbox>) -> u8 {
+    let mut code = 0;
+    for mb in mailboxes {
+        let name = mb.name.clone();
+        let mut agent = match Agent::new(mb, config.state_dir.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                println!("Mailbox {name}:");
+                report_error(&e);
+                code = code.max(exit_code_for(&e));
+                continue;
+            }
+        };
+        let report = smol::block_on(async {
+            let r = agent.test_connection().await;
+            agent.disconnect().await;
+            r
+        });
+        print_report(&name, &report);
+        if !report.healthy() {
+            let c = match report.failure().and_then(|s| s.kind) {
+                Some(k) => exit_code_for(&Error::new(k, "")),
+                None => 1,
+            };
+            code = code.max(c);
+        }
+    }
+    code
+}
+
+/// A live progress line on stderr, only when stderr is a terminal.
+struct Progress {
+    enabled: bool,
+    start: Instant,
+    messages: usize,
+    bytes: usize,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            enabled: std::io::stderr().is_terminal(),
+            start: Instant::now(),
+            messages: 0,
+            bytes: 0,
+        }
+    }
+
+    fn add(&mut self, mailbox: &str, messages: usize, bytes: usize) {
+        self.messages += messages;
+        self.bytes += bytes;
+        if self.enabled {
+            let secs = self.start.elapsed().as_secs_f64().max(0.001);
+            eprint!(
+                "\r{mailbox}: {} messages, {:.1} MB, {:.0} msg/s   ",
+                self.messages,
+                self.bytes as f64 / 1e6,
+                self.messages as f64 / secs
+            );
+        }
+    }
+
+    fn done(&self) {
+        if self.enabled && self.messages > 0 {
+            eprintln!();
+        }
+    }
+}
+
+fn cmd_fetch(args: &Args, config: &Config, mailboxes: Vec<Mailbox>) -> u8 {
+    if config.output != Output::Stdout {
+        log::info!("fetch writes tickets to stdout; the configured output is used by `run`");
+    }
+    let mut code = 0;
+    let stdout = std::io::stdout();
+    for mb in mailboxes {
+        if !mb.active && args.mailbox.is_none() {
+            log::info!("mailbox {}: inactive, skipped", mb.name);
+            continue;
+        }
+        let name = mb.name.clone();
+        let mut agent = match Agent::new(mb, config.state_dir.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                report_error(&e);
+                code = code.max(exit_code_for(&e));
+                continue;
+            }
+        };
+        agent.set_read_only(args.no_ack);
+        let mut progress = Progress::new();
+        let mut remaining = args.max.unwrap_or(usize::MAX);
+        let result: Result<(), Error> = smol::block_on(async {
+            loop {
+                if remaining == 0 {
+                    break;
+                }
+                let batch = agent.fetch(remaining).await?;
+                if batch.is_void() {
+                    break;
+                }
+                let mut out = stdout.lock();
+                let mut bytes = 0;
+                for t in &batch.tickets {
+                    let line = t.to_json();
+                    bytes += line.len();
+                    writeln!(out, "{line}")
+                        .map_err(|e| Error::new(ErrorKind::Delivery, format!("stdout: {e}")))?;
+                }
+                out.flush()
+                    .map_err(|e| Error::new(ErrorKind::Delivery, format!("stdout: {e}")))?;
+                drop(out);
+                progress.add(&name, batch.len(), bytes);
+                remaining = remaining.saturating_sub(batch.len().max(1));
+                agent.ack(&batch).await?;
+            }
+            agent.disconnect().await;
+            Ok(())
+        });
+        progress.done();
+        if let Err(e) = result {
+            eprint!("mailbox {name}: ");
+            report_error(&e);
+            code = code.max(exit_code_for(&e));
+        }
+    }
+    code
+}

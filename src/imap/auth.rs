@@ -13,7 +13,10 @@ use std::time::Duration;
 /// What to authenticate with.
 pub enum Credentials<'a> {
     /// `LOGIN username password`.
-    Login { username: &'a str, password: &'a Secret },
+    Login {
+        username: &'a str,
+        password: &'a Secret,
+    },
     /// `AUTHENTICATE XOAUTH2` for mailbox `user` with a bearer `token`.
     XOAuth2 { user: &'a str, token: &'a Secret },
 }
@@ -29,7 +32,10 @@ pub struct AuthFailure {
 
 impl From<Error> for AuthFailure {
     fn from(error: Error) -> Self {
-        AuthFailure { error, retry_on: None }
+        AuthFailure {
+            error,
+            retry_on: None,
+        }
     }
 }
 
@@ -68,7 +74,10 @@ pub async fn authenticate(
     allow_plaintext: bool,
     timeout: Duration,
 ) -> std::result::Result<Session, AuthFailure> {
-    let Greeted { client, capabilities } = greeted;
+    let Greeted {
+        client,
+        capabilities,
+    } = greeted;
     match credentials {
         Credentials::Login { username, password } => {
             if capabilities.has("LOGINDISABLED") {
@@ -114,7 +123,10 @@ pub async fn authenticate(
                     };
                     Err(AuthFailure {
                         error,
-                        retry_on: Some(Greeted { client, capabilities }),
+                        retry_on: Some(Greeted {
+                            client,
+                            capabilities,
+                        }),
                     })
                 }
             }
@@ -135,7 +147,10 @@ pub async fn authenticate(
             } else {
                 "XOAUTH2"
             };
-            let auth = XOAuth2 { initial: &initial, challenge: &mut challenge };
+            let auth = XOAuth2 {
+                initial: &initial,
+                challenge: &mut challenge,
+            };
             let attempt = with_timeout(timeout, "AUTHENTICATE XOAUTH2", async {
                 Ok(client.authenticate(mechanism, auth).await)
             })
@@ -151,9 +166,14 @@ pub async fn authenticate(
                     let error = if text.to_ascii_uppercase().contains("[UNAVAILABLE]") {
                         Error::new(
                             ErrorKind::ServerUnavailable,
-                            format!("AUTHENTICATE XOAUTH2: temporarily unavailable: {text}{detail}"),
+                            format!(
+                                "AUTHENTICATE XOAUTH2: temporarily unavailable: {text}{detail}"
+                            ),
                         )
-                    } else if matches!(e, async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_)) {
+                    } else if matches!(
+                        e,
+                        async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_)
+                    ) {
                         Error::new(
                             ErrorKind::ImapOAuthRejected,
                             format!("AUTHENTICATE XOAUTH2 for {user} was refused: {text}{detail}"),
@@ -163,7 +183,10 @@ pub async fn authenticate(
                     };
                     Err(AuthFailure {
                         error,
-                        retry_on: Some(Greeted { client, capabilities }),
+                        retry_on: Some(Greeted {
+                            client,
+                            capabilities,
+                        }),
                     })
                 }
             }

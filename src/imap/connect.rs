@@ -80,7 +80,8 @@ pub async fn secure(target: &Target, tcp: TcpStream) -> Result<Client<MailStream
     match target.encryption {
         Encryption::Ssl => {
             let tls =
-                crate::tls::handshake(target.tls.clone(), &target.server, tcp, target.timeout).await?;
+                crate::tls::handshake(target.tls.clone(), &target.server, tcp, target.timeout)
+                    .await?;
             let mut client = Client::new(MailStream::Tls(Box::new(tls)));
             read_greeting(&mut client, target).await?;
             Ok(client)
@@ -120,7 +121,8 @@ pub async fn secure(target: &Target, tcp: TcpStream) -> Result<Client<MailStream
                 return Err(protocol_error("STARTTLS on an already encrypted stream"));
             };
             let tls =
-                crate::tls::handshake(target.tls.clone(), &target.server, tcp, target.timeout).await?;
+                crate::tls::handshake(target.tls.clone(), &target.server, tcp, target.timeout)
+                    .await?;
             Ok(Client::new(MailStream::Tls(Box::new(tls))))
         }
     }
@@ -128,7 +130,10 @@ pub async fn secure(target: &Target, tcp: TcpStream) -> Result<Client<MailStream
 
 /// Step 3: what the server can do (asked on the final transport: pre-STARTTLS answers are not
 /// trusted).
-pub async fn capabilities(client: &mut Client<MailStream>, timeout: Duration) -> Result<Capabilities> {
+pub async fn capabilities(
+    client: &mut Client<MailStream>,
+    timeout: Duration,
+) -> Result<Capabilities> {
     let mut caps = Capabilities::default();
     let status = with_timeout(timeout, "CAPABILITY", async {
         raw_command(client, "P1", "CAPABILITY", |resp| {
@@ -150,7 +155,10 @@ pub async fn connect(target: &Target) -> Result<Greeted> {
     let tcp = tcp(target).await?;
     let mut client = secure(target, tcp).await?;
     let capabilities = capabilities(&mut client, target.timeout).await?;
-    Ok(Greeted { client, capabilities })
+    Ok(Greeted {
+        client,
+        capabilities,
+    })
 }
 
 async fn read_greeting(client: &mut Client<MailStream>, target: &Target) -> Result<()> {
@@ -161,18 +169,30 @@ async fn read_greeting(client: &mut Client<MailStream>, target: &Target) -> Resu
             .await
             .map_err(|e| Error::from(e).context(&what))?
             .ok_or_else(|| {
-                Error::new(ErrorKind::ConnectionClosed, format!("{what}: connection closed"))
-                    .with_fix("check the port and encryption type (993 = ssl, 143 = starttls)")
+                Error::new(
+                    ErrorKind::ConnectionClosed,
+                    format!("{what}: connection closed"),
+                )
+                .with_fix("check the port and encryption type (993 = ssl, 143 = starttls)")
             })?;
         match resp.parsed() {
-            Response::Data { status: Status::Ok, .. } => Ok(()),
-            Response::Data { status: Status::Bye, outcome } => Err(Error::new(
+            Response::Data {
+                status: Status::Ok, ..
+            } => Ok(()),
+            Response::Data {
+                status: Status::Bye,
+                outcome,
+            } => Err(Error::new(
                 ErrorKind::ServerUnavailable,
-                format!("{what}: BYE {}", outcome.information.as_deref().unwrap_or("")),
+                format!(
+                    "{what}: BYE {}",
+                    outcome.information.as_deref().unwrap_or("")
+                ),
             )),
-            Response::Data { status: Status::PreAuth, .. } => {
-                Err(protocol_error(format!("{what}: PREAUTH is not supported")))
-            }
+            Response::Data {
+                status: Status::PreAuth,
+                ..
+            } => Err(protocol_error(format!("{what}: PREAUTH is not supported"))),
             _ => Err(protocol_error(format!("{what}: not an IMAP greeting"))
                 .with_fix("check the port and encryption type (993 = ssl, 143 = starttls)")),
         }

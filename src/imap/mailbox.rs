@@ -81,7 +81,11 @@ impl Session {
         capabilities: Capabilities,
         timeout: Duration,
     ) -> Self {
-        Session { inner, capabilities, timeout }
+        Session {
+            inner,
+            capabilities,
+            timeout,
+        }
     }
 
     /// The capabilities announced before authentication.
@@ -96,7 +100,10 @@ impl Session {
     /// Refreshes the capabilities (servers may announce more after authentication).
     pub async fn refresh_capabilities(&mut self) -> Result<()> {
         let caps = with_timeout(self.timeout, "CAPABILITY", async {
-            self.inner.capabilities().await.map_err(|e| map_err("CAPABILITY", e))
+            self.inner
+                .capabilities()
+                .await
+                .map_err(|e| map_err("CAPABILITY", e))
         })
         .await?;
         let mut names = Vec::new();
@@ -165,7 +172,10 @@ impl Session {
                 .await
                 .map_err(|e| map_err("LIST", e))?;
             let names: Vec<_> = stream.try_collect().await.map_err(|e| map_err("LIST", e))?;
-            Ok(names.iter().map(|n| n.name().to_string()).collect::<Vec<_>>())
+            Ok(names
+                .iter()
+                .map(|n| n.name().to_string())
+                .collect::<Vec<_>>())
         })
         .await?;
         self.drain_unsolicited();
@@ -175,11 +185,15 @@ impl Session {
     /// CREATE `folder` (an existing one is fine).
     pub async fn create_folder(&mut self, folder: &str) -> Result<()> {
         let what = format!("CREATE {folder}");
-        let res = with_timeout(self.timeout, &what, async { Ok(self.inner.create(quote(folder)).await) })
-            .await?;
+        let res = with_timeout(self.timeout, &what, async {
+            Ok(self.inner.create(quote(folder)).await)
+        })
+        .await?;
         match res {
             Ok(()) => Ok(()),
-            Err(async_imap::error::Error::No(t)) if t.to_ascii_uppercase().contains("ALREADYEXISTS") => {
+            Err(async_imap::error::Error::No(t))
+                if t.to_ascii_uppercase().contains("ALREADYEXISTS") =>
+            {
                 Ok(())
             }
             Err(e) => Err(map_err(&what, e)),
@@ -190,7 +204,10 @@ impl Session {
     pub async fn search(&mut self, query: &str) -> Result<Vec<u32>> {
         let what = format!("UID SEARCH {query}");
         let set = with_timeout(self.timeout, &what, async {
-            self.inner.uid_search(query).await.map_err(|e| map_err(&what, e))
+            self.inner
+                .uid_search(query)
+                .await
+                .map_err(|e| map_err(&what, e))
         })
         .await?;
         self.drain_unsolicited();
@@ -228,9 +245,18 @@ impl Session {
     /// UID FETCH the whole messages `uids` (BODY.PEEK[], so nothing is marked read). Messages
     /// deleted meanwhile are simply absent from the result. `expected_bytes` widens the timeout
     /// for large batches.
-    pub async fn fetch(&mut self, uids: &[u32], expected_bytes: u64) -> Result<Vec<FetchedMessage>> {
-        self.fetch_items(uids, "(UID FLAGS RFC822.SIZE BODY.PEEK[])", expected_bytes, false)
-            .await
+    pub async fn fetch(
+        &mut self,
+        uids: &[u32],
+        expected_bytes: u64,
+    ) -> Result<Vec<FetchedMessage>> {
+        self.fetch_items(
+            uids,
+            "(UID FLAGS RFC822.SIZE BODY.PEEK[])",
+            expected_bytes,
+            false,
+        )
+        .await
     }
 
     /// UID FETCH only the header of `uids` (for messages too large to carry).
@@ -331,13 +357,19 @@ impl Session {
         if self.capabilities.has("MOVE") {
             let what = format!("UID MOVE {set} {target}");
             with_timeout(self.timeout, &what, async {
-                self.inner.uid_mv(&set, target).await.map_err(|e| map_err(&what, e))
+                self.inner
+                    .uid_mv(&set, target)
+                    .await
+                    .map_err(|e| map_err(&what, e))
             })
             .await?;
         } else {
             let what = format!("UID COPY {set} {target}");
             with_timeout(self.timeout, &what, async {
-                self.inner.uid_copy(&set, target).await.map_err(|e| map_err(&what, e))
+                self.inner
+                    .uid_copy(&set, target)
+                    .await
+                    .map_err(|e| map_err(&what, e))
             })
             .await?;
             self.delete(uids).await?;
@@ -356,15 +388,26 @@ impl Session {
         if self.capabilities.has("UIDPLUS") {
             let what = format!("UID EXPUNGE {set}");
             with_timeout(self.timeout, &what, async {
-                let stream = self.inner.uid_expunge(&set).await.map_err(|e| map_err(&what, e))?;
+                let stream = self
+                    .inner
+                    .uid_expunge(&set)
+                    .await
+                    .map_err(|e| map_err(&what, e))?;
                 let _: Vec<_> = stream.try_collect().await.map_err(|e| map_err(&what, e))?;
                 Ok(())
             })
             .await?;
         } else {
             with_timeout(self.timeout, "EXPUNGE", async {
-                let stream = self.inner.expunge().await.map_err(|e| map_err("EXPUNGE", e))?;
-                let _: Vec<_> = stream.try_collect().await.map_err(|e| map_err("EXPUNGE", e))?;
+                let stream = self
+                    .inner
+                    .expunge()
+                    .await
+                    .map_err(|e| map_err("EXPUNGE", e))?;
+                let _: Vec<_> = stream
+                    .try_collect()
+                    .await
+                    .map_err(|e| map_err("EXPUNGE", e))?;
                 Ok(())
             })
             .await?;
@@ -402,7 +445,11 @@ impl Session {
         capabilities: Capabilities,
         timeout: Duration,
     ) -> Self {
-        Session { inner, capabilities, timeout }
+        Session {
+            inner,
+            capabilities,
+            timeout,
+        }
     }
 }
 

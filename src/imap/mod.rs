@@ -39,16 +39,25 @@ pub(crate) async fn raw_command(
             .await
             .map_err(|e| Error::from(e).context(command))?
             .ok_or_else(|| {
-                Error::new(ErrorKind::ConnectionClosed, format!("{command}: connection closed"))
+                Error::new(
+                    ErrorKind::ConnectionClosed,
+                    format!("{command}: connection closed"),
+                )
             })?;
         match resp.parsed() {
             Response::Done { tag: t, status, .. } if t.0 == tag => {
                 return Ok(matches!(status, Status::Ok))
             }
-            Response::Data { status: Status::Bye, outcome } => {
+            Response::Data {
+                status: Status::Bye,
+                outcome,
+            } => {
                 return Err(Error::new(
                     ErrorKind::ServerUnavailable,
-                    format!("{command}: server said BYE {}", outcome.information.as_deref().unwrap_or("")),
+                    format!(
+                        "{command}: server said BYE {}",
+                        outcome.information.as_deref().unwrap_or("")
+                    ),
                 ))
             }
             other => on_untagged(other),
@@ -61,9 +70,10 @@ pub(crate) fn map_err(command: &str, e: async_imap::error::Error) -> Error {
     use async_imap::error::Error as E;
     match e {
         E::Io(io) => Error::from(io).context(command),
-        E::ConnectionLost => {
-            Error::new(ErrorKind::ConnectionClosed, format!("{command}: connection lost"))
-        }
+        E::ConnectionLost => Error::new(
+            ErrorKind::ConnectionClosed,
+            format!("{command}: connection lost"),
+        ),
         E::No(text) | E::Bad(text) => {
             let info = server_text(&text);
             let kind = if info.to_ascii_uppercase().contains("[UNAVAILABLE]") {
@@ -106,7 +116,9 @@ mod tests {
     #[test]
     fn server_text_keeps_the_words() {
         assert_eq!(
-            server_text(r#"code: None, info: Some("[UNAVAILABLE] Temporary authentication failure.")"#),
+            server_text(
+                r#"code: None, info: Some("[UNAVAILABLE] Temporary authentication failure.")"#
+            ),
             "[UNAVAILABLE] Temporary authentication failure."
         );
         let e = map_err(
