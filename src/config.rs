@@ -37,8 +37,9 @@ pub struct Config {
     pub mailboxes: Vec<Mailbox>,
 }
 
-/// Where tickets are delivered (`output`).
-#[derive(Debug, Clone, PartialEq)]
+/// Where tickets are delivered (`output`). `Debug` hides the webhook URL's query, which often
+/// carries an access key (`?code=…`).
+#[derive(Clone, PartialEq)]
 pub enum Output {
     /// JSON lines on standard output.
     Stdout,
@@ -210,6 +211,25 @@ const OAUTH_KEYS: &[&str] = &[
     "authority",
     "proxy",
 ];
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Stdout => f.write_str("Stdout"),
+            Output::Spool { dir } => f.debug_struct("Spool").field("dir", dir).finish(),
+            Output::Webhook { url, token } => {
+                let shown = match url.split_once('?') {
+                    Some((base, _)) => format!("{base}?…"),
+                    None => url.clone(),
+                };
+                f.debug_struct("Webhook")
+                    .field("url", &shown)
+                    .field("token", token)
+                    .finish()
+            }
+        }
+    }
+}
 
 impl Default for Imap {
     fn default() -> Self {
@@ -730,6 +750,12 @@ impl Mailbox {
                 at("imap.port")
             ),
             _ => {}
+        }
+        if !self.oauth.enabled && self.oauth.shared_mailbox {
+            log::warn!(
+                "{}: has no effect with Basic sign-in (oauth.enabled is false)",
+                at("oauth.shared_mailbox")
+            );
         }
         if self.oauth.enabled
             && self.oauth.shared_mailbox

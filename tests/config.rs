@@ -230,6 +230,11 @@ fn secrets_resolve_and_never_show_in_debug() {
     assert!(
         matches!(c.output, Output::Webhook { token: Some(ref t), .. } if t.expose() == "env-token-4")
     );
+    // The query of a webhook URL often holds an access key.
+    assert_eq!(
+        format!("{:?}", c.output),
+        r#"Webhook { url: "https://x.example/h?…", token: Some(Secret(***)) }"#
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 
@@ -949,4 +954,64 @@ fn shared_mailbox_needs_a_delegate_for_the_password_flow() {
         r#""shared_mailbox": true, "flow": "client_credentials", "client_secret": "c""#,
     ))
     .unwrap();
+}
+
+#[test]
+fn random_inputs_never_panic() {
+    // Deterministic xorshift mutations of a valid config: byte changes, token splices, cuts.
+    let seed_text = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.example.json"),
+    )
+    .unwrap();
+    let tokens: [&[u8]; 16] = [
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"\"",
+        b",",
+        b":",
+        b"null",
+        b"true",
+        b"-1",
+        b"1e9",
+        b"\\u",
+        b"\"imap\": {",
+        b"\"port\": ",
+        b"\"mailboxes\": [",
+        b"\xc3\xa9",
+    ];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut accepted = 0;
+    for _ in 0..3000 {
+        let mut bytes = seed_text.as_bytes().to_vec();
+        for _ in 0..(1 + next() % 4) {
+            let at = (next() as usize) % (bytes.len() + 1);
+            match next() % 3 {
+                0 if at < bytes.len() => bytes[at] = (next() % 128) as u8,
+                1 => {
+                    let t = tokens[(next() as usize) % tokens.len()];
+                    bytes.splice(at..at, t.iter().copied());
+                }
+                _ => {
+                    let end = (at + (next() as usize) % 16).min(bytes.len());
+                    bytes.drain(at..end);
+                }
+            }
+        }
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            if Config::from_json_with_env(text, Path::new(BASE), &|_| Some("x".into())).is_ok() {
+                accepted += 1;
+            }
+            let _ = Mailbox::from_json_incomplete(text, Path::new(BASE));
+        }
+    }
+    // Mutations inside comments keep some inputs valid; most are refused.
+    assert!(accepted > 0 && accepted < 3000, "accepted {accepted}");
 }
