@@ -12,7 +12,7 @@ enum Reply {
 }
 
 /// Reads one request (head and Content-Length body) from `s`.
-fn read_request(s: &mut TcpStream) -> Vec<u8> {
+fn read_request(s: &mut impl Read) -> Vec<u8> {
     let mut req = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -417,4 +417,104 @@ fn debug_of_response_hides_the_body() {
     };
     let s = format!("{r:?}");
     assert!(!s.contains("secret"), "{s}");
+}
+
+// --- HTTPS against a local rustls server with the test CA of tests/fixtures/http-tls (a
+// long-lived CA and a certificate for localhost and 127.0.0.1, made with openssl).
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/http-tls")
+        .join(name)
+}
+
+/// A one-connection TLS server sending `reply`, then closing with or without close_notify.
+fn tls_server(reply: &'static [u8], close_notify: bool) -> (u16, JoinHandle<Vec<u8>>) {
+    use futures_rustls::rustls;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(fixture("server.pem"))
+        .unwrap()
+        .collect::<std::result::Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixture("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let conn = rustls::ServerConnection::new(std::sync::Arc::new(config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let req = read_request(&mut tls);
+        if req.is_empty() {
+            return req; // the client refused the certificate
+        }
+        tls.write_all(reply).unwrap();
+        tls.flush().unwrap();
+        if close_notify {
+            tls.conn.send_close_notify();
+            let _ = tls.conn.write_tls(&mut tls.sock);
+        }
+        let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+        req
+    });
+    (port, handle)
+}
+
+fn tls_opts() -> HttpOptions {
+    HttpOptions {
+        ca_file: Some(fixture("ca.pem")),
+        timeout: Duration::from_secs(5),
+        ..HttpOptions::default()
+    }
+}
+
+#[test]
+fn https_close_delimited_body_without_close_notify() {
+    let (port, h) = tls_server(b"HTTP/1.1 200 OK\r\n\r\n{\"ok\":true}", false);
+    let r = post(&format!("https://localhost:{port}/t/token"), &tls_opts()).unwrap();
+    assert_eq!(r.body, b"{\"ok\":true}");
+    let req = String::from_utf8(h.join().unwrap()).unwrap();
+    assert!(
+        req.starts_with("POST /t/token HTTP/1.1\r\nHost: localhost:"),
+        "{req}"
+    );
+}
+
+#[test]
+fn https_content_length_with_and_without_close_notify() {
+    for notify in [true, false] {
+        let (port, h) = tls_server(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd", notify);
+        let r = post(&format!("https://127.0.0.1:{port}/"), &tls_opts()).unwrap();
+        assert_eq!(r.body, b"abcd");
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn https_truncated_body_is_an_error() {
+    let (port, h) = tls_server(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\nabcd", false);
+    let e = post(&format!("https://localhost:{port}/"), &tls_opts()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionClosed, "{e}");
+    h.join().unwrap();
+}
+
+#[test]
+fn https_unknown_ca_is_a_certificate_error() {
+    let (port, h) = tls_server(b"HTTP/1.1 200 OK\r\n\r\n", false);
+    let o = HttpOptions {
+        ca_file: None,
+        ..tls_opts()
+    };
+    let e = post(&format!("https://localhost:{port}/"), &o).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Certificate, "{e}");
+    assert!(e.message().contains("localhost"), "{e}");
+    let _ = h.join();
 }

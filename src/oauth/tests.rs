@@ -575,3 +575,138 @@ fn secrets_stay_out_of_debug_and_errors() {
     let text = format!("{e} {e:?} {p:?}");
     assert!(!text.contains("CS-SECRET-1"), "{text}");
 }
+
+/// Every log record of this test binary, at trace level.
+static LOGS: Mutex<String> = Mutex::new(String::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        let line = format!(
+            "{} {}: {}\n",
+            record.level(),
+            record.target(),
+            record.args()
+        );
+        LOGS.lock().unwrap().push_str(&line);
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture;
+
+#[test]
+fn a_whole_run_logs_no_secret() {
+    let _ = log::set_logger(&CAPTURE);
+    log::set_max_level(log::LevelFilter::Trace);
+    let idp = MockIdp::start(|req, i| {
+        if req.path.ends_with("/devicecode") {
+            return (200, "{\"user_code\":\"UC-1\",\"device_code\":\"DC-SECRET-9\",\"verification_uri\":\"https://microsoft.com/devicelogin\",\"expires_in\":60,\"interval\":1}".into());
+        }
+        match req.form["grant_type"].as_str() {
+            "password" if req.form["password"] == "PW-SECRET-9" => (
+                200,
+                token_json(
+                    &format!("AT-SECRET-9-{i}"),
+                    Some(&format!("RT-SECRET-9-{i}")),
+                    3600,
+                ),
+            ),
+            "refresh_token" if req.form["refresh_token"] == "RT-SECRET-9-0" => (
+                200,
+                token_json(
+                    &format!("AT-SECRET-9-{i}"),
+                    Some(&format!("RT-SECRET-9-{i}")),
+                    3600,
+                ),
+            ),
+            "client_credentials" => (
+                401,
+                error_json("invalid_client", 7000215, "Invalid client secret provided."),
+            ),
+            DEVICE_CODE_GRANT => (
+                200,
+                token_json("AT-SECRET-9-dev", Some("RT-SECRET-9-dev"), 3600),
+            ),
+            _ => (
+                400,
+                error_json(
+                    "invalid_grant",
+                    50173,
+                    "The provided grant has expired due to it being revoked.",
+                ),
+            ),
+        }
+    });
+    let dir = temp_dir("logs");
+    let cache = dir.join("Helpdesk.token.json");
+    let mut p = provider(
+        &idp.base,
+        Flow::Password,
+        Some("PW-SECRET-9"),
+        Some(cache.clone()),
+    );
+    smol::block_on(p.access_token()).unwrap();
+    smol::block_on(p.invalidate_and_refresh()).unwrap();
+    // The rotated refresh token is now refused: fallback to the password.
+    smol::block_on(p.invalidate_and_refresh()).unwrap();
+    smol::block_on(p.device_login(|_| {})).unwrap();
+    let mut o = oauth(&idp.base, Flow::ClientCredentials);
+    o.client_secret = Some(Secret::new("CS-SECRET-9"));
+    let mut app = TokenProvider::new(&o, "", None, options(None)).unwrap();
+    let _ = smol::block_on(app.access_token()).unwrap_err();
+
+    let logs = LOGS.lock().unwrap().clone();
+    assert!(
+        logs.contains("HTTP POST 127.0.0.1"),
+        "the logger captured the run"
+    );
+    assert!(logs.contains("refresh token of alice@contoso.com was refused"));
+    for secret in [
+        "PW-SECRET-9",
+        "AT-SECRET-9",
+        "RT-SECRET-9",
+        "CS-SECRET-9",
+        "DC-SECRET-9",
+    ] {
+        assert!(!logs.contains(secret), "{secret} logged");
+    }
+    let cached = std::fs::read_to_string(&cache).unwrap();
+    assert!(
+        cached.contains("RT-SECRET-9-dev"),
+        "the cache holds the newest refresh token"
+    );
+    assert!(
+        !cached.contains("PW-SECRET-9"),
+        "the password is never cached"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn slow_identity_endpoint_times_out_naming_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (_s, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let mut p = TokenProvider::new(
+        &oauth(&base, Flow::Password),
+        "alice@contoso.com",
+        Some(Secret::new("pw")),
+        ProviderOptions {
+            timeout: Duration::from_millis(300),
+            ..options(None)
+        },
+    )
+    .unwrap();
+    let e = smol::block_on(p.access_token()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.message().contains("token endpoint 127.0.0.1"), "{e}");
+    assert!(e.fix().is_some());
+}
