@@ -24,6 +24,12 @@ pub const DELEGATED_SCOPE: &str = "https://outlook.office.com/IMAP.AccessAsUser.
 /// App-only scope (client credentials).
 pub const APP_SCOPE: &str = "https://outlook.office365.com/.default";
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// RFC 8628: `slow_down` adds 5 s to the polling interval (1 s in unit tests, to keep them fast).
+const SLOW_DOWN_STEP: Duration = if cfg!(test) {
+    Duration::from_secs(1)
+} else {
+    Duration::from_secs(5)
+};
 
 /// How a [`TokenProvider`] works, beyond the mailbox's OAuth settings.
 #[derive(Debug, Clone)]
@@ -238,7 +244,6 @@ impl TokenProvider {
         }
         self.tokens.expires_at = 0;
         self.tokens.renew_at = 0;
-        self.last_failure = None;
         if let Err(e) = self.save() {
             log::warn!("{e}");
         }
@@ -327,7 +332,7 @@ impl TokenProvider {
                     match code {
                         Some("authorization_pending") => continue,
                         Some("slow_down") => {
-                            interval += Duration::from_secs(5);
+                            interval += SLOW_DOWN_STEP;
                             continue;
                         }
                         _ if r.error.is_temporary() && transient_failures < 3 => {

@@ -428,6 +428,30 @@ fn device_code_login_polls_until_signed_in() {
 }
 
 #[test]
+fn device_code_slow_down_lengthens_the_interval() {
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let t2 = times.clone();
+    let idp = MockIdp::start(move |req, i| {
+        if req.path.ends_with("/devicecode") {
+            return (200, "{\"user_code\":\"U\",\"device_code\":\"D\",\"verification_uri\":\"https://microsoft.com/devicelogin\",\"expires_in\":60,\"interval\":1}".into());
+        }
+        t2.lock().unwrap().push(Instant::now());
+        match i {
+            1 => (400, error_json("slow_down", 70016, "slow down")),
+            2 => (400, error_json("authorization_pending", 70016, "pending")),
+            _ => (200, token_json("at", Some("rt"), 3600)),
+        }
+    });
+    let mut p = provider(&idp.base, Flow::DeviceCode, None, None);
+    smol::block_on(p.device_login(|_| {})).unwrap();
+    let times = times.lock().unwrap();
+    assert_eq!(times.len(), 3);
+    // After slow_down the interval is 1 s + SLOW_DOWN_STEP: a lower bound, never flaky.
+    assert!(times[1] - times[0] >= Duration::from_millis(1900));
+    assert!(times[2] - times[1] >= Duration::from_millis(1900));
+}
+
+#[test]
 fn device_code_declined_and_expired() {
     for (error, code, kind) in [
         (
