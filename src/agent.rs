@@ -123,12 +123,21 @@ impl Agent {
         let state = state::load(&paths.state)?;
         let tls = crate::tls::client_config(mailbox.imap.ca_file.as_deref())?;
         let tokens = if mailbox.oauth.enabled {
+            let options = crate::oauth::ProviderOptions {
+                cache_path: Some(paths.token_cache.clone()),
+                timeout: Duration::from_secs(mailbox.imap.timeout_secs),
+                ca_file: mailbox.imap.ca_file.clone(),
+                sign_in_command: format!(
+                    "psa-mail-agent login --config <config file> --mailbox {:?}",
+                    mailbox.name
+                ),
+                ..Default::default()
+            };
             Some(crate::oauth::TokenProvider::new(
                 &mailbox.oauth,
                 &mailbox.username,
                 mailbox.password.clone(),
-                paths.token_cache.clone(),
-                Duration::from_secs(mailbox.imap.timeout_secs),
+                options,
             )?)
         } else {
             None
