@@ -35,6 +35,9 @@ pub fn html_to_text(html: &str, opts: Html2TextOptions) -> String {
         link: None,
         pre: 0,
         cells: Vec::new(),
+        tables: Vec::new(),
+        table_scans: 0,
+        next_table_is_data: false,
         stop: false,
     };
     conv.run(html);
@@ -188,6 +191,10 @@ struct Converter {
     pre: usize,
     /// Per open table row: how many of its cells produced text.
     cells: Vec<usize>,
+    /// Per open table: true for a data table (cells joined by ` | `), false for layout.
+    tables: Vec<bool>,
+    table_scans: usize,
+    next_table_is_data: bool,
     stop: bool,
 }
 
@@ -260,8 +267,17 @@ impl Converter {
         self.skip_depth > 0
     }
 
+    /// Inside a cell of a data table (where block breaks become spaces).
     fn in_cell(&self) -> bool {
-        self.stack.iter().any(|o| o.cell)
+        self.stack
+            .iter()
+            .rev()
+            .find(|o| o.name.starts_with("td") || o.name.starts_with("th"))
+            .is_some_and(|o| o.cell)
+    }
+
+    fn in_data_table(&self) -> bool {
+        self.tables.last().copied().unwrap_or(false)
     }
 
     fn run(&mut self, html: &str) {
@@ -318,6 +334,13 @@ impl Converter {
                     if tag.closing {
                         self.on_close(&tag.name);
                     } else {
+                        if tag.name == "table" && !self.skipping() {
+                            // Bounded: a document of a million tables is not scanned a
+                            // million times.
+                            self.next_table_is_data =
+                                self.table_scans < MAX_TABLE_SCANS && is_data_table(&html[i..]);
+                            self.table_scans += 1;
+                        }
                         self.on_open(&tag);
                     }
                 }
@@ -365,7 +388,7 @@ impl Converter {
         if self.stack.len() >= MAX_DEPTH {
             return;
         }
-        let cell = matches!(tag.name.as_str(), "td" | "th");
+        let cell = matches!(tag.name.as_str(), "td" | "th") && self.in_data_table();
         let quote = tag.name == "blockquote" && !skip;
         if skip {
             self.skip_depth += 1;
@@ -525,7 +548,7 @@ impl Converter {
                 self.w.raw(&marker);
             }
             "tr" => self.cells.push(0),
-            "td" | "th" => {
+            "td" | "th" if self.in_data_table() => {
                 if let Some(n) = self.cells.last() {
                     if *n > 0 {
                         self.w.cell_sep = true;
@@ -546,6 +569,12 @@ impl Converter {
             _ => {}
         }
         if !is_void(name) && !tag.self_closing {
+            if name == "table" {
+                if self.stack.len() >= MAX_DEPTH {
+                    return;
+                }
+                self.tables.push(self.next_table_is_data);
+            }
             // Remember where a cell's text starts to know whether it produced any.
             self.push(tag, false);
             if matches!(name, "td" | "th") {
@@ -648,6 +677,9 @@ impl Converter {
                 }
             }
             "pre" => self.pre = self.pre.saturating_sub(1),
+            "table" => {
+                self.tables.pop();
+            }
             "tr" => {
                 self.cells.pop();
                 self.w.cell_sep = false;
@@ -671,6 +703,49 @@ impl Converter {
             }
         }
     }
+}
+
+/// How many tables get their look-ahead scan; later ones render as layout tables.
+const MAX_TABLE_SCANS: usize = 64;
+/// How far ahead a table's look-ahead reads.
+const TABLE_SCAN_BYTES: usize = 64 * 1024;
+
+/// Whether the table starting here holds data (rows of several cells) rather than layout
+/// (one cell per row, or nested tables, as newsletters and signatures use). `rest` starts right
+/// after the `<table …>` tag.
+fn is_data_table(rest: &str) -> bool {
+    let b = rest.as_bytes();
+    let limit = b.len().min(TABLE_SCAN_BYTES);
+    let mut i = 0;
+    let mut cells_in_row = 0usize;
+    let mut max_cells = 0usize;
+    while i < limit {
+        if b[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        let closing = b.get(i + 1) == Some(&b'/');
+        let start = if closing { i + 2 } else { i + 1 };
+        let mut end = start;
+        while end < b.len() && end - start < 8 && b[end].is_ascii_alphanumeric() {
+            end += 1;
+        }
+        let name = &b[start..end];
+        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        if is(b"table") {
+            if closing {
+                break;
+            }
+            return false; // nested table: layout
+        } else if is(b"tr") && !closing {
+            cells_in_row = 0;
+        } else if (is(b"td") || is(b"th")) && !closing {
+            cells_in_row += 1;
+            max_cells = max_cells.max(cells_in_row);
+        }
+        i = end.max(i + 1);
+    }
+    max_cells > 1
 }
 
 enum QuoteMark {

@@ -152,11 +152,18 @@ fn trim_lines(lines: &[&str]) -> String {
         .rposition(|l| !is_blank(l))
         .map_or(start, |e| e + 1);
     let mut out = String::new();
+    let mut blank = false;
     for (i, l) in lines[start..end].iter().enumerate() {
+        let l = l.trim_end();
+        // Removed quotes leave runs of blank lines behind: one is enough.
+        if l.is_empty() && blank {
+            continue;
+        }
+        blank = l.is_empty();
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(l.trim_end());
+        out.push_str(l);
     }
     out
 }
