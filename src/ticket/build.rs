@@ -439,7 +439,7 @@ fn raw_header_bytes<'a>(
 fn convert_addr(name: Option<&str>, address: Option<&str>) -> Address {
     let name = name
         .map(collapse_ws)
-        .map(|n| n.trim_matches(['"', '\'', ' ']).to_string())
+        .map(|n| unquote(&n).to_string())
         .filter(|n| !n.is_empty());
     Address {
         name,
@@ -452,6 +452,16 @@ fn convert_addr(name: Option<&str>, address: Option<&str>) -> Address {
             })
             .unwrap_or_default(),
     }
+}
+
+/// Outlook sometimes double-quotes names (`"'Jane Doe'"`): drop one matching pair.
+fn unquote(name: &str) -> &str {
+    for q in ['"', '\''] {
+        if name.len() >= 2 && name.starts_with(q) && name.ends_with(q) {
+            return name[1..name.len() - 1].trim();
+        }
+    }
+    name
 }
 
 fn addresses_of(value: &MpAddress<'_>) -> Vec<Address> {
