@@ -632,6 +632,25 @@ fn is_delivery_report(msg: &Message<'_>) -> bool {
     msg.parts.iter().any(is_report_part)
 }
 
+/// "S/MIME" or "PGP" when the message body is encrypted.
+fn encryption_of(msg: &Message<'_>) -> Option<&'static str> {
+    msg.parts.iter().find_map(|p| {
+        let ct = p.content_type()?;
+        let sub = ct.subtype().unwrap_or("").to_ascii_lowercase();
+        let typ = ct.ctype().to_ascii_lowercase();
+        if typ == "application" && (sub == "pkcs7-mime" || sub == "x-pkcs7-mime") {
+            let signed_only = ct
+                .attribute("smime-type")
+                .is_some_and(|t| t.eq_ignore_ascii_case("signed-data"));
+            return (!signed_only).then_some("S/MIME");
+        }
+        if typ == "multipart" && sub == "encrypted" {
+            return Some("PGP");
+        }
+        None
+    })
+}
+
 /// Warns about MIME nesting beyond [`MAX_MIME_DEPTH`] and parts mail-parser could not decode.
 fn check_structure(msg: &Message<'_>, warnings: &mut Vec<String>) {
     let mut max_depth = 0usize;
@@ -662,6 +681,11 @@ fn check_structure(msg: &Message<'_>, warnings: &mut Vec<String>) {
         .enumerate()
         .filter(|(_, p)| p.is_encoding_problem)
         .count();
+    if let Some(kind) = encryption_of(msg) {
+        warnings.push(format!(
+            "the message is encrypted ({kind}); its text cannot be read without the recipient's key"
+        ));
+    }
     if broken > 0 {
         warnings.push(format!(
             "{broken} MIME part(s) malformed or truncated; decoded as far as possible"

@@ -175,6 +175,8 @@ fn tidy(s: &str) -> String {
 
 struct Open {
     name: String,
+    /// Line breaks this element puts around itself.
+    breaks: u8,
     skip: bool,
     cell: bool,
     quote: bool,
@@ -399,6 +401,7 @@ impl Converter {
         }
         self.stack.push(Open {
             name: tag.name.clone(),
+            breaks: block_breaks(&tag.name),
             skip,
             cell,
             quote,
@@ -577,8 +580,9 @@ impl Converter {
             }
             // Remember where a cell's text starts to know whether it produced any.
             self.push(tag, false);
-            if matches!(name, "td" | "th") {
-                if let Some(last) = self.stack.last_mut() {
+            if let Some(last) = self.stack.last_mut() {
+                last.breaks = breaks;
+                if matches!(name, "td" | "th") {
                     last.name = format!("{}@{}", name, self.w.out.len());
                 }
             }
@@ -671,10 +675,6 @@ impl Converter {
             }
             "ul" | "ol" => {
                 self.lists.pop();
-                if !self.lists.is_empty() {
-                    self.w.block(1);
-                    return;
-                }
             }
             "pre" => self.pre = self.pre.saturating_sub(1),
             "table" => {
@@ -694,7 +694,7 @@ impl Converter {
             }
             _ => {}
         }
-        let breaks = block_breaks(&base);
+        let breaks = open.breaks;
         if breaks > 0 {
             if self.in_cell() && !matches!(base.as_str(), "tr" | "table") {
                 self.w.space = true;
@@ -999,6 +999,9 @@ mod tests {
     fn outlook_mso_paragraphs_are_single_lines() {
         let html = r#"<p class=MsoNormal>Hello,<o:p></o:p></p><p class=MsoNormal><o:p>&nbsp;</o:p></p><p class=MsoNormal>The printer is broken.<o:p></o:p></p>"#;
         assert_eq!(t(html), "Hello,\n\nThe printer is broken.");
+        let html =
+            "<p class=MsoNormal>Merci,<o:p></o:p></p>\n<p class=MsoNormal>Julien<o:p></o:p></p>";
+        assert_eq!(t(html), "Merci,\nJulien");
     }
 
     #[test]
