@@ -353,3 +353,19 @@ fn truncated_and_mangled_fixtures_never_panic() {
     }
     assert!(runs > 1000, "{runs}");
 }
+
+#[test]
+fn missing_date_falls_back_to_received() {
+    let raw = b"Received: from a.example by mx.example with ESMTP id 1; Tue, 24 Nov 2026 10:00:00 +0100\r\n\
+From: a@example.com\r\nSubject: no date\r\n\r\nx\r\n";
+    let t = build(raw, &TicketOptions::default()).expect("ticket");
+    assert_eq!(t.date.as_deref(), Some("2026-11-24T09:00:00Z"));
+    assert!(t.warnings.iter().any(|w| w.contains("received")));
+    let t = build(
+        b"From: a@example.com\r\nSubject: x\r\n\r\nx\r\n",
+        &TicketOptions::default(),
+    )
+    .expect("ticket");
+    assert_eq!(t.date, None);
+    assert!(t.warnings.iter().any(|w| w == "no Date header"));
+}

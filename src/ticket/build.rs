@@ -525,16 +525,24 @@ fn address_list(
 }
 
 fn date_of(msg: &Message<'_>, warnings: &mut Vec<String>) -> Option<String> {
-    match msg.header(HeaderName::Date) {
+    let utc = |dt: &DateTime| DateTime::from_timestamp(dt.to_timestamp()).to_rfc3339();
+    let problem = match msg.header(HeaderName::Date) {
+        Some(HeaderValue::DateTime(dt)) if dt.is_valid() => return Some(utc(dt)),
+        None => "no Date header",
+        Some(_) => "Date header could not be parsed",
+    };
+    // The newest Received line says when the message reached our server: better than nothing.
+    let received = msg
+        .received()
+        .and_then(|r| r.date())
+        .filter(|d| d.is_valid());
+    match received {
+        Some(dt) => {
+            warnings.push(format!("{problem}; used the time it was received"));
+            Some(utc(&dt))
+        }
         None => {
-            warnings.push("no Date header".to_string());
-            None
-        }
-        Some(HeaderValue::DateTime(dt)) if dt.is_valid() => {
-            Some(DateTime::from_timestamp(dt.to_timestamp()).to_rfc3339())
-        }
-        Some(_) => {
-            warnings.push("Date header could not be parsed".to_string());
+            warnings.push(problem.to_string());
             None
         }
     }

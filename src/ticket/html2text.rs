@@ -559,7 +559,7 @@ impl Converter {
                 }
             }
             "a" => {
-                let href = tag.attr("href").unwrap_or("").trim().to_string();
+                let href = unwrap_safelink(tag.attr("href").unwrap_or("").trim());
                 self.w.flush_breaks();
                 self.link = Some((href, self.w.out.len()));
             }
@@ -754,6 +754,45 @@ enum QuoteMark {
     StopHere,
 }
 
+/// Outlook's "Safe Links" wrap every URL in a long redirect; the ticket shows the real target.
+pub fn unwrap_safelink(href: &str) -> String {
+    let lower = href.to_ascii_lowercase();
+    if !lower.contains(".safelinks.protection.outlook.com/") {
+        return href.to_string();
+    }
+    let Some(q) = href.find('?') else {
+        return href.to_string();
+    };
+    for pair in href[q + 1..].split('&') {
+        if let Some(v) = pair.strip_prefix("url=") {
+            let decoded = percent_decode(v);
+            if decoded.starts_with("http://") || decoded.starts_with("https://") {
+                return decoded;
+            }
+        }
+    }
+    href.to_string()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
     let h = hay.as_bytes();
     let n = needle.as_bytes();
@@ -921,6 +960,27 @@ mod tests {
             "https://x.example/"
         );
         assert_eq!(t(r#"<a href="mailto:a@b.c">a@b.c</a>"#), "a@b.c");
+    }
+
+    #[test]
+    fn safelinks_are_unwrapped() {
+        let href = "https://eur01.safelinks.protection.outlook.com/?url=https%3A%2F%2Fportal.example.com%2Fticket%3Fid%3D5&data=05%7C02&reserved=0";
+        assert_eq!(
+            unwrap_safelink(href),
+            "https://portal.example.com/ticket?id=5"
+        );
+        assert_eq!(
+            t(&format!(r#"<a href="{href}">portal</a>"#)),
+            "portal (https://portal.example.com/ticket?id=5)"
+        );
+        assert_eq!(
+            unwrap_safelink("https://x.example/?url=%ZZ"),
+            "https://x.example/?url=%ZZ"
+        );
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("a%4"), "a%4");
+        assert_eq!(percent_decode("%C3%A9"), "é");
+        assert_eq!(percent_decode("%é%"), "%é%");
     }
 
     #[test]
