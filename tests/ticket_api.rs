@@ -369,3 +369,16 @@ From: a@example.com\r\nSubject: no date\r\n\r\nx\r\n";
     assert_eq!(t.date, None);
     assert!(t.warnings.iter().any(|w| w == "no Date header"));
 }
+
+#[test]
+fn raw_8bit_subject_is_read_as_windows_1252() {
+    let raw = b"From: a@example.com\r\nSubject: Gr\xfc\xdfe aus M\xfcnchen\r\n\r\nx\r\n";
+    let t = build(raw, &TicketOptions::default()).expect("ticket");
+    assert_eq!(t.subject, "Grüße aus München");
+    assert!(t.warnings.iter().any(|w| w.starts_with("Subject")));
+    // Raw UTF-8 (common today) is kept as it is, without a warning.
+    let raw = "From: a@example.com\r\nSubject: Grüße\r\n\r\nx\r\n";
+    let t = build(raw.as_bytes(), &TicketOptions::default()).expect("ticket");
+    assert_eq!(t.subject, "Grüße");
+    assert!(!t.warnings.iter().any(|w| w.starts_with("Subject")));
+}
