@@ -1,9 +1,30 @@
 //! Settings, as on the admin screen, loaded from JSON and validated once.
 //!
-//! (Types only in this revision; loading and validation follow.)
+//! [`Config::load`] reads the agent's file; [`Mailbox::from_json`] reads one mailbox (the C API).
+//! Both check every key: unknown keys, wrong types and invalid combinations are errors of kind
+//! [`ErrorKind::Config`] whose message starts with the key path and says what is allowed:
+//!
+//! ```text
+//! mailboxes[0].imap.prot: unknown key; allowed: server, port, … (fix: did you mean "port"?)
+//! mailboxes[0].imap.port: expected an integer 1..65535, found string "993"
+//! ```
+//!
+//! Secrets (`password`, `oauth.client_secret`, `output.token`) are resolved here, once, from
+//! exactly one of their three spellings (inline, `*_env`, `*_file`); no other module reads the
+//! environment or files for configuration. Relative paths resolve against the config file's
+//! directory. `null` means "not set" for every optional key, and keys starting with `_` are
+//! comments.
 
+mod fields;
+mod secrets;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::json::{self, Value};
 use crate::secret::Secret;
-use std::path::PathBuf;
+use fields::{join, Obj};
+use std::cell::Cell;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 /// The whole configuration file.
 #[derive(Debug, Clone)]
@@ -16,8 +37,9 @@ pub struct Config {
     pub mailboxes: Vec<Mailbox>,
 }
 
-/// Where tickets are delivered (`output`).
-#[derive(Debug, Clone, PartialEq)]
+/// Where tickets are delivered (`output`). `Debug` hides the webhook URL's query, which often
+/// carries an access key (`?code=…`).
+#[derive(Clone, PartialEq)]
 pub enum Output {
     /// JSON lines on standard output.
     Stdout,
@@ -129,4 +151,935 @@ pub enum AfterProcessing {
     Move { processed_folder: String },
     /// Set \Deleted and expunge.
     Delete,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults and limits (the admin screen's defaults; limits keep durations and sizes sane
+// downstream, e.g. `Instant + Duration` must not overflow).
+
+/// `state_dir` when absent.
+pub const DEFAULT_STATE_DIR: &str = "./state";
+/// `imap.server` when absent.
+pub const DEFAULT_SERVER: &str = "outlook.office365.com";
+/// `oauth.authority` when absent.
+pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+/// `max_attachment_bytes` when absent: 25 MiB.
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 25 * 1024 * 1024;
+const MAX_ATTACHMENT_BYTES_LIMIT: u64 = 1 << 30;
+const MAX_TIMEOUT_SECS: u64 = 3600;
+const MAX_POLL_INTERVAL_SECS: u64 = 86_400;
+const MAX_BATCH_SIZE: u64 = 1000;
+const MAX_NAME_CHARS: usize = 64;
+
+const TOP_KEYS: &[&str] = &["state_dir", "output", "mailboxes"];
+const MAILBOX_KEYS: &[&str] = &[
+    "name",
+    "email",
+    "username",
+    "password",
+    "password_env",
+    "password_file",
+    "active",
+    "add_attachments",
+    "add_ccs",
+    "imap",
+    "oauth",
+    "after_processing",
+    "processed_folder",
+    "max_attachment_bytes",
+    "batch_size",
+    "poll_interval_secs",
+];
+const IMAP_KEYS: &[&str] = &[
+    "server",
+    "port",
+    "encryption",
+    "folder",
+    "ca_file",
+    "allow_plaintext",
+    "timeout_secs",
+];
+const OAUTH_KEYS: &[&str] = &[
+    "enabled",
+    "application_id",
+    "directory_id",
+    "shared_mailbox",
+    "flow",
+    "client_secret",
+    "client_secret_env",
+    "client_secret_file",
+    "authority",
+    "proxy",
+];
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Stdout => f.write_str("Stdout"),
+            Output::Spool { dir } => f.debug_struct("Spool").field("dir", dir).finish(),
+            Output::Webhook { url, token } => {
+                let shown = match url.split_once('?') {
+                    Some((base, _)) => format!("{base}?…"),
+                    None => url.clone(),
+                };
+                f.debug_struct("Webhook")
+                    .field("url", &shown)
+                    .field("token", token)
+                    .finish()
+            }
+        }
+    }
+}
+
+impl Default for Imap {
+    fn default() -> Self {
+        Imap {
+            server: DEFAULT_SERVER.to_string(),
+            port: 993,
+            encryption: Encryption::Ssl,
+            folder: "INBOX".to_string(),
+            ca_file: None,
+            allow_plaintext: false,
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for OAuth {
+    fn default() -> Self {
+        OAuth {
+            enabled: false,
+            application_id: String::new(),
+            directory_id: String::new(),
+            shared_mailbox: false,
+            flow: Flow::Password,
+            client_secret: None,
+            authority: DEFAULT_AUTHORITY.to_string(),
+            proxy: None,
+        }
+    }
+}
+
+/// What loading needs besides the JSON: where relative paths start and how to read the
+/// environment (injectable for tests).
+pub(crate) struct Ctx<'a> {
+    base_dir: &'a Path,
+    env: &'a dyn Fn(&str) -> Option<OsString>,
+    /// Whether an inline secret was read, to warn about a config file others can read.
+    inline_secret_seen: Cell<bool>,
+}
+
+impl Ctx<'_> {
+    fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p.strip_prefix(".").unwrap_or(p))
+        }
+    }
+}
+
+fn process_env(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
+fn parse_json(text: &str) -> Result<Value> {
+    json::parse(text).map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!(
+                "invalid JSON at line {}, column {}: {}",
+                e.line, e.column, e.message
+            ),
+        )
+    })
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`. Relative paths inside it resolve
+    /// against the file's directory. On unix, warns when the file holds an inline secret and is
+    /// readable by group or others.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("cannot read config file {}: {e}", path.display()),
+            )
+        })?;
+        let mut base = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        if base.as_os_str().is_empty() {
+            base = PathBuf::from(".");
+        }
+        // Absolute, so that a later change of working directory (daemon) changes nothing.
+        if base.is_relative() {
+            if let Ok(cwd) = std::env::current_dir() {
+                base = cwd.join(base.strip_prefix(".").unwrap_or(&base));
+            }
+        }
+        let ctx = Ctx {
+            base_dir: &base,
+            env: &process_env,
+            inline_secret_seen: Cell::new(false),
+        };
+        let config = Config::parse(&text, &ctx).map_err(|e| e.context(path.display()))?;
+        if ctx.inline_secret_seen.get() {
+            secrets::warn_if_exposed(path, "config file");
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates a configuration given as text; relative paths resolve against
+    /// `base_dir`.
+    pub fn from_json(text: &str, base_dir: &Path) -> Result<Config> {
+        Config::from_json_with_env(text, base_dir, &process_env)
+    }
+
+    /// [`Config::from_json`] reading environment variables through `env` instead of the
+    /// process environment (tests, embedding hosts).
+    pub fn from_json_with_env(
+        text: &str,
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Config> {
+        let ctx = Ctx {
+            base_dir,
+            env,
+            inline_secret_seen: Cell::new(false),
+        };
+        Config::parse(text, &ctx)
+    }
+
+    fn parse(text: &str, ctx: &Ctx<'_>) -> Result<Config> {
+        let value = parse_json(text)?;
+        let root = Obj::new(
+            &value,
+            "",
+            "config",
+            "an object with state_dir, output and mailboxes",
+        )?;
+        root.check_keys(TOP_KEYS)?;
+
+        let state_dir = root.str_opt("state_dir")?.unwrap_or(DEFAULT_STATE_DIR);
+        if state_dir.is_empty() {
+            return Err(Error::config(
+                "state_dir",
+                "must not be empty; expected a directory path",
+            ));
+        }
+        let state_dir = ctx.resolve(state_dir);
+        let output = parse_output(&root, ctx)?;
+
+        const LIST: &str = "a non-empty array of mailbox objects";
+        let list = match root.get("mailboxes") {
+            None => return Err(root.missing("mailboxes", LIST)),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                return Err(Error::config(
+                    "mailboxes",
+                    format!("expected {LIST}, found {}", fields::describe(other, false)),
+                ))
+            }
+        };
+        if list.is_empty() {
+            return Err(Error::config(
+                "mailboxes",
+                "is empty; configure at least one mailbox",
+            ));
+        }
+        let mut mailboxes: Vec<Mailbox> = Vec::with_capacity(list.len());
+        for (i, item) in list.iter().enumerate() {
+            let prefix = format!("mailboxes[{i}]");
+            let mailbox = parse_mailbox(item, &prefix, "mailbox", ctx)?;
+            mailbox.check(&prefix, true)?;
+            if let Some(j) = mailboxes
+                .iter()
+                .position(|m| name_key(&m.name) == name_key(&mailbox.name))
+            {
+                return Err(Error::config(
+                    join(&prefix, "name"),
+                    format!(
+                        "\"{}\" is already the name of mailboxes[{j}]; names must be unique \
+                         (ignoring case) because they name the state files",
+                        mailbox.name
+                    ),
+                ));
+            }
+            mailboxes.push(mailbox);
+        }
+        Ok(Config {
+            state_dir,
+            output,
+            mailboxes,
+        })
+    }
+
+    /// The mailbox called `name` (ASCII case ignored, as names are unique that way).
+    pub fn mailbox(&self, name: &str) -> Option<&Mailbox> {
+        let key = name_key(name);
+        self.mailboxes.iter().find(|m| name_key(&m.name) == key)
+    }
+}
+
+/// Mailbox names compare case-insensitively: they name files, and Windows and macOS file
+/// systems ignore case.
+fn name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+fn parse_output(root: &Obj<'_>, ctx: &Ctx<'_>) -> Result<Output> {
+    let Some(obj) = root.obj_opt(
+        "output",
+        "an object such as {\"kind\": \"stdout\"}, {\"kind\": \"spool\", \"dir\": …} or \
+         {\"kind\": \"webhook\", \"url\": …}",
+    )?
+    else {
+        return Ok(Output::Stdout);
+    };
+    let kind = obj.choice_or("kind", &["stdout", "spool", "webhook"], "")?;
+    match kind {
+        "stdout" => {
+            obj.check_keys(&["kind"])?;
+            Ok(Output::Stdout)
+        }
+        "spool" => {
+            obj.check_keys(&["kind", "dir"])?;
+            let dir = obj.str_req("dir", "a directory path")?;
+            if dir.is_empty() {
+                return Err(Error::config(
+                    obj.key_path("dir"),
+                    "must not be empty; expected a directory path",
+                ));
+            }
+            Ok(Output::Spool {
+                dir: ctx.resolve(dir),
+            })
+        }
+        "webhook" => {
+            obj.check_keys(&["kind", "url", "token", "token_env", "token_file"])?;
+            let url = obj.str_req("url", "an https:// URL")?;
+            check_url(&obj.key_path("url"), url, &["https", "http"], true)?;
+            let token = secrets::resolve(&obj, "token", ctx)?;
+            Ok(Output::Webhook {
+                url: url.to_string(),
+                token,
+            })
+        }
+        _ => Err(obj.missing("kind", "one of \"stdout\", \"spool\", \"webhook\"")),
+    }
+}
+
+impl Mailbox {
+    /// Parses and fully validates one mailbox entry (the object found in `mailboxes`), as the C
+    /// API's `pma_init` receives it. Error paths are relative to the entry (`imap.port`).
+    pub fn from_json(text: &str, base_dir: &Path) -> Result<Mailbox> {
+        let mailbox = Mailbox::from_json_incomplete(text, base_dir)?;
+        mailbox.validate()?;
+        Ok(mailbox)
+    }
+
+    /// Like [`Mailbox::from_json`], but credentials may still be missing: no password, no
+    /// `oauth.application_id`/`directory_id`, no client secret. For a host that supplies them
+    /// afterwards with [`Mailbox::set_oauth_credentials`]; call [`Mailbox::validate`] before use.
+    pub fn from_json_incomplete(text: &str, base_dir: &Path) -> Result<Mailbox> {
+        let ctx = Ctx {
+            base_dir,
+            env: &process_env,
+            inline_secret_seen: Cell::new(false),
+        };
+        let value = parse_json(text)?;
+        let mailbox = parse_mailbox(&value, "", "mailbox", &ctx)?;
+        mailbox.check("", false)?;
+        Ok(mailbox)
+    }
+
+    /// Checks every rule, including complete credentials. Errors name key paths relative to
+    /// the mailbox entry.
+    pub fn validate(&self) -> Result<()> {
+        self.check("", true)
+    }
+
+    /// Sets the OAuth application, directory and (optionally) client secret, enables OAuth,
+    /// and validates; on error the mailbox is unchanged. `None` keeps a configured secret.
+    pub fn set_oauth_credentials(
+        &mut self,
+        application_id: &str,
+        directory_id: &str,
+        client_secret: Option<Secret>,
+    ) -> Result<()> {
+        let mut next = self.clone();
+        next.oauth.enabled = true;
+        next.oauth.application_id = application_id.to_string();
+        next.oauth.directory_id = directory_id.to_string();
+        if client_secret.is_some() {
+            next.oauth.client_secret = client_secret;
+        }
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+
+    /// The `user=` of SASL XOAUTH2: the mailbox's address for a shared mailbox and for app-only
+    /// tokens (no user signed in), otherwise the username that signed in.
+    pub fn xoauth2_user(&self) -> &str {
+        if self.oauth.shared_mailbox || self.oauth.flow == Flow::ClientCredentials {
+            &self.email
+        } else {
+            &self.username
+        }
+    }
+
+    /// Every rule that can be checked on the struct, with key paths under `prefix`. With
+    /// `credentials`, also that the chosen sign-in has what it needs.
+    fn check(&self, prefix: &str, credentials: bool) -> Result<()> {
+        let at = |key: &str| join(prefix, key);
+        check_name(&at("name"), &self.name)?;
+        check_email(&at("email"), &self.email)?;
+        if self.username.is_empty() || self.username.chars().any(char::is_whitespace) {
+            return Err(Error::config(
+                at("username"),
+                "must be a non-empty account name without spaces (default: the email)",
+            ));
+        }
+        self.imap.check(&at("imap"))?;
+        self.oauth.check(&at("oauth"))?;
+        let plaintext_ok = self.imap.encryption != Encryption::None || self.imap.allow_plaintext;
+        if !plaintext_ok {
+            return Err(Error::new(
+                ErrorKind::PlaintextRefused,
+                format!(
+                    "{}: is false while {} is \"none\": the password or token would cross the \
+                     network unencrypted",
+                    at("imap.allow_plaintext"),
+                    at("imap.encryption"),
+                ),
+            )
+            .with_fix(
+                "use encryption \"ssl\" (port 993) or \"starttls\" (port 143); only for a test \
+                 server on a trusted network set imap.allow_plaintext to true",
+            ));
+        }
+        match &self.after_processing {
+            AfterProcessing::Move { processed_folder } => {
+                if processed_folder.is_empty() {
+                    return Err(Error::config(
+                        at("processed_folder"),
+                        "must not be empty; expected the folder processed mail is moved to",
+                    ));
+                }
+                if processed_folder.eq_ignore_ascii_case(&self.imap.folder) {
+                    return Err(Error::config(
+                        at("processed_folder"),
+                        format!(
+                            "is the search folder (imap.folder \"{}\"); moved mail would come \
+                             back as new tickets forever: choose another folder",
+                            self.imap.folder
+                        ),
+                    ));
+                }
+            }
+            AfterProcessing::MarkRead | AfterProcessing::Delete => {}
+        }
+        if !(1..=MAX_BATCH_SIZE).contains(&u64::from(self.batch_size)) {
+            return Err(Error::config(
+                at("batch_size"),
+                format!("expected an integer 1..{MAX_BATCH_SIZE}"),
+            ));
+        }
+        if !(1..=MAX_POLL_INTERVAL_SECS).contains(&self.poll_interval_secs) {
+            return Err(Error::config(
+                at("poll_interval_secs"),
+                format!("expected an integer 1..{MAX_POLL_INTERVAL_SECS}"),
+            ));
+        }
+        if !(1..=MAX_ATTACHMENT_BYTES_LIMIT).contains(&self.max_attachment_bytes) {
+            return Err(Error::config(
+                at("max_attachment_bytes"),
+                format!("expected an integer 1..{MAX_ATTACHMENT_BYTES_LIMIT}"),
+            ));
+        }
+        // A delegate signs in for a shared mailbox; if it is the shared mailbox itself, the
+        // admin forgot the username. (If that account really signs in itself, shared_mailbox
+        // changes nothing and false is the honest setting.) App-only tokens have no user.
+        if self.oauth.enabled
+            && self.oauth.shared_mailbox
+            && self.oauth.flow == Flow::Password
+            && self.username.eq_ignore_ascii_case(&self.email)
+        {
+            return Err(Error::config(
+                at("username"),
+                format!(
+                    "equals email \"{}\" although oauth.shared_mailbox is true; a shared mailbox \
+                     cannot sign in itself",
+                    self.email
+                ),
+            )
+            .with_fix(
+                "set username to the delegate account that has Full Access to the shared \
+                 mailbox, or set oauth.shared_mailbox to false if this account signs in itself",
+            ));
+        }
+        if credentials {
+            self.check_credentials(prefix)?;
+        }
+        Ok(())
+    }
+
+    fn check_credentials(&self, prefix: &str) -> Result<()> {
+        let at = |key: &str| join(prefix, key);
+        let one_of = "set exactly one of password, password_env, password_file";
+        if !self.oauth.enabled && self.password.is_none() {
+            return Err(Error::config(
+                at("password"),
+                format!("required for Basic sign-in (oauth.enabled is false); {one_of}"),
+            ));
+        }
+        if !self.oauth.enabled {
+            return Ok(());
+        }
+        for (key, value) in [
+            ("oauth.application_id", &self.oauth.application_id),
+            ("oauth.directory_id", &self.oauth.directory_id),
+        ] {
+            if value.is_empty() {
+                return Err(Error::config(
+                    at(key),
+                    "required when oauth.enabled is true (see the app registration's Overview \
+                     page in Microsoft Entra ID)",
+                ));
+            }
+        }
+        match self.oauth.flow {
+            Flow::Password if self.password.is_none() => Err(Error::config(
+                at("password"),
+                format!("required for oauth.flow \"password\"; {one_of}"),
+            )),
+            Flow::ClientCredentials if self.oauth.client_secret.is_none() => Err(Error::config(
+                at("oauth.client_secret"),
+                "required for oauth.flow \"client_credentials\"; set exactly one of \
+                 client_secret, client_secret_env, client_secret_file",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn parse_mailbox(
+    value: &Value,
+    prefix: &str,
+    root_label: &'static str,
+    ctx: &Ctx<'_>,
+) -> Result<Mailbox> {
+    let o = Obj::new(value, prefix, root_label, "a mailbox object")?;
+    o.check_keys(MAILBOX_KEYS)?;
+    let name = o.str_req("name", "a non-empty string (the Mailbox Name)")?;
+    let email = o.str_req("email", "an email address")?;
+    let username = o.str_opt("username")?.unwrap_or(email);
+    let active = o.bool_or("active", true)?;
+    let add_attachments = o.bool_or("add_attachments", true)?;
+    let add_ccs = o.bool_or("add_ccs", false)?;
+    let imap = parse_imap(&o, ctx)?;
+    let after = o.choice_or(
+        "after_processing",
+        &["mark_read", "move", "delete"],
+        "mark_read",
+    )?;
+    let processed_folder = o.str_opt("processed_folder")?;
+    let after_processing = match (after, processed_folder) {
+        ("move", Some(folder)) => AfterProcessing::Move {
+            processed_folder: folder.to_string(),
+        },
+        ("move", None) => {
+            return Err(o.missing(
+                "processed_folder",
+                "the folder processed mail is moved to, as after_processing is \"move\"",
+            ))
+        }
+        (other, Some(_)) => {
+            return Err(Error::config(
+                o.key_path("processed_folder"),
+                format!(
+                    "only used with after_processing \"move\", but after_processing is \
+                     \"{other}\": set after_processing to \"move\" or remove processed_folder"
+                ),
+            ))
+        }
+        ("delete", None) => AfterProcessing::Delete,
+        _ => AfterProcessing::MarkRead,
+    };
+    let max_attachment_bytes = o.int_or(
+        "max_attachment_bytes",
+        1,
+        MAX_ATTACHMENT_BYTES_LIMIT,
+        DEFAULT_MAX_ATTACHMENT_BYTES,
+    )?;
+    let batch_size = o.int_or("batch_size", 1, MAX_BATCH_SIZE, 50)?;
+    let poll_interval_secs = o.int_or("poll_interval_secs", 1, MAX_POLL_INTERVAL_SECS, 60)?;
+    let oauth = parse_oauth(&o, ctx)?;
+    let password = secrets::resolve(&o, "password", ctx)?;
+    let mailbox = Mailbox {
+        name: name.to_string(),
+        email: email.to_string(),
+        username: username.to_string(),
+        password,
+        active,
+        add_attachments,
+        add_ccs,
+        imap,
+        oauth,
+        after_processing,
+        max_attachment_bytes,
+        batch_size: u32::try_from(batch_size).unwrap_or(u32::MAX),
+        poll_interval_secs,
+    };
+    mailbox.warn_about_odd_settings(prefix);
+    Ok(mailbox)
+}
+
+impl Mailbox {
+    /// Settings that usually are mistakes but can be right.
+    fn warn_about_odd_settings(&self, prefix: &str) {
+        let at = |key: &str| join(prefix, key);
+        match (self.imap.encryption, self.imap.port) {
+            (Encryption::Ssl, 143) => log::warn!(
+                "{}: port 143 with encryption \"ssl\": port 143 usually expects \"starttls\"",
+                at("imap.port")
+            ),
+            (Encryption::StartTls | Encryption::None, 993) => log::warn!(
+                "{}: port 993 usually expects encryption \"ssl\"",
+                at("imap.port")
+            ),
+            _ => {}
+        }
+        if !self.oauth.enabled && self.oauth.shared_mailbox {
+            log::warn!(
+                "{}: has no effect with Basic sign-in (oauth.enabled is false)",
+                at("oauth.shared_mailbox")
+            );
+        }
+        if self.oauth.enabled
+            && self.oauth.shared_mailbox
+            && self.oauth.flow == Flow::DeviceCode
+            && self.username.eq_ignore_ascii_case(&self.email)
+        {
+            log::warn!(
+                "{}: equals email for a shared mailbox; sign in with the delegate account that \
+                 has Full Access, not with the shared mailbox",
+                at("username")
+            );
+        }
+    }
+}
+
+fn parse_imap(mailbox: &Obj<'_>, ctx: &Ctx<'_>) -> Result<Imap> {
+    let mut imap = Imap::default();
+    let Some(o) = mailbox.obj_opt("imap", "an object with the incoming mail server settings")?
+    else {
+        return Ok(imap);
+    };
+    o.check_keys(IMAP_KEYS)?;
+    if let Some(server) = o.str_opt_as("server", "a host name", false)? {
+        imap.server = server.to_string();
+    }
+    imap.port = u16::try_from(o.int_or("port", 1, 65535, 993)?).unwrap_or(993);
+    imap.encryption = match o.choice_or("encryption", &["ssl", "starttls", "none"], "ssl")? {
+        "starttls" => Encryption::StartTls,
+        "none" => Encryption::None,
+        _ => Encryption::Ssl,
+    };
+    if let Some(folder) = o.str_opt("folder")? {
+        imap.folder = folder.to_string();
+    }
+    if let Some(ca) = o.str_opt_as("ca_file", "a file path or null", false)? {
+        if ca.is_empty() {
+            return Err(Error::config(
+                o.key_path("ca_file"),
+                "expected a file path or null, found \"\"",
+            ));
+        }
+        imap.ca_file = Some(ctx.resolve(ca));
+    }
+    imap.allow_plaintext = o.bool_or("allow_plaintext", false)?;
+    imap.timeout_secs = o.int_or("timeout_secs", 1, MAX_TIMEOUT_SECS, 30)?;
+    Ok(imap)
+}
+
+impl Imap {
+    fn check(&self, at: &str) -> Result<()> {
+        let server = &self.server;
+        if server.is_empty() || server.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::config(
+                join(at, "server"),
+                "expected a host name such as outlook.office365.com, without spaces",
+            ));
+        }
+        let bare = server.trim_start_matches('[').trim_end_matches(']');
+        if server.contains(['/', '@'])
+            || (server.contains(':') && bare.parse::<std::net::Ipv6Addr>().is_err())
+        {
+            return Err(Error::config(
+                join(at, "server"),
+                format!(
+                    "\"{}\" is not a bare host name; write only the host (no scheme, user or \
+                     path) and put the port in imap.port",
+                    json::shorten(server)
+                ),
+            ));
+        }
+        if self.port == 0 {
+            return Err(Error::config(
+                join(at, "port"),
+                "expected an integer 1..65535",
+            ));
+        }
+        if self.folder.is_empty() {
+            return Err(Error::config(
+                join(at, "folder"),
+                "must not be empty; expected a folder name such as INBOX",
+            ));
+        }
+        if !(1..=MAX_TIMEOUT_SECS).contains(&self.timeout_secs) {
+            return Err(Error::config(
+                join(at, "timeout_secs"),
+                format!("expected an integer 1..{MAX_TIMEOUT_SECS}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_oauth(mailbox: &Obj<'_>, ctx: &Ctx<'_>) -> Result<OAuth> {
+    let mut oauth = OAuth::default();
+    let Some(o) = mailbox.obj_opt("oauth", "an object with the OAuth 2.0 settings")? else {
+        return Ok(oauth);
+    };
+    o.check_keys(OAUTH_KEYS)?;
+    oauth.enabled = o.bool_or("enabled", false)?;
+    if let Some(id) = o.str_opt("application_id")? {
+        oauth.application_id = id.to_string();
+    }
+    if let Some(id) = o.str_opt("directory_id")? {
+        oauth.directory_id = id.to_string();
+    }
+    oauth.shared_mailbox = o.bool_or("shared_mailbox", false)?;
+    oauth.flow = match o.choice_or(
+        "flow",
+        &["password", "client_credentials", "device_code"],
+        "password",
+    )? {
+        "client_credentials" => Flow::ClientCredentials,
+        "device_code" => Flow::DeviceCode,
+        _ => Flow::Password,
+    };
+    if let Some(authority) = o.str_opt_as("authority", "an https:// URL", false)? {
+        // The token client appends "/{tenant}/oauth2/v2.0/token".
+        oauth.authority = authority.trim_end_matches('/').to_string();
+    }
+    if let Some(proxy) = o.str_opt_as("proxy", "null or \"http://host:port\"", false)? {
+        oauth.proxy = Some(proxy.trim_end_matches('/').to_string());
+    }
+    oauth.client_secret = secrets::resolve(&o, "client_secret", ctx)?;
+    Ok(oauth)
+}
+
+impl OAuth {
+    fn check(&self, at: &str) -> Result<()> {
+        // Copy-paste from the Azure portal easily brings spaces along; the directory id also
+        // becomes a URL path segment, so it is restricted to what tenant ids and domains use.
+        if self
+            .application_id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(Error::config(
+                join(at, "application_id"),
+                "contains spaces or control characters; copy the Application (client) ID again",
+            ));
+        }
+        if !self
+            .directory_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        {
+            return Err(Error::config(
+                join(at, "directory_id"),
+                "expected a Directory (tenant) ID (a GUID) or a domain such as \
+                 contoso.onmicrosoft.com: letters, digits, - . _ only",
+            ));
+        }
+        check_url(
+            &join(at, "authority"),
+            &self.authority,
+            &["https", "http"],
+            false,
+        )?;
+        if let Some(proxy) = &self.proxy {
+            check_proxy(&join(at, "proxy"), proxy)?;
+        }
+        Ok(())
+    }
+}
+
+/// The parts of an `http(s)://host[:port][/path]` URL we check.
+struct UrlParts<'a> {
+    scheme: String,
+    host: &'a str,
+    port: Option<u16>,
+    path: &'a str,
+}
+
+fn split_url(url: &str) -> Option<UrlParts<'_>> {
+    let (scheme, rest) = url.split_once("://")?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.contains('@') {
+        return None; // user:password@ would put a secret in the URL
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (inside, after) = v6.split_once(']')?;
+        (&authority[..inside.len() + 2], after.strip_prefix(':'))
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) => Some(p.parse::<u16>().ok().filter(|&p| p != 0)?),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some(UrlParts {
+        scheme: scheme.to_ascii_lowercase(),
+        host,
+        port,
+        path,
+    })
+}
+
+/// An http(s) URL whose plain-http form is accepted only for loopback hosts (tests, demo):
+/// anything else would send secrets or mail in the clear. With `query`, a query is allowed.
+fn check_url(at: &str, url: &str, schemes: &[&str], query: bool) -> Result<()> {
+    let bad = || {
+        Error::config(
+            at,
+            format!(
+                "\"{}\" is not a URL of the form https://host[:port][/path]",
+                json::shorten(url)
+            ),
+        )
+    };
+    let parts = split_url(url).ok_or_else(bad)?;
+    if !schemes.contains(&parts.scheme.as_str()) || (!query && parts.path.contains(['?', '#'])) {
+        return Err(bad());
+    }
+    if parts.scheme == "http" && !crate::net::is_loopback_host(parts.host) {
+        return Err(Error::config(
+            at,
+            format!(
+                "\"{}\" uses http to {}, which would send credentials unencrypted; use https \
+                 (http is accepted only for loopback hosts such as 127.0.0.1 or localhost)",
+                json::shorten(url),
+                parts.host
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_proxy(at: &str, proxy: &str) -> Result<()> {
+    let ok = split_url(proxy)
+        .is_some_and(|p| p.scheme == "http" && p.port.is_some() && p.path.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(
+            at,
+            format!(
+                "\"{}\" is not of the form http://host:port (or null for no proxy)",
+                json::shorten(proxy)
+            ),
+        ))
+    }
+}
+
+/// Names become file names (state, token cache): only characters every file system takes.
+fn check_name(at: &str, name: &str) -> Result<()> {
+    const ALLOWED: &str = "letters, digits, space and - _ . @ + ( )";
+    if name.is_empty() {
+        return Err(Error::config(
+            at,
+            "must not be empty; expected the Mailbox Name",
+        ));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(Error::config(
+            at,
+            format!("is longer than {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_alphanumeric() || " -_.@+()".contains(c)))
+    {
+        return Err(Error::config(
+            at,
+            format!(
+                "contains '{}', which is not allowed because the name names state files; \
+                 allowed: {ALLOWED}",
+                c.escape_debug()
+            ),
+        ));
+    }
+    if name.starts_with([' ', '.']) || name.ends_with([' ', '.']) {
+        return Err(Error::config(
+            at,
+            "must not start or end with a space or '.' (the name names state files)",
+        ));
+    }
+    let stem = name.split('.').next().unwrap_or(name).trim_end();
+    let reserved = ["CON", "PRN", "AUX", "NUL"]
+        .iter()
+        .any(|r| stem.eq_ignore_ascii_case(r))
+        || (stem.len() == 4
+            && stem
+                .get(..3)
+                .is_some_and(|p| p.eq_ignore_ascii_case("COM") || p.eq_ignore_ascii_case("LPT"))
+            && stem.ends_with(|c: char| c.is_ascii_digit()));
+    if reserved {
+        return Err(Error::config(
+            at,
+            format!("\"{name}\" is a reserved device name on Windows; choose another name"),
+        ));
+    }
+    Ok(())
+}
+
+/// A plausible address: `local@domain`, no spaces or angle brackets, a domain without empty
+/// labels. Deliberately loose: the server has the last word.
+fn check_email(at: &str, email: &str) -> Result<()> {
+    let plausible = email.rsplit_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && !domain.is_empty()
+            && !domain.contains('@')
+            && !domain.split('.').any(str::is_empty)
+    }) && !email
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c));
+    if plausible {
+        Ok(())
+    } else {
+        Err(Error::config(
+            at,
+            format!(
+                "\"{}\" is not an email address such as helpdesk@contoso.com",
+                json::shorten(email)
+            ),
+        ))
+    }
 }

@@ -14,6 +14,8 @@ pub mod http;
 #[forbid(unsafe_code)]
 pub mod imap;
 #[forbid(unsafe_code)]
+pub(crate) mod json;
+#[forbid(unsafe_code)]
 pub mod net;
 #[forbid(unsafe_code)]
 pub mod oauth;
