@@ -123,12 +123,21 @@ impl Agent {
         let state = state::load(&paths.state)?;
         let tls = crate::tls::client_config(mailbox.imap.ca_file.as_deref())?;
         let tokens = if mailbox.oauth.enabled {
+            let options = crate::oauth::ProviderOptions {
+                cache_path: Some(paths.token_cache.clone()),
+                timeout: Duration::from_secs(mailbox.imap.timeout_secs),
+                ca_file: mailbox.imap.ca_file.clone(),
+                sign_in_command: format!(
+                    "psa-mail-agent login --config <config file> --mailbox {:?}",
+                    mailbox.name
+                ),
+                ..Default::default()
+            };
             Some(crate::oauth::TokenProvider::new(
                 &mailbox.oauth,
                 &mailbox.username,
                 mailbox.password.clone(),
-                paths.token_cache.clone(),
-                Duration::from_secs(mailbox.imap.timeout_secs),
+                options,
             )?)
         } else {
             None
@@ -523,12 +532,7 @@ impl Agent {
         messages.sort_by_key(|m| m.uid);
         let state = self.state.as_ref().expect("synced");
         for msg in messages {
-            let mut ticket = self.build_ticket(
-                &msg,
-                folder_label(&self.mailbox.imap.folder),
-                uid_validity,
-                too_big,
-            );
+            let ticket = self.build_ticket(&msg, &self.mailbox.imap.folder, uid_validity, too_big);
             batch.uids.push(msg.uid);
             if state.was_delivered(&ticket.dedupe_key) {
                 log::info!(
@@ -538,9 +542,10 @@ impl Agent {
                 continue;
             }
             if batch.keys.contains(&ticket.dedupe_key) {
-                ticket
-                    .warnings
-                    .push("same dedupe key as another message in this batch".into());
+                log::info!(
+                    "mailbox {}: UID {} repeats the dedupe key of another message in this batch; acknowledging without a second ticket",
+                    self.mailbox.name, msg.uid
+                );
                 continue;
             }
             batch.keys.push(ticket.dedupe_key.clone());
@@ -773,10 +778,6 @@ impl Agent {
         self.session = Some((session, folder));
         Ok(())
     }
-}
-
-fn folder_label(folder: &str) -> &str {
-    folder
 }
 
 /// A ticket for a message mail parsing gave up on: nothing is dropped silently.

@@ -71,10 +71,6 @@ pub fn uid_set(uids: &[u32]) -> String {
     out
 }
 
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 impl Session {
     pub(crate) fn new(
         inner: async_imap::Session<MailStream>,
@@ -123,7 +119,7 @@ impl Session {
     pub async fn select(&mut self, folder: &str) -> Result<Folder> {
         let what = format!("SELECT {folder}");
         let res = with_timeout(self.timeout, &what, async {
-            Ok(self.inner.select(quote(folder)).await)
+            Ok(self.inner.select(folder).await)
         })
         .await?;
         self.drain_unsolicited();
@@ -186,7 +182,7 @@ impl Session {
     pub async fn create_folder(&mut self, folder: &str) -> Result<()> {
         let what = format!("CREATE {folder}");
         let res = with_timeout(self.timeout, &what, async {
-            Ok(self.inner.create(quote(folder)).await)
+            Ok(self.inner.create(folder).await)
         })
         .await?;
         match res {
@@ -463,10 +459,5 @@ mod tests {
         assert_eq!(uid_set(&[5]), "5");
         assert_eq!(uid_set(&[10, 9, 9, 1]), "1,9:10");
         assert_eq!(uid_set(&[]), "");
-    }
-
-    #[test]
-    fn folder_names_are_quoted() {
-        assert_eq!(quote(r#"Done "x"\y"#), r#""Done \"x\"\\y""#);
     }
 }

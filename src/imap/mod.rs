@@ -102,7 +102,12 @@ pub(crate) fn server_text_of(e: &async_imap::error::Error) -> String {
 pub(crate) fn server_text(raw: &str) -> String {
     let info = raw
         .split_once("info: Some(\"")
-        .map(|(_, rest)| rest.trim_end_matches("\")").to_string());
+        .or_else(|| raw.split_once("information: Some(\""))
+        .map(|(_, rest)| {
+            rest.trim_end_matches(" }")
+                .trim_end_matches("\")")
+                .to_string()
+        });
     match info {
         Some(i) => i.replace("\\\"", "\""),
         None => raw.to_string(),
@@ -128,5 +133,11 @@ mod tests {
             ),
         );
         assert_eq!(e.kind(), ErrorKind::ServerUnavailable);
+        assert_eq!(
+            server_text(
+                r#"outcome: Outcome { code: None, information: Some("Mailbox doesn't exist: \"INBOX\"") }"#
+            ),
+            "Mailbox doesn't exist: \"INBOX\""
+        );
     }
 }

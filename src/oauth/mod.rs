@@ -1,38 +1,629 @@
-//! OAuth 2.0 token provider (interface placeholder until the token client lands; see issue 3).
+//! OAuth 2.0 tokens from the Microsoft identity platform (or a test identity endpoint): the
+//! password (ROPC), refresh-token, client-credentials and device-code grants, a token cache file
+//! that keeps Microsoft's rotating refresh tokens, and Microsoft's AADSTS errors mapped to kinds
+//! with the administrator's fix.
+//!
+//! Tokens know no mailbox: a [`TokenProvider`] hands out access tokens; the agent gives them to
+//! IMAP. Passwords, client secrets and tokens appear in no log, error or Debug output.
 
-use crate::config::OAuth;
+mod cache;
+mod errors;
+mod wire;
+
+use crate::config::{Flow, OAuth};
 use crate::error::{Error, ErrorKind, Result};
+use crate::http::{self, HttpOptions, Url};
 use crate::secret::Secret;
+use cache::{Identity, Tokens};
+use errors::ErrorAnswer;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-/// Obtains and renews access tokens for one identity.
+/// Delegated scope for IMAP, with `offline_access` for a refresh token.
+pub const DELEGATED_SCOPE: &str = "https://outlook.office.com/IMAP.AccessAsUser.All offline_access";
+/// App-only scope (client credentials).
+pub const APP_SCOPE: &str = "https://outlook.office365.com/.default";
+const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// RFC 8628: `slow_down` adds 5 s to the polling interval (1 s in unit tests, to keep them fast).
+const SLOW_DOWN_STEP: Duration = if cfg!(test) {
+    Duration::from_secs(1)
+} else {
+    Duration::from_secs(5)
+};
+
+/// How a [`TokenProvider`] works, beyond the mailbox's OAuth settings.
+#[derive(Debug, Clone)]
+pub struct ProviderOptions {
+    /// The token cache file (e.g. `state_dir/NAME.token.json`); `None`: tokens live in memory only.
+    pub cache_path: Option<PathBuf>,
+    /// Limit of every network step.
+    pub timeout: Duration,
+    /// Extra CA certificates (PEM) trusted for the authority.
+    pub ca_file: Option<PathBuf>,
+    /// The command that signs in interactively, shown in fixes
+    /// (`psa-mail-agent login --config F --mailbox NAME`).
+    pub sign_in_command: String,
+    /// An access token is renewed this long before it expires (at most half its lifetime).
+    pub renew_margin: Duration,
+    /// After a failure that needs an administrator (wrong password, locked account, ...), the same
+    /// error is answered from memory for this long instead of asking the identity platform again
+    /// (repeated wrong passwords lock accounts).
+    pub failure_backoff: Duration,
+}
+
+impl Default for ProviderOptions {
+    fn default() -> Self {
+        ProviderOptions {
+            cache_path: None,
+            timeout: Duration::from_secs(30),
+            ca_file: None,
+            sign_in_command: "psa-mail-agent login --config F --mailbox NAME".to_string(),
+            renew_margin: Duration::from_secs(300),
+            failure_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the person signing in with a device code must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCodePrompt {
+    /// The page to open (`https://microsoft.com/devicelogin`).
+    pub verification_uri: String,
+    /// The code to enter there.
+    pub user_code: String,
+    /// Microsoft's instruction text.
+    pub message: String,
+    /// How long the code is valid.
+    pub expires_in: Duration,
+}
+
+/// Access tokens for one identity (application, tenant, user, flow): cached, renewed before they
+/// expire, refreshed with the stored (rotating) refresh token, and obtained again by the configured
+/// flow when the refresh token is refused.
+#[derive(Debug)]
 pub struct TokenProvider {
-    _cache: PathBuf,
+    identity: Identity,
+    flow: Flow,
+    password: Option<Secret>,
+    client_secret: Option<Secret>,
+    token_url: String,
+    devicecode_url: String,
+    /// Host (and port) of the token endpoint, for messages.
+    endpoint: String,
+    http: HttpOptions,
+    options: ProviderOptions,
+    tokens: Tokens,
+    /// The cache file lags behind `tokens` (a write failed): written again before the next use.
+    unsaved: bool,
+    last_failure: Option<(Instant, Error)>,
+}
+
+/// A refused request: the mapped error plus the OAuth error code the flows branch on.
+struct Refusal {
+    error: Error,
+    answer: Option<ErrorAnswer>,
+}
+
+impl From<Error> for Refusal {
+    fn from(error: Error) -> Self {
+        Refusal {
+            error,
+            answer: None,
+        }
+    }
+}
+
+fn flow_name(flow: Flow) -> &'static str {
+    match flow {
+        Flow::Password => "password",
+        Flow::ClientCredentials => "client_credentials",
+        Flow::DeviceCode => "device_code",
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl TokenProvider {
-    /// A provider for `username` under `oauth`.
+    /// A provider for `oauth` signing in as `username` (with `password` for the password flow;
+    /// it may be absent when the cache holds a refresh token). Loads the token cache.
     pub fn new(
-        _oauth: &OAuth,
-        _username: &str,
-        _password: Option<Secret>,
-        cache: PathBuf,
-        _timeout: Duration,
-    ) -> Result<Self> {
-        Ok(TokenProvider { _cache: cache })
+        oauth: &OAuth,
+        username: &str,
+        password: Option<Secret>,
+        options: ProviderOptions,
+    ) -> Result<TokenProvider> {
+        let authority = oauth.authority.trim().trim_end_matches('/').to_string();
+        let url = Url::parse(&authority)
+            .map_err(|e| Error::config("oauth.authority", e.message().to_string()))?;
+        url.require_secure_transport("oauth.authority")?;
+        let client_id = oauth.application_id.trim().to_string();
+        if client_id.is_empty() {
+            return Err(Error::config("oauth.application_id", "missing")
+                .with_fix("set Application ID to the app registration's Application (client) ID"));
+        }
+        if !client_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(Error::config(
+                "oauth.application_id",
+                format!("{client_id:?} is not an application (client) ID"),
+            )
+            .with_fix(
+                "copy the Application (client) ID GUID from the app registration's Overview",
+            ));
+        }
+        let tenant = oauth.directory_id.trim().to_string();
+        if tenant.is_empty()
+            || !tenant
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(Error::config(
+                "oauth.directory_id",
+                format!("{tenant:?} is not a tenant ID or domain"),
+            )
+            .with_fix("copy the Directory (tenant) ID GUID from the app registration's Overview"));
+        }
+        let client_secret = oauth.client_secret.clone().filter(|s| !s.is_empty());
+        if oauth.flow == Flow::ClientCredentials && client_secret.is_none() {
+            return Err(Error::config(
+                "oauth.client_secret",
+                "flow \"client_credentials\" needs a client secret",
+            )
+            .with_fix("set client_secret, client_secret_env or client_secret_file to the secret's Value (App registration > Certificates & secrets)"));
+        }
+        let identity = Identity {
+            authority: authority.clone(),
+            client_id,
+            tenant: tenant.clone(),
+            username: username.trim().to_string(),
+            flow: flow_name(oauth.flow),
+        };
+        let tokens = match &options.cache_path {
+            Some(path) => cache::load(path, &identity),
+            None => Tokens::default(),
+        };
+        let http = HttpOptions {
+            timeout: options.timeout,
+            ca_file: options.ca_file.clone(),
+            proxy: oauth.proxy.clone(),
+            ..HttpOptions::default()
+        };
+        Ok(TokenProvider {
+            token_url: format!("{authority}/{tenant}/oauth2/v2.0/token"),
+            devicecode_url: format!("{authority}/{tenant}/oauth2/v2.0/devicecode"),
+            endpoint: url.authority(),
+            identity,
+            flow: oauth.flow,
+            password: password.filter(|p| !p.is_empty()),
+            client_secret,
+            http,
+            options,
+            tokens,
+            unsaved: false,
+            last_failure: None,
+        })
     }
 
-    /// A valid access token.
+    /// The token endpoint URL.
+    pub fn token_url(&self) -> &str {
+        &self.token_url
+    }
+
+    /// Whether a refresh token is known (from the cache or a grant).
+    pub fn has_refresh_token(&self) -> bool {
+        self.tokens.refresh_token.is_some()
+    }
+
+    /// An access token valid for a while longer: the cached one, else one from the refresh
+    /// token, else one from the configured flow (the device-code flow cannot run unattended:
+    /// [`ErrorKind::SignInRequired`]).
     pub async fn access_token(&mut self) -> Result<Secret> {
-        Err(Error::new(
-            ErrorKind::SignInRequired,
-            "OAuth token client not built yet",
-        ))
+        self.save_if_unsaved()?;
+        if let Some(token) = self.valid_access_token() {
+            return Ok(token);
+        }
+        self.obtain().await
     }
 
-    /// Drops the cached access token and gets a new one.
+    /// Drops the access token (a server refused it although the identity platform issued it:
+    /// expired or revoked there) and obtains a new one, trying the refresh token first.
     pub async fn invalidate_and_refresh(&mut self) -> Result<Secret> {
-        self.access_token().await
+        if self.tokens.access_token.take().is_some() {
+            log::info!(
+                "OAuth {}: access token for {} refused by the server; getting a new one",
+                self.endpoint,
+                self.identity.username
+            );
+        }
+        self.tokens.expires_at = 0;
+        self.tokens.renew_at = 0;
+        if let Err(e) = self.save() {
+            log::warn!("{e}");
+        }
+        self.obtain().await
+    }
+
+    /// Signs in with a device code: shows the code through `prompt`, polls the token endpoint
+    /// until the person signed in (or declined, or the code expired), and stores the tokens.
+    pub async fn device_login(&mut self, mut prompt: impl FnMut(&DeviceCodePrompt)) -> Result<()> {
+        let client_id = self.identity.client_id.clone();
+        let form = [
+            ("client_id", client_id.as_str()),
+            ("scope", DELEGATED_SCOPE),
+        ];
+        let resp = http::post_form(&self.devicecode_url, &form, &self.http)
+            .await
+            .map_err(|e| self.network_error(e))?;
+        if !resp.is_success() {
+            return Err(self.refusal(&resp).error);
+        }
+        let answer = wire::device_code_answer(&resp.body);
+        let Some(answer) = answer else {
+            return Err(self.not_json(&resp, "device-code answer"));
+        };
+        let (Some(device_code), Some(user_code)) = (answer.device_code, answer.user_code) else {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "device-code endpoint {}: the answer lacks device_code or user_code",
+                    self.endpoint
+                ),
+            ));
+        };
+        let device_code = Secret::new(device_code);
+        let verification_uri = answer
+            .verification_uri
+            .or(answer.verification_url)
+            .unwrap_or_else(|| "https://microsoft.com/devicelogin".to_string());
+        let expires_in = Duration::from_secs(answer.expires_in.unwrap_or(900).clamp(1, 3600));
+        let message = answer.message.unwrap_or_else(|| {
+            format!("To sign in, open {verification_uri} and enter the code {user_code}.")
+        });
+        prompt(&DeviceCodePrompt {
+            verification_uri,
+            user_code,
+            message,
+            expires_in,
+        });
+        let deadline = Instant::now() + expires_in;
+        let mut interval = Duration::from_secs(answer.interval.unwrap_or(5).clamp(1, 60));
+        let mut transient_failures = 0;
+        log::debug!(
+            "OAuth {}: waiting for the device-code sign-in of {}",
+            self.endpoint,
+            self.identity.username
+        );
+        loop {
+            smol::Timer::after(interval).await;
+            if Instant::now() >= deadline {
+                return Err(Error::new(
+                    ErrorKind::DeviceCodeExpired,
+                    format!(
+                        "token endpoint {}: the device code expired before the sign-in was completed",
+                        self.endpoint
+                    ),
+                )
+                .with_fix("run the sign-in again and complete it within the time shown"));
+            }
+            let form = [
+                ("grant_type", DEVICE_CODE_GRANT),
+                ("client_id", client_id.as_str()),
+                ("device_code", device_code.expose()),
+            ];
+            match self.grant(&form, "device code").await {
+                Ok(_) => {
+                    self.last_failure = None;
+                    log::info!(
+                        "OAuth {}: device-code sign-in of {} completed",
+                        self.endpoint,
+                        self.identity.username
+                    );
+                    return Ok(());
+                }
+                Err(r) => {
+                    let code = r.answer.as_ref().map(|a| a.error.as_str());
+                    match code {
+                        Some("authorization_pending") => continue,
+                        Some("slow_down") => {
+                            interval += SLOW_DOWN_STEP;
+                            continue;
+                        }
+                        _ if r.error.is_temporary() && transient_failures < 3 => {
+                            transient_failures += 1;
+                            log::warn!("device-code sign-in: {} (polling on)", r.error);
+                        }
+                        _ => return Err(r.error),
+                    }
+                }
+            }
+        }
+    }
+
+    fn valid_access_token(&self) -> Option<Secret> {
+        let token = self.tokens.access_token.as_ref()?;
+        (unix_now() < self.tokens.renew_at).then(|| token.clone())
+    }
+
+    /// Obtains a new access token, answering a recent failure that needs an administrator from
+    /// memory.
+    async fn obtain(&mut self) -> Result<Secret> {
+        if let Some((when, error)) = &self.last_failure {
+            if when.elapsed() < self.options.failure_backoff {
+                log::debug!(
+                    "OAuth {}: not asking again within {} s of: {error}",
+                    self.endpoint,
+                    self.options.failure_backoff.as_secs()
+                );
+                return Err(error.clone());
+            }
+        }
+        let result = self.obtain_now().await;
+        match &result {
+            Ok(_) => self.last_failure = None,
+            Err(e) if !e.is_temporary() && e.kind() != ErrorKind::SignInRequired => {
+                self.last_failure = Some((Instant::now(), e.clone()));
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn obtain_now(&mut self) -> Result<Secret> {
+        if let Some(refresh_token) = self.tokens.refresh_token.clone() {
+            let client_id = self.identity.client_id.clone();
+            let secret = self.client_secret.clone();
+            let mut form = vec![
+                ("grant_type", "refresh_token"),
+                ("client_id", client_id.as_str()),
+                ("refresh_token", refresh_token.expose()),
+                ("scope", DELEGATED_SCOPE),
+            ];
+            if let Some(s) = &secret {
+                form.push(("client_secret", s.expose()));
+            }
+            match self.grant(&form, "refresh token").await {
+                Ok(token) => return Ok(token),
+                Err(r) if r.answer.as_ref().is_some_and(|a| a.is_invalid_grant()) => {
+                    log::warn!(
+                        "OAuth {}: the refresh token of {} was refused: {}",
+                        self.endpoint,
+                        self.identity.username,
+                        r.error
+                    );
+                    self.tokens = Tokens::default();
+                    if let Err(e) = self.save() {
+                        log::warn!("{e}");
+                    }
+                    if self.flow == Flow::Password && self.password.is_some() {
+                        log::info!(
+                            "OAuth {}: signing in again with the configured password",
+                            self.endpoint
+                        );
+                        return self.password_grant().await;
+                    }
+                    return Err(r.error);
+                }
+                Err(r) => return Err(r.error),
+            }
+        }
+        match self.flow {
+            Flow::Password => self.password_grant().await,
+            Flow::ClientCredentials => {
+                let secret = self.client_secret.clone().ok_or_else(|| {
+                    Error::config("oauth.client_secret", "missing for flow client_credentials")
+                })?;
+                let client_id = self.identity.client_id.clone();
+                let form = [
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id.as_str()),
+                    ("client_secret", secret.expose()),
+                    ("scope", APP_SCOPE),
+                ];
+                self.grant(&form, "client credentials")
+                    .await
+                    .map_err(|r| r.error)
+            }
+            Flow::DeviceCode => Err(Error::new(
+                ErrorKind::SignInRequired,
+                format!(
+                    "OAuth: no token for {} yet; flow \"device_code\" needs an interactive sign-in",
+                    self.identity.username
+                ),
+            )
+            .with_fix(format!("run `{}`", self.options.sign_in_command))),
+        }
+    }
+
+    async fn password_grant(&mut self) -> Result<Secret> {
+        let password = self.password.clone().ok_or_else(|| {
+            Error::config(
+                "password",
+                "flow \"password\" needs the mailbox password and no refresh token is cached",
+            )
+            .with_fix("set password, password_env or password_file for this mailbox")
+        })?;
+        let client_id = self.identity.client_id.clone();
+        let username = self.identity.username.clone();
+        let secret = self.client_secret.clone();
+        let mut form = vec![
+            ("grant_type", "password"),
+            ("client_id", client_id.as_str()),
+            ("username", username.as_str()),
+            ("password", password.expose()),
+            ("scope", DELEGATED_SCOPE),
+        ];
+        if let Some(s) = &secret {
+            form.push(("client_secret", s.expose()));
+        }
+        self.grant(&form, "password").await.map_err(|r| r.error)
+    }
+
+    /// Posts a grant to the token endpoint and keeps the tokens it returns.
+    async fn grant(&mut self, form: &[(&str, &str)], what: &str) -> Result<Secret, Refusal> {
+        let resp = http::post_form(&self.token_url, form, &self.http)
+            .await
+            .map_err(|e| self.network_error(e))?;
+        if resp.status != 200 {
+            let refusal = self.refusal(&resp);
+            log::debug!(
+                "OAuth {}: {what} grant for {} refused: {}",
+                self.endpoint,
+                self.identity.username,
+                refusal.error
+            );
+            return Err(refusal);
+        }
+        let mut body = zeroize::Zeroizing::new(resp.body);
+        let Some(mut answer) = wire::token_answer(&body) else {
+            let e = Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "token endpoint {}: HTTP 200 without a token answer ({} bytes)",
+                    self.endpoint,
+                    body.len()
+                ),
+            );
+            body.clear();
+            return Err(e.into());
+        };
+        let Some(access) = answer.access_token.take().filter(|t| !t.is_empty()) else {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "token endpoint {}: the answer has no access_token",
+                    self.endpoint
+                ),
+            )
+            .into());
+        };
+        let access = Secret::new(access);
+        if let Some(kind) = answer.token_type.as_deref() {
+            if !kind.eq_ignore_ascii_case("bearer") {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "token endpoint {}: token_type {kind:?} instead of Bearer",
+                        self.endpoint
+                    ),
+                )
+                .into());
+            }
+        }
+        let lifetime = answer.expires_in.unwrap_or(3600).max(1);
+        let margin = self.options.renew_margin.as_secs().min(lifetime / 2);
+        let now = unix_now();
+        let rotated = match answer.refresh_token.take().filter(|t| !t.is_empty()) {
+            Some(r) => {
+                self.tokens.refresh_token = Some(Secret::new(r));
+                true
+            }
+            None => false,
+        };
+        self.tokens.access_token = Some(access.clone());
+        self.tokens.expires_at = now + lifetime;
+        self.tokens.renew_at = now + lifetime - margin;
+        log::debug!(
+            "OAuth {}: {what} grant for {}: access token valid for {lifetime} s{}",
+            self.endpoint,
+            self.identity.username,
+            if rotated {
+                ", new refresh token stored"
+            } else {
+                ""
+            }
+        );
+        self.save()?;
+        Ok(access)
+    }
+
+    fn refusal(&self, resp: &http::Response) -> Refusal {
+        match wire::error_answer(&resp.body) {
+            Some(answer) => {
+                let again = self.sign_in_again();
+                Refusal {
+                    error: errors::map_error(&self.endpoint, resp.status, &answer, &again),
+                    answer: Some(answer),
+                }
+            }
+            None if resp.status >= 500 || resp.status == 429 => Error::new(
+                ErrorKind::ServerUnavailable,
+                format!(
+                    "token endpoint {}: temporarily unavailable (HTTP {})",
+                    self.endpoint, resp.status
+                ),
+            )
+            .with_fix("nothing to change: the agent tries again later")
+            .into(),
+            None => self.not_json(resp, "OAuth answer").into(),
+        }
+    }
+
+    fn not_json(&self, resp: &http::Response, what: &str) -> Error {
+        // The body is not quoted: whatever answered may echo the request.
+        Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "token endpoint {}: HTTP {} with a body that is not an {what} ({}, {} bytes)",
+                self.endpoint,
+                resp.status,
+                resp.header("content-type").unwrap_or("no content type"),
+                resp.body.len()
+            ),
+        )
+        .with_fix("check oauth.authority (and oauth.proxy): it must be the Microsoft identity platform, e.g. https://login.microsoftonline.com")
+    }
+
+    fn network_error(&self, e: Error) -> Error {
+        let e = e.context(format!("token endpoint {}", self.endpoint));
+        match e.kind() {
+            ErrorKind::Timeout | ErrorKind::ConnectionClosed if e.fix().is_none() => e.with_fix(
+                "check that this machine reaches the token endpoint (firewall, oauth.proxy); the agent tries again later",
+            ),
+            _ => e,
+        }
+    }
+
+    fn sign_in_again(&self) -> String {
+        match self.flow {
+            Flow::Password => {
+                "sign in again: check the mailbox password (re-enter it if it was changed)"
+                    .to_string()
+            }
+            Flow::DeviceCode => format!("sign in again: run `{}`", self.options.sign_in_command),
+            Flow::ClientCredentials => "check the client secret".to_string(),
+        }
+    }
+
+    fn save(&mut self) -> Result<()> {
+        let Some(path) = &self.options.cache_path else {
+            return Ok(());
+        };
+        match cache::store(path, &self.identity, &self.tokens) {
+            Ok(()) => {
+                self.unsaved = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.unsaved = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn save_if_unsaved(&mut self) -> Result<()> {
+        if self.unsaved {
+            self.save()?;
+        }
+        Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
