@@ -359,7 +359,7 @@ typedef uint32_t pma_step_status;
  * (a second thread waits while a fetch runs). Each handle keeps the last error of its own
  * calls, read with `pma_last_error`.
  */
-struct pma_agent;
+typedef struct pma_agent pma_agent;
 
 /**
  * The tickets of one `pma_fetch_tickets` call (opaque). Freed with `pma_batch_free`.
@@ -367,13 +367,13 @@ struct pma_agent;
  * Immutable once made: its accessors may be called from any thread at once. Pointers it
  * hands out stay valid until the batch is freed.
  */
-struct pma_batch;
+typedef struct pma_batch pma_batch;
 
 /**
  * The result of `pma_test_connection` (opaque). Freed with `pma_report_free`.
  * Immutable: its accessors may be called from any thread at once.
  */
-struct pma_report;
+typedef struct pma_report pma_report;
 
 /**
  * Receives one log record. `level` is the record's severity; `target` the module that logged
@@ -390,7 +390,7 @@ typedef void (*pma_log_callback)(void *userdata, pma_log_level level, const char
  * One step of a connection test, as `pma_report_step` fills it in. Every pointer belongs to
  * the report and stays valid until `pma_report_free`.
  */
-struct pma_step {
+typedef struct pma_step {
   /**
    * `"token"`, `"connect"`, `"tls"`, `"capabilities"`, `"authenticate"` or `"select"`
    * (NUL-terminated).
@@ -416,7 +416,7 @@ struct pma_step {
    * What the administrator should do about a failure (NUL-terminated UTF-8), or NULL.
    */
   const char *fix;
-};
+} pma_step;
 
 #ifdef __cplusplus
 extern "C" {

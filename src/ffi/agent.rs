@@ -410,7 +410,10 @@ pub unsafe extern "C" fn pma_ack(agent: *mut pma_agent, batch: *const pma_batch)
                 ));
             }
             let a = inner.agent()?;
-            smol::block_on(a.ack(&b.batch))?;
+            // A batch with nothing to acknowledge was never registered by the core.
+            if !b.batch.is_void() {
+                smol::block_on(a.ack(&b.batch))?;
+            }
             b.mark_acked();
             Ok(())
         })
