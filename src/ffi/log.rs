@@ -170,3 +170,97 @@ pub unsafe extern "C" fn pma_set_log_callback(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+    use std::sync::Mutex;
+
+    static SEEN: Mutex<Vec<(u32, String, String)>> = Mutex::new(Vec::new());
+
+    unsafe extern "C" fn record(
+        _userdata: *mut c_void,
+        level: pma_log_level,
+        target: *const c_char,
+        message: *const c_char,
+    ) {
+        // SAFETY: the forwarder passes NUL-terminated strings valid for the call.
+        let (t, m) = unsafe { (CStr::from_ptr(target), CStr::from_ptr(message)) };
+        let m = m.to_string_lossy().into_owned();
+        if m.starts_with("ffi-log-test") {
+            SEEN.lock()
+                .unwrap()
+                .push((level as u32, t.to_string_lossy().into_owned(), m));
+        }
+    }
+
+    fn emit(target: &str, level: Level, text: &str) {
+        log::logger().log(
+            &Record::builder()
+                .target(target)
+                .level(level)
+                .args(format_args!("{text}"))
+                .build(),
+        );
+    }
+
+    #[test]
+    fn forwards_by_level_and_never_imap_traces() {
+        let r = unsafe { pma_set_log_callback(Some(record), std::ptr::null_mut(), 5) };
+        assert_eq!(r, pma_result::PMA_OK);
+        emit(
+            "async_imap::imap_stream",
+            Level::Trace,
+            "ffi-log-test LOGIN a secret",
+        );
+        emit("imap_proto::parser", Level::Trace, "ffi-log-test token");
+        emit("async_imap::client", Level::Debug, "ffi-log-test debug");
+        emit(
+            "psa_mail_agent::agent",
+            Level::Trace,
+            "ffi-log-test own trace",
+        );
+        emit(
+            "psa_mail_agent::agent",
+            Level::Info,
+            "ffi-log-test with\0nul",
+        );
+        assert_eq!(
+            unsafe { pma_set_log_callback(Some(record), std::ptr::null_mut(), 2) },
+            pma_result::PMA_OK
+        );
+        emit(
+            "psa_mail_agent::agent",
+            Level::Info,
+            "ffi-log-test above warn",
+        );
+        emit("psa_mail_agent::agent", Level::Warn, "ffi-log-test warn");
+        assert_eq!(
+            unsafe { pma_set_log_callback(None, std::ptr::null_mut(), 5) },
+            pma_result::PMA_OK
+        );
+        emit(
+            "psa_mail_agent::agent",
+            Level::Error,
+            "ffi-log-test after removal",
+        );
+        assert_eq!(
+            unsafe { pma_set_log_callback(Some(record), std::ptr::null_mut(), 6) },
+            pma_result::PMA_INVALID_ARGUMENT
+        );
+        let seen = SEEN.lock().unwrap().clone();
+        let texts: Vec<&str> = seen.iter().map(|(_, _, m)| m.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "ffi-log-test debug",
+                "ffi-log-test own trace",
+                "ffi-log-test with\u{fffd}nul",
+                "ffi-log-test warn"
+            ]
+        );
+        assert_eq!(seen[1].0, pma_log_level::PMA_LOG_TRACE as u32);
+        assert_eq!(seen[1].1, "psa_mail_agent::agent");
+    }
+}
