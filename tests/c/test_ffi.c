@@ -133,6 +133,27 @@ static void test_init_misuse(void) {
     pma_report_free(NULL);
 }
 
+/* examples/mailbox.example.json, the file the docs show, is a valid entry for pma_init
+ * (credentials completed later by pma_set_oauth_credentials). */
+static void test_example_mailbox(const char *state) {
+    const char *path = env("PMA_EXAMPLE_MAILBOX");
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (f == NULL) {
+        return;
+    }
+    static char json[8192];
+    size_t n = fread(json, 1, sizeof json - 1, f);
+    fclose(f);
+    json[n] = '\0';
+    pma_agent *agent = NULL;
+    CHECK_RC(pma_init(json, state, &agent), PMA_OK);
+    pma_batch *batch = NULL;
+    CHECK_RC(pma_fetch_tickets(agent, 1, &batch), PMA_CONFIG); /* no Application ID yet */
+    CHECK(strstr(last_error(agent), "oauth.application_id") != NULL);
+    pma_free(agent);
+}
+
 static void test_last_error_buffers(void) {
     pma_agent *agent = NULL;
     CHECK_RC(pma_init("{\"name\": 5}", NULL, &agent), PMA_CONFIG);
@@ -476,6 +497,7 @@ int main(void) {
     test_init_misuse();
     test_last_error_buffers();
     test_null_accessors();
+    test_example_mailbox(state);
 
     log_sink sink;
     pthread_mutex_init(&sink.lock, NULL);
