@@ -15,6 +15,7 @@ Usage:
   psa-mail-agent parse FILE...                      ticket JSON per file, offline
   psa-mail-agent test  --config F [--mailbox NAME]  step-by-step diagnosis; exit 0 = healthy
   psa-mail-agent fetch --config F [--mailbox NAME] [--max N] [--no-ack]
+  psa-mail-agent login --config F --mailbox NAME    device-code sign-in (MFA-capable)
   psa-mail-agent COMMAND --help
 
 Options for every command:
@@ -47,6 +48,15 @@ Fetches the pending mail of each active mailbox (or only NAME) and prints one ti
 on stdout. Each batch is acknowledged on the server (mark read, move or delete, as configured)
 only after its tickets were written and flushed. Without --max everything pending is taken, in
 bounded batches. --no-ack leaves the server and the local state untouched.
+";
+
+const LOGIN_HELP: &str = "\
+psa-mail-agent login --config F --mailbox NAME
+
+Signs the mailbox's user in with a device code (oauth.flow \"device_code\", works with MFA):
+shows a web address and a code; open the address on any device, enter the code and sign in.
+The tokens are stored in the mailbox's token cache under state_dir and renewed from then on
+without a person. Also useful to replace a revoked grant for the other flows.
 ";
 
 struct Args {
@@ -170,6 +180,7 @@ fn main() -> ExitCode {
         "parse" => PARSE_HELP,
         "test" => TEST_HELP,
         "fetch" => FETCH_HELP,
+        "login" => LOGIN_HELP,
         "" => {
             print!("{USAGE}");
             return ExitCode::from(if args.help { 0 } else { 2 });
@@ -187,6 +198,7 @@ fn main() -> ExitCode {
         "parse" => cmd_parse(&args),
         "test" => with_config(&args, cmd_test),
         "fetch" => with_config(&args, cmd_fetch),
+        "login" => with_config(&args, cmd_login),
         _ => unreachable!("checked above"),
     };
     ExitCode::from(code)
@@ -413,4 +425,48 @@ fn cmd_fetch(args: &Args, config: &Config, mailboxes: Vec<Mailbox>) -> u8 {
         }
     }
     code
+}
+
+fn cmd_login(args: &Args, config: &Config, mailboxes: Vec<Mailbox>) -> u8 {
+    if args.mailbox.is_none() || mailboxes.len() != 1 {
+        eprintln!("error: login needs --mailbox NAME\n\n{LOGIN_HELP}");
+        return 2;
+    }
+    let mb = mailboxes.into_iter().next().expect("one mailbox");
+    if !mb.oauth.enabled {
+        eprintln!(
+            "error: mailbox {:?} does not use OAuth 2.0 (oauth.enabled is false)",
+            mb.name
+        );
+        return 3;
+    }
+    let name = mb.name.clone();
+    let mut agent = match Agent::new(mb, config.state_dir.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            report_error(&e);
+            return exit_code_for(&e);
+        }
+    };
+    let tokens = agent.tokens().expect("OAuth is enabled");
+    let result = smol::block_on(tokens.device_login(|prompt| {
+        println!("{}", prompt.message);
+        println!(
+            "(open {} and enter the code {}; it is valid for {} minutes)",
+            prompt.verification_uri,
+            prompt.user_code,
+            prompt.expires_in.as_secs() / 60
+        );
+        let _ = std::io::stdout().flush();
+    }));
+    match result {
+        Ok(()) => {
+            println!("Signed in: the tokens of mailbox {name:?} are stored and will be renewed automatically.");
+            0
+        }
+        Err(e) => {
+            report_error(&e);
+            exit_code_for(&e)
+        }
+    }
 }
