@@ -410,6 +410,19 @@ static void test_oauth_credentials(const char *state, pma_agent *basic) {
     pma_report_free(report);
     CHECK(strstr(last_error(agent), "client-secret-value") == NULL);
 
+    /* A batch fetched before the agent was rebuilt can no longer be acknowledged. */
+    pma_agent *regen = NULL;
+    CHECK_RC(pma_init(mailbox_json("regen", env("PMA_TEST_USER2"), "password_env", "PMA_PASSWORD", ""),
+                      state, &regen),
+             PMA_OK);
+    pma_batch *old = NULL;
+    CHECK_RC(pma_fetch_tickets(regen, 1, &old), PMA_OK);
+    CHECK_RC(pma_set_oauth_credentials(regen, "app-1", "contoso.test", NULL), PMA_OK);
+    CHECK_RC(pma_ack(regen, old), PMA_FOREIGN_BATCH);
+    CHECK(strstr(last_error(regen), "rebuilt") != NULL);
+    pma_batch_free(old);
+    pma_free(regen);
+
     /* A failed set keeps the previous, working settings of a Basic agent. */
     CHECK_RC(pma_set_oauth_credentials(basic, "app id", "tenant", NULL), PMA_CONFIG);
     report = NULL;
