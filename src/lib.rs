@@ -9,6 +9,8 @@ pub mod cli_log;
 pub mod config;
 #[forbid(unsafe_code)]
 pub mod error;
+#[allow(unsafe_code)]
+pub mod ffi;
 #[forbid(unsafe_code)]
 pub mod http;
 #[forbid(unsafe_code)]
