@@ -786,6 +786,48 @@ impl Agent {
         self.session = Some((session, folder));
         Ok(())
     }
+
+    /// Waits until new mail may have arrived in the search folder: IDLE where the server offers
+    /// it (re-issued by the caller at least every `max_wait`, capped below the server's limit),
+    /// else a NOOP every `poll_interval_secs`. Returns early when `stop` completes. Connects
+    /// first when no session is open; a transport error drops the session so the next call
+    /// reconnects. Call [`Agent::fetch`] afterwards whatever the outcome: it finds what is new.
+    pub async fn wait_for_mail(
+        &mut self,
+        max_wait: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<imap::Wake> {
+        let r = self.wait_inner(max_wait, stop).await;
+        if let Err(e) = &r {
+            self.on_error(e);
+        }
+        r
+    }
+
+    async fn wait_inner(
+        &mut self,
+        max_wait: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<imap::Wake> {
+        self.ensure_session().await?;
+        let (mut session, folder) = self.session.take().expect("session ensured");
+        // EXISTS seen in an earlier command's response would not be announced again in IDLE.
+        if session.take_news() {
+            self.session = Some((session, folder));
+            return Ok(imap::Wake::NewData);
+        }
+        if session.supports_idle() {
+            // On error the session is gone with the connection: the next call reconnects.
+            let (session, wake) = session.idle(max_wait, stop).await?;
+            self.session = Some((session, folder));
+            Ok(wake)
+        } else {
+            let interval = Duration::from_secs(self.mailbox.poll_interval_secs);
+            let r = session.poll(interval, max_wait, stop).await;
+            self.session = Some((session, folder));
+            r
+        }
+    }
 }
 
 /// A ticket for a message mail parsing gave up on: nothing is dropped silently.

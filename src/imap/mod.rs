@@ -3,11 +3,13 @@
 
 pub mod auth;
 pub mod connect;
+pub mod idle;
 pub mod mailbox;
 pub mod stream;
 
 pub use auth::{AuthFailure, Credentials};
 pub use connect::{Capabilities, Greeted, Target};
+pub use idle::Wake;
 pub use mailbox::{FetchedMessage, Folder, Session};
 pub use stream::MailStream;
 
