@@ -127,6 +127,9 @@ fn serve(mut stream: TcpStream, service: &Mutex<Service>) {
             (r, s.generation)
         };
         let route = path.split('?').next().unwrap_or("");
+        // Dovecot pools introspection connections and does not retry: one kept open across an
+        // idp restart would fail the next login. A fresh connection per introspection avoids it.
+        let close = close || route == "/introspect";
         match reply {
             Reply::Answer(status, ctype, text) => {
                 eprintln!("pma-test-idp: {method} {route} -> {status}");
