@@ -457,3 +457,20 @@ fn a_trace_level_run_of_the_binary_logs_no_secret() {
         "raw AUTHENTICATE in the log"
     );
 }
+
+#[test]
+fn imap_unavailable_is_retried_with_backoff_then_reported() {
+    let h = Harness::get();
+    let user = h.unique_user("unavail2");
+    h.append(&user, "INBOX", &mail("after the outage"), &[]);
+    h.idp(&format!("/_test/introspect?m=error&user={user}"));
+    let mut agent = Agent::new(mailbox(h, &user, &user, ""), state_dir("unavail2")).unwrap();
+    let e = run(agent.fetch(10)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ServerUnavailable, "{e}");
+    assert!(e.is_temporary());
+    assert!(stat(h, &user, "introspections") >= 3, "asked three times");
+    // The back end recovers: the next fetch works without anybody changing anything.
+    h.idp(&format!("/_test/introspect?m=normal&user={user}"));
+    let batch = run(agent.fetch(10)).unwrap();
+    assert_eq!(batch.tickets[0].subject, "after the outage");
+}
