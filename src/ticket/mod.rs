@@ -63,6 +63,22 @@ impl Default for TicketOptions {
     }
 }
 
+impl TicketOptions {
+    /// The options for one configured mailbox: its name, attachment/CC switches and size
+    /// limit, and its own address for loop detection. Threading patterns and the loop header
+    /// keep their defaults; the agent adds its [`ThreadIndex`].
+    pub fn for_mailbox(mailbox: &crate::config::Mailbox) -> TicketOptions {
+        TicketOptions {
+            mailbox: mailbox.name.clone(),
+            add_attachments: mailbox.add_attachments,
+            add_ccs: mailbox.add_ccs,
+            max_attachment_bytes: mailbox.max_attachment_bytes,
+            own_addresses: vec![mailbox.email.clone()],
+            ..TicketOptions::default()
+        }
+    }
+}
+
 /// Builds the ticket for one raw RFC 5322 message.
 ///
 /// Errors only when the bytes are no email at all (empty, or no header fields); everything
