@@ -37,7 +37,21 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
     }
     let mut warnings = Vec::new();
     check_header_section(raw, &mut warnings);
-    let msg = MessageParser::default().parse(raw).ok_or_else(|| {
+    let headers_only = raw.len() as u64 > opts.max_message_bytes;
+    if headers_only {
+        warnings.push(format!(
+            "message is {} bytes, over the limit of {} bytes; only its headers were read",
+            raw.len(),
+            opts.max_message_bytes
+        ));
+    }
+    let parser = MessageParser::default();
+    let parsed = if headers_only {
+        parser.parse_headers(raw)
+    } else {
+        parser.parse(raw)
+    };
+    let msg = parsed.ok_or_else(|| {
         Error::new(
             ErrorKind::Mail,
             "not an email: no header fields found at the start of the message",

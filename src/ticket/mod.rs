@@ -37,6 +37,9 @@ pub struct TicketOptions {
     pub add_ccs: bool,
     /// Attachments larger than this are listed with a warning, without their bytes.
     pub max_attachment_bytes: u64,
+    /// Messages larger than this are read for their headers only (the ticket says so in a
+    /// warning), so one huge mail cannot exhaust memory or block the mailbox.
+    pub max_message_bytes: u64,
     /// Subject patterns that carry a ticket number (see [`TicketPattern`]); the first match wins.
     pub ticket_patterns: Vec<TicketPattern>,
     /// Message-IDs the helpdesk sent → ticket numbers, for replies without a number in the
@@ -55,6 +58,7 @@ impl Default for TicketOptions {
             add_attachments: true,
             add_ccs: false,
             max_attachment_bytes: 25 * 1024 * 1024,
+            max_message_bytes: 150 * 1024 * 1024,
             ticket_patterns: default_patterns(),
             thread_index: None,
             own_addresses: Vec::new(),
