@@ -480,19 +480,11 @@ impl TokenProvider {
             );
             return Err(refusal);
         }
-        let mut body = zeroize::Zeroizing::new(resp.body);
-        let Some(mut answer) = wire::token_answer(&body) else {
-            let e = Error::new(
-                ErrorKind::Protocol,
-                format!(
-                    "token endpoint {}: HTTP 200 without a token answer ({} bytes)",
-                    self.endpoint,
-                    body.len()
-                ),
-            );
-            body.clear();
-            return Err(e.into());
+        let Some(mut answer) = wire::token_answer(&resp.body) else {
+            return Err(self.not_json(&resp, "OAuth token answer").into());
         };
+        // The body holds the tokens: wipe it now that they are parsed.
+        drop(zeroize::Zeroizing::new(resp.body));
         let Some(access) = answer.access_token.take().filter(|t| !t.is_empty()) else {
             return Err(Error::new(
                 ErrorKind::Protocol,
