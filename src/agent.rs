@@ -338,6 +338,8 @@ impl Agent {
         };
         let greeted = imap::connect::connect(&self.target()).await?;
         let mut session = self.authenticate(greeted, token).await?;
+        // Servers announce MOVE, UIDPLUS, IDLE... only after authentication.
+        session.refresh_capabilities().await?;
         let folder = session.select(&self.mailbox.imap.folder).await?;
         log::info!(
             "mailbox {}: selected {} (UIDVALIDITY {}, {} messages)",
@@ -600,7 +602,9 @@ impl Agent {
 
     async fn ack_inner(&mut self, batch: &Batch) -> Result<()> {
         if self.read_only {
-            self.finish(batch);
+            // Nothing changes on the server or on disk; the UIDs stay in flight so this agent
+            // does not hand the same messages out again.
+            self.outstanding.retain(|s| *s != batch.seq);
             return Ok(());
         }
         {
@@ -760,6 +764,10 @@ impl Agent {
             format!("LOGIN as {}", self.mailbox.username)
         };
         let r = self.authenticate(greeted, token).await;
+        let r = match r {
+            Ok(mut s) => s.refresh_capabilities().await.map(|_| s),
+            Err(e) => Err(e),
+        };
         let mut session = record(report, "authenticate", t, r, |_| how.clone())?;
         let t = Instant::now();
         let folder_name = self.mailbox.imap.folder.clone();
@@ -777,6 +785,48 @@ impl Agent {
         })?;
         self.session = Some((session, folder));
         Ok(())
+    }
+
+    /// Waits until new mail may have arrived in the search folder: IDLE where the server offers
+    /// it (re-issued by the caller at least every `max_wait`, capped below the server's limit),
+    /// else a NOOP every `poll_interval_secs`. Returns early when `stop` completes. Connects
+    /// first when no session is open; a transport error drops the session so the next call
+    /// reconnects. Call [`Agent::fetch`] afterwards whatever the outcome: it finds what is new.
+    pub async fn wait_for_mail(
+        &mut self,
+        max_wait: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<imap::Wake> {
+        let r = self.wait_inner(max_wait, stop).await;
+        if let Err(e) = &r {
+            self.on_error(e);
+        }
+        r
+    }
+
+    async fn wait_inner(
+        &mut self,
+        max_wait: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<imap::Wake> {
+        self.ensure_session().await?;
+        let (mut session, folder) = self.session.take().expect("session ensured");
+        // EXISTS seen in an earlier command's response would not be announced again in IDLE.
+        if session.take_news() {
+            self.session = Some((session, folder));
+            return Ok(imap::Wake::NewData);
+        }
+        if session.supports_idle() {
+            // On error the session is gone with the connection: the next call reconnects.
+            let (session, wake) = session.idle(max_wait, stop).await?;
+            self.session = Some((session, folder));
+            Ok(wake)
+        } else {
+            let interval = Duration::from_secs(self.mailbox.poll_interval_secs);
+            let r = session.poll(interval, max_wait, stop).await;
+            self.session = Some((session, folder));
+            r
+        }
     }
 }
 

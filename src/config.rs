@@ -35,6 +35,15 @@ pub struct Config {
     pub output: Output,
     /// One entry per mailbox.
     pub mailboxes: Vec<Mailbox>,
+    /// A program `run` starts when a mailbox enters or leaves a failed state
+    /// (`notify_command`), with the arguments: mailbox name, `failed` or `recovered`, message.
+    pub notify_command: Option<PathBuf>,
+    /// A URL `run` POSTs a JSON event to on the same occasions (`notify_webhook`). A secret:
+    /// chat webhooks carry their key in the URL.
+    pub notify_webhook: Option<Secret>,
+    /// Seconds one IMAP IDLE lasts before `run` re-issues it (`idle_refresh_secs`, default
+    /// 1500, at most 1740: servers end IDLE after 29 or 30 minutes).
+    pub idle_refresh_secs: u64,
 }
 
 /// Where tickets are delivered (`output`). `Debug` hides the webhook URL's query, which often
@@ -171,7 +180,17 @@ const MAX_POLL_INTERVAL_SECS: u64 = 86_400;
 const MAX_BATCH_SIZE: u64 = 1000;
 const MAX_NAME_CHARS: usize = 64;
 
-const TOP_KEYS: &[&str] = &["state_dir", "output", "mailboxes"];
+const TOP_KEYS: &[&str] = &[
+    "state_dir",
+    "output",
+    "mailboxes",
+    "notify_command",
+    "notify_webhook",
+    "idle_refresh_secs",
+];
+/// `idle_refresh_secs` when absent: 25 minutes.
+pub const DEFAULT_IDLE_REFRESH_SECS: u64 = 1500;
+const MAX_IDLE_REFRESH_SECS: u64 = 1740;
 const MAILBOX_KEYS: &[&str] = &[
     "name",
     "email",
@@ -369,6 +388,31 @@ impl Config {
         }
         let state_dir = ctx.resolve(state_dir);
         let output = parse_output(&root, ctx)?;
+        let notify_command = match root.str_opt_as("notify_command", "a program path", false)? {
+            None => None,
+            Some("") => {
+                return Err(Error::config(
+                    "notify_command",
+                    "must not be empty; expected a program path (or null)",
+                ))
+            }
+            // A bare name is looked up in PATH; a path resolves like every other path.
+            Some(c) if c.contains(['/', '\\']) => Some(ctx.resolve(c)),
+            Some(c) => Some(PathBuf::from(c)),
+        };
+        let notify_webhook = match root.str_opt_as("notify_webhook", "an https:// URL", false)? {
+            None => None,
+            Some(url) => {
+                check_url("notify_webhook", url, &["https", "http"], true)?;
+                Some(Secret::new(url))
+            }
+        };
+        let idle_refresh_secs = root.int_or(
+            "idle_refresh_secs",
+            60,
+            MAX_IDLE_REFRESH_SECS,
+            DEFAULT_IDLE_REFRESH_SECS,
+        )?;
 
         const LIST: &str = "a non-empty array of mailbox objects";
         let list = match root.get("mailboxes") {
@@ -411,6 +455,9 @@ impl Config {
             state_dir,
             output,
             mailboxes,
+            notify_command,
+            notify_webhook,
+            idle_refresh_secs,
         })
     }
 

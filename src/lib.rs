@@ -4,9 +4,15 @@
 #[forbid(unsafe_code)]
 pub mod agent;
 #[forbid(unsafe_code)]
+pub mod backoff;
+#[forbid(unsafe_code)]
 pub mod cli_log;
 #[forbid(unsafe_code)]
 pub mod config;
+#[forbid(unsafe_code)]
+pub mod daemon;
+#[forbid(unsafe_code)]
+pub mod delivery;
 #[forbid(unsafe_code)]
 pub mod error;
 #[allow(unsafe_code)]

@@ -16,6 +16,8 @@ Usage:
   psa-mail-agent test  --config F [--mailbox NAME]  step-by-step diagnosis; exit 0 = healthy
   psa-mail-agent fetch --config F [--mailbox NAME] [--max N] [--no-ack]
   psa-mail-agent login --config F --mailbox NAME    device-code sign-in (MFA-capable)
+  psa-mail-agent run   --config F                   daemon: every active mailbox, IDLE or polling
+  psa-mail-agent status --config F                  each mailbox's state; exit 0 = all healthy
   psa-mail-agent COMMAND --help
 
 Options for every command:
@@ -57,6 +59,27 @@ Signs the mailbox's user in with a device code (oauth.flow \"device_code\", work
 shows a web address and a code; open the address on any device, enter the code and sign in.
 The tokens are stored in the mailbox's token cache under state_dir and renewed from then on
 without a person. Also useful to replace a revoked grant for the other flows.
+";
+
+const RUN_HELP: &str = "\
+psa-mail-agent run --config F
+
+Runs every active mailbox in one process until SIGTERM or SIGINT (Ctrl-C): fetches pending mail,
+delivers each ticket to the configured output (stdout, spool directory or webhook), acknowledges
+it on the server only after delivery, then waits for new mail with IMAP IDLE (polling every
+poll_interval_secs where the server has no IDLE). Failures are retried with backoff; failures an
+administrator must fix park the mailbox (retried every 30 minutes) and call notify_command /
+notify_webhook. SIGHUP reloads the configuration: added, removed and changed mailboxes are
+started, stopped or restarted, parked ones retried at once, the others keep running.
+Each mailbox's state is written to <state_dir>/<name>.status.json (see `status`).
+";
+
+const STATUS_HELP: &str = "\
+psa-mail-agent status --config F
+
+Prints each mailbox's state as `run` last wrote it: running, idle, failing, parked or stopped,
+tickets delivered, errors, the last error with its fix, and the next attempt.
+Exit code 0 when every active mailbox is running or idle in a live agent, else 1.
 ";
 
 struct Args {
@@ -181,6 +204,8 @@ fn main() -> ExitCode {
         "test" => TEST_HELP,
         "fetch" => FETCH_HELP,
         "login" => LOGIN_HELP,
+        "run" => RUN_HELP,
+        "status" => STATUS_HELP,
         "" => {
             print!("{USAGE}");
             return ExitCode::from(if args.help { 0 } else { 2 });
@@ -199,6 +224,8 @@ fn main() -> ExitCode {
         "test" => with_config(&args, cmd_test),
         "fetch" => with_config(&args, cmd_fetch),
         "login" => with_config(&args, cmd_login),
+        "run" => cmd_run(&args),
+        "status" => with_config(&args, cmd_status),
         _ => unreachable!("checked above"),
     };
     ExitCode::from(code)
@@ -467,6 +494,38 @@ fn cmd_login(args: &Args, config: &Config, mailboxes: Vec<Mailbox>) -> u8 {
         Err(e) => {
             report_error(&e);
             exit_code_for(&e)
+        }
+    }
+}
+
+fn cmd_run(args: &Args) -> u8 {
+    let Some(path) = &args.config else {
+        eprintln!("error: --config FILE is required\n\n{RUN_HELP}");
+        return 2;
+    };
+    if args.mailbox.is_some() {
+        eprintln!(
+            "error: run takes every active mailbox; --mailbox is not supported\n\n{RUN_HELP}"
+        );
+        return 2;
+    }
+    match psa_mail_agent::daemon::run(path) {
+        Ok(()) => 0,
+        Err(e) => {
+            report_error(&e);
+            exit_code_for(&e)
+        }
+    }
+}
+
+fn cmd_status(_args: &Args, config: &Config, _mailboxes: Vec<Mailbox>) -> u8 {
+    let stdout = std::io::stdout();
+    match psa_mail_agent::daemon::print_status(config, &mut stdout.lock()) {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            eprintln!("error: stdout: {e}");
+            6
         }
     }
 }

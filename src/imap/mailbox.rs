@@ -42,6 +42,9 @@ pub struct Session {
     inner: async_imap::Session<MailStream>,
     capabilities: Capabilities,
     timeout: Duration,
+    /// The server reported EXISTS or RECENT since [`Session::take_news`] was last called: new
+    /// mail may have arrived that a later IDLE would not announce again.
+    news: bool,
 }
 
 /// Formats UIDs (ascending or not) as a compact IMAP sequence set: `1:3,7,9:10`.
@@ -81,6 +84,7 @@ impl Session {
             inner,
             capabilities,
             timeout,
+            news: false,
         }
     }
 
@@ -90,7 +94,19 @@ impl Session {
     }
 
     fn drain_unsolicited(&mut self) {
-        while self.inner.unsolicited_responses.try_recv().is_ok() {}
+        use async_imap::types::UnsolicitedResponse as U;
+        while let Ok(r) = self.inner.unsolicited_responses.try_recv() {
+            if matches!(r, U::Exists(_) | U::Recent(_)) {
+                self.news = true;
+            }
+        }
+    }
+
+    /// Whether the server announced new messages (EXISTS, RECENT) in a response since the last
+    /// call; clears the flag. Checked before IDLE, which would not announce them again.
+    pub fn take_news(&mut self) -> bool {
+        self.drain_unsolicited();
+        std::mem::take(&mut self.news)
     }
 
     /// Refreshes the capabilities (servers may announce more after authentication).
@@ -445,6 +461,7 @@ impl Session {
             inner,
             capabilities,
             timeout,
+            news: false,
         }
     }
 }

@@ -1,0 +1,375 @@
+//! `psa-mail-agent run`: every active mailbox of the configuration in one process, for months
+//! unattended.
+//!
+//! One smol executor on the main thread runs one task per mailbox, each with its own agent
+//! (connection, token provider, state, lock); tasks only await network and timers, so one slow
+//! or failing mailbox never stalls another. Each mailbox fetches what is pending, delivers it to
+//! the configured output, acknowledges it, then waits for new mail with IMAP IDLE (or polling).
+//! Failures are retried with exponential backoff and jitter (1 s up to 5 min); failures an
+//! administrator must fix (sign-in refused, grant revoked, missing permission) park the mailbox
+//! with a clear status, retry every 30 minutes and call the notification hook.
+//!
+//! Signals (Unix): SIGTERM and SIGINT let every mailbox finish its current delivery and exit
+//! within a few seconds; SIGHUP reloads the configuration, starting, stopping or restarting only
+//! the mailboxes that were added, removed or changed (and retrying parked ones at once).
+//! Windows: Ctrl-C (or the service manager's stop, see examples/windows-service.md) stops.
+
+pub mod notify;
+pub mod status;
+mod worker;
+
+pub use worker::needs_admin;
+
+use crate::config::{Config, Mailbox, Output};
+use crate::delivery::Sink;
+use crate::error::{Error, ErrorKind, Result};
+use futures::{FutureExt, StreamExt};
+use notify::Notifier;
+use sha2::{Digest, Sha256};
+use smol::LocalExecutor;
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How long a stopping mailbox may take to finish its current delivery.
+pub const STOP_GRACE: Duration = Duration::from_secs(8);
+
+/// What every mailbox task shares.
+pub(crate) struct Shared {
+    pub(crate) sink: Sink,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) idle_refresh: Duration,
+    pub(crate) notifier: Notifier,
+}
+
+/// Completes when its [`StopHandle`] is dropped.
+#[derive(Clone)]
+pub(crate) struct Stop(smol::channel::Receiver<()>);
+
+struct StopHandle(#[allow(dead_code)] smol::channel::Sender<()>);
+
+fn stop_pair() -> (StopHandle, Stop) {
+    let (tx, rx) = smol::channel::bounded(1);
+    (StopHandle(tx), Stop(rx))
+}
+
+impl Stop {
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    pub(crate) async fn wait(&self) {
+        while self.0.recv().await.is_ok() {}
+    }
+}
+
+struct Running {
+    stop: StopHandle,
+    task: smol::Task<()>,
+    fingerprint: [u8; 32],
+    parked: Rc<Cell<bool>>,
+}
+
+/// Everything that, when changed, restarts a mailbox (secrets included, hashed, never kept).
+fn fingerprint(m: &Mailbox) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(format!("{m:?}").as_bytes());
+    for s in [&m.password, &m.oauth.client_secret].into_iter().flatten() {
+        h.update([0u8]);
+        h.update(s.expose().as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// What all mailboxes share; a change of any of it restarts them all.
+#[derive(PartialEq)]
+struct Settings {
+    state_dir: PathBuf,
+    output: Output,
+    idle_refresh_secs: u64,
+    notify_command: Option<PathBuf>,
+    notify_webhook: Option<crate::secret::Secret>,
+}
+
+impl Settings {
+    fn of(c: &Config) -> Settings {
+        Settings {
+            state_dir: c.state_dir.clone(),
+            output: c.output.clone(),
+            idle_refresh_secs: c.idle_refresh_secs,
+            notify_command: c.notify_command.clone(),
+            notify_webhook: c.notify_webhook.clone(),
+        }
+    }
+
+    fn shared(&self) -> Result<Rc<Shared>> {
+        Ok(Rc::new(Shared {
+            sink: Sink::new(&self.output, None)?,
+            state_dir: self.state_dir.clone(),
+            idle_refresh: Duration::from_secs(self.idle_refresh_secs),
+            notifier: Notifier {
+                command: self.notify_command.clone(),
+                webhook: self.notify_webhook.clone(),
+            },
+        }))
+    }
+}
+
+/// Runs every active mailbox of the configuration at `config_path` until SIGTERM or SIGINT.
+/// Returns an error only when it cannot start (configuration, output, signals).
+pub fn run(config_path: &Path) -> Result<()> {
+    let signals = signals()?;
+    let config = Config::load(config_path)?;
+    let ex = Rc::new(LocalExecutor::new());
+    smol::block_on(ex.run(supervise(ex.clone(), config_path, config, signals)))
+}
+
+#[cfg(unix)]
+fn signals() -> Result<async_signal::Signals> {
+    use async_signal::Signal;
+    async_signal::Signals::new([Signal::Term, Signal::Int, Signal::Hup])
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot handle signals: {e}")))
+}
+
+#[cfg(not(unix))]
+fn signals() -> Result<async_signal::Signals> {
+    use async_signal::Signal;
+    async_signal::Signals::new([Signal::Int])
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot handle Ctrl-C: {e}")))
+}
+
+struct Supervisor {
+    ex: Rc<LocalExecutor<'static>>,
+    settings: Settings,
+    shared: Rc<Shared>,
+    running: BTreeMap<String, Running>,
+}
+
+async fn supervise(
+    ex: Rc<LocalExecutor<'static>>,
+    config_path: &Path,
+    config: Config,
+    mut signals: async_signal::Signals,
+) -> Result<()> {
+    let settings = Settings::of(&config);
+    let shared = settings.shared()?;
+    let mut sup = Supervisor {
+        ex,
+        settings,
+        shared,
+        running: BTreeMap::new(),
+    };
+    sup.apply(&config, false).await;
+    log::info!(
+        "running {} mailbox(es) from {}",
+        sup.running.len(),
+        config_path.display()
+    );
+    while let Some(sig) = signals.next().await {
+        use async_signal::Signal;
+        match sig {
+            #[cfg(unix)]
+            Ok(Signal::Hup) => {
+                log::info!("SIGHUP: reloading {}", config_path.display());
+                match Config::load(config_path) {
+                    Ok(c) => sup.reload(c).await,
+                    Err(e) => log::error!("reload: {e}; keeping the running configuration"),
+                }
+            }
+            Ok(s) => {
+                log::info!("{s:?}: stopping after the current deliveries");
+                break;
+            }
+            Err(e) => log::warn!("signal handling: {e}"),
+        }
+    }
+    let names: Vec<String> = sup.running.keys().cloned().collect();
+    let stops: Vec<_> = names.iter().filter_map(|n| sup.running.remove(n)).collect();
+    stop_all(stops).await;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Stops mailboxes, waiting for their current delivery up to [`STOP_GRACE`].
+async fn stop_all(list: Vec<Running>) {
+    let mut tasks = Vec::new();
+    for r in list {
+        drop(r.stop);
+        tasks.push(r.task);
+    }
+    let all = futures::future::join_all(tasks).fuse();
+    let timer = FutureExt::fuse(smol::Timer::after(STOP_GRACE));
+    futures::pin_mut!(all, timer);
+    futures::select_biased! {
+        _ = all => {},
+        _ = timer => log::warn!(
+            "some mailboxes did not finish within {} s; their unacknowledged mail is fetched again next time",
+            STOP_GRACE.as_secs()
+        ),
+    }
+}
+
+fn key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+impl Supervisor {
+    fn start(&mut self, m: &Mailbox) {
+        let (stop_handle, stop) = stop_pair();
+        let parked = Rc::new(Cell::new(false));
+        let task = self.ex.spawn(worker::run(
+            self.shared.clone(),
+            m.clone(),
+            stop,
+            parked.clone(),
+        ));
+        self.running.insert(
+            key(&m.name),
+            Running {
+                stop: stop_handle,
+                task,
+                fingerprint: fingerprint(m),
+                parked,
+            },
+        );
+    }
+
+    /// Starts the active mailboxes of `config` that are not running, stops those no longer
+    /// wanted, restarts the changed ones (and with `retry_parked` the parked ones).
+    async fn apply(&mut self, config: &Config, retry_parked: bool) {
+        let wanted: BTreeMap<String, &Mailbox> = config
+            .mailboxes
+            .iter()
+            .filter(|m| m.active)
+            .map(|m| (key(&m.name), m))
+            .collect();
+        let mut to_stop = Vec::new();
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        for name in names {
+            let keep = match (wanted.get(&name), self.running.get(&name)) {
+                (Some(m), Some(r)) => {
+                    r.fingerprint == fingerprint(m) && !(retry_parked && r.parked.get())
+                }
+                _ => false,
+            };
+            if !keep {
+                if let Some(r) = self.running.remove(&name) {
+                    log::info!(
+                        "mailbox {name}: stopping (removed, deactivated, changed or parked)"
+                    );
+                    to_stop.push(r);
+                }
+            }
+        }
+        // Stopped first: a restarted mailbox needs its lock back.
+        stop_all(to_stop).await;
+        for (name, m) in wanted {
+            if !self.running.contains_key(&name) {
+                self.start(m);
+            }
+        }
+    }
+
+    async fn reload(&mut self, config: Config) {
+        let settings = Settings::of(&config);
+        if settings != self.settings {
+            match settings.shared() {
+                Ok(shared) => {
+                    log::info!("reload: shared settings changed; restarting every mailbox");
+                    let all: Vec<_> = std::mem::take(&mut self.running).into_values().collect();
+                    stop_all(all).await;
+                    self.settings = settings;
+                    self.shared = shared;
+                }
+                Err(e) => {
+                    log::error!("reload: {e}; keeping the running configuration");
+                    return;
+                }
+            }
+        }
+        self.apply(&config, true).await;
+    }
+}
+
+/// Prints the status of every mailbox of `config` in `out`; true when all active ones are
+/// healthy (running or idle, in a live process).
+pub fn print_status(config: &Config, out: &mut dyn std::io::Write) -> std::io::Result<bool> {
+    let mut healthy = true;
+    let now = status::now();
+    for m in &config.mailboxes {
+        let paths = crate::state::StatePaths::new(&config.state_dir, &m.name);
+        if !m.active {
+            writeln!(out, "{}: inactive", m.name)?;
+            continue;
+        }
+        let s = match status::read(&paths.status) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                healthy = false;
+                writeln!(
+                    out,
+                    "{}: no status yet (is `psa-mail-agent run` running?)",
+                    m.name
+                )?;
+                continue;
+            }
+            Err(e) => {
+                healthy = false;
+                writeln!(out, "{}: {e}", m.name)?;
+                continue;
+            }
+        };
+        let alive = process_alive(s.pid);
+        let ok = s.healthy() && alive;
+        healthy &= ok;
+        let state = if s.healthy() && !alive {
+            format!("{} (but process {} is gone)", s.state, s.pid)
+        } else {
+            s.state.clone()
+        };
+        writeln!(
+            out,
+            "{}: {} for {}, {} ticket(s) delivered, {} error(s), last success {}",
+            m.name,
+            state,
+            ago(now.saturating_sub(s.since)),
+            s.tickets_delivered,
+            s.errors,
+            s.last_success
+                .map(|t| format!("{} ago", ago(now.saturating_sub(t))))
+                .unwrap_or_else(|| "never".into())
+        )?;
+        if let Some(e) = &s.last_error {
+            if !ok || s.consecutive_failures > 0 {
+                writeln!(out, "  error ({}): {}", e.kind, e.message)?;
+                if let Some(fix) = &e.fix {
+                    writeln!(out, "  fix: {fix}")?;
+                }
+            }
+        }
+        if let Some(t) = s.next_retry {
+            writeln!(out, "  next attempt in {}", ago(t.saturating_sub(now)))?;
+        }
+    }
+    Ok(healthy)
+}
+
+fn ago(secs: u64) -> String {
+    match secs {
+        0..=119 => format!("{secs} s"),
+        120..=7199 => format!("{} min", secs / 60),
+        7200..=172_799 => format!("{} h", secs / 3600),
+        _ => format!("{} days", secs / 86_400),
+    }
+}
+
+/// Whether process `pid` lives (Linux: /proc; elsewhere assumed).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}

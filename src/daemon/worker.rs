@@ -1,0 +1,257 @@
+//! One mailbox inside the daemon: fetch everything pending, deliver, acknowledge, wait for new
+//! mail, and on failure retry with backoff, or rarely when an administrator must act.
+
+use super::notify::Event;
+use super::status::{self, states, LastError, StatusFile};
+use super::{Shared, Stop};
+use crate::agent::Agent;
+use crate::backoff::{jitter, Backoff};
+use crate::config::Mailbox;
+use crate::error::{Error, ErrorKind, Result};
+use crate::imap::Wake;
+use crate::state::StatePaths;
+use futures::FutureExt;
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// First retry after a temporary failure.
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between retries after temporary failures.
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
+/// Wait between attempts while an administrator must act: rare, so an account is never locked
+/// by retries and the identity platform is not hammered.
+pub const PARKED_RETRY: Duration = Duration::from_secs(30 * 60);
+/// Temporary failures in a row after which the mailbox counts as failed (and is notified).
+pub const FAILED_AFTER: u32 = 5;
+
+/// Whether `kind` needs a person to change something (credentials, permissions, settings):
+/// retrying soon cannot help and may lock the account.
+pub fn needs_admin(kind: ErrorKind) -> bool {
+    use ErrorKind as K;
+    !matches!(
+        kind,
+        K::Connect
+            | K::Timeout
+            | K::Tls
+            | K::Protocol
+            | K::ConnectionClosed
+            | K::ServerUnavailable
+            | K::ServerRefused
+            | K::Io
+            | K::Mail
+            | K::Delivery
+            | K::Internal
+            | K::IdentityProvider
+    )
+}
+
+struct Worker {
+    name: String,
+    shared: Rc<Shared>,
+    status: StatusFile,
+    backoff: Backoff,
+    notified: bool,
+    parked: Rc<Cell<bool>>,
+}
+
+/// Runs `mailbox` until `stop`. `parked` tells the supervisor the mailbox waits for an admin (a
+/// reload then retries it at once).
+pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked: Rc<Cell<bool>>) {
+    let name = mailbox.name.clone();
+    let paths = StatePaths::new(&shared.state_dir, &name);
+    let mut w = Worker {
+        status: StatusFile::open(paths.status, &name),
+        name,
+        shared,
+        backoff: Backoff::new(RETRY_FIRST, RETRY_MAX),
+        notified: false,
+        parked,
+    };
+    log::info!("mailbox {}: started", w.name);
+    // Outer loop: one agent (connection, token provider, state, lock) per attempt after an
+    // admin-level failure, so `psa-mail-agent login` can take the lock while the mailbox waits.
+    'agent: while !stop.is_set() {
+        let mut agent = match Agent::new(mailbox.clone(), w.shared.state_dir.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                if w.failed(&e, &stop).await {
+                    continue;
+                }
+                break;
+            }
+        };
+        // Tickets delivered whose messages are not acknowledged yet: after a failed ack the
+        // batch comes again and these are not delivered twice.
+        let mut delivered: HashSet<String> = HashSet::new();
+        while !stop.is_set() {
+            w.status.set_state(states::RUNNING);
+            let r = w.drain(&mut agent, &mut delivered, &stop).await;
+            if let Err(e) = r {
+                agent.release_unacked();
+                agent.disconnect().await;
+                if needs_admin(e.kind()) {
+                    // Give the lock back while waiting for the administrator.
+                    drop(agent);
+                    if w.failed(&e, &stop).await {
+                        continue 'agent;
+                    }
+                    break 'agent;
+                }
+                if !w.failed(&e, &stop).await {
+                    break;
+                }
+                continue;
+            }
+            w.succeeded().await;
+            if stop.is_set() {
+                break;
+            }
+            w.status.set_state(states::IDLE);
+            let refresh = w.shared.idle_refresh;
+            match agent.wait_for_mail(refresh, stop.wait()).await {
+                Ok(Wake::Stopped) => break,
+                Ok(wake) => log::debug!("mailbox {}: woke up ({wake:?})", w.name),
+                Err(e) => {
+                    agent.release_unacked();
+                    if needs_admin(e.kind()) {
+                        agent.disconnect().await;
+                        drop(agent);
+                        if w.failed(&e, &stop).await {
+                            continue 'agent;
+                        }
+                        break 'agent;
+                    }
+                    if !w.failed(&e, &stop).await {
+                        break;
+                    }
+                }
+            }
+        }
+        agent.disconnect().await;
+        break;
+    }
+    w.status.set_state(states::STOPPED);
+    log::info!("mailbox {}: stopped", w.name);
+}
+
+impl Worker {
+    /// Fetches, delivers and acknowledges until nothing is pending (or a stop is requested).
+    async fn drain(
+        &mut self,
+        agent: &mut Agent,
+        delivered: &mut HashSet<String>,
+        stop: &Stop,
+    ) -> Result<()> {
+        loop {
+            let batch = agent.fetch(usize::MAX).await?;
+            if batch.is_void() {
+                return Ok(());
+            }
+            for t in &batch.tickets {
+                if delivered.contains(&t.dedupe_key) {
+                    continue;
+                }
+                self.shared.sink.deliver(t).await?;
+                delivered.insert(t.dedupe_key.clone());
+            }
+            agent.ack(&batch).await?;
+            for t in &batch.tickets {
+                delivered.remove(&t.dedupe_key);
+            }
+            if !batch.is_empty() {
+                log::info!("mailbox {}: {} ticket(s) delivered", self.name, batch.len());
+                self.status.status.tickets_delivered += batch.len() as u64;
+                self.status.status.last_success = Some(status::now());
+                self.status.save();
+            }
+            if stop.is_set() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn succeeded(&mut self) {
+        self.backoff.reset();
+        self.parked.set(false);
+        let s = &mut self.status.status;
+        s.last_success = Some(status::now());
+        s.consecutive_failures = 0;
+        s.next_retry = None;
+        if self.notified {
+            self.notified = false;
+            log::warn!("mailbox {}: recovered", self.name);
+            self.shared
+                .notifier
+                .notify(
+                    &self.name,
+                    Event::Recovered,
+                    "the mailbox works again",
+                    "",
+                    None,
+                )
+                .await;
+        }
+    }
+
+    /// Records `e`, notifies when the mailbox enters a failed state, and sleeps until the next
+    /// attempt. Returns false when a stop was requested meanwhile.
+    async fn failed(&mut self, e: &Error, stop: &Stop) -> bool {
+        let admin = needs_admin(e.kind());
+        let delay = if admin {
+            jitter(PARKED_RETRY)
+        } else {
+            self.backoff.next_delay()
+        };
+        let kind = format!("{:?}", e.kind());
+        {
+            let s = &mut self.status.status;
+            s.errors += 1;
+            s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+            s.last_error = Some(LastError {
+                at: status::now(),
+                kind: kind.clone(),
+                message: e.message().to_string(),
+                fix: e.fix().map(str::to_string),
+            });
+            s.next_retry = Some(status::now() + delay.as_secs());
+        }
+        self.parked.set(admin);
+        self.status.set_state(if admin {
+            states::PARKED
+        } else {
+            states::FAILING
+        });
+        self.status.save();
+        let fix = e.fix().map(|f| format!(" (fix: {f})")).unwrap_or_default();
+        if admin {
+            log::error!(
+                "mailbox {}: {}{fix}; waiting for an administrator, next attempt in {} min \
+                 (or after SIGHUP)",
+                self.name,
+                e.message(),
+                delay.as_secs() / 60
+            );
+        } else {
+            log::warn!(
+                "mailbox {}: {}{fix}; retrying in {:.1} s",
+                self.name,
+                e.message(),
+                delay.as_secs_f32()
+            );
+        }
+        let failed_now = admin || self.status.status.consecutive_failures >= FAILED_AFTER;
+        if failed_now && !self.notified {
+            self.notified = true;
+            self.shared
+                .notifier
+                .notify(&self.name, Event::Failed, e.message(), &kind, e.fix())
+                .await;
+        }
+        futures::select_biased! {
+            _ = stop.wait().fuse() => false,
+            _ = FutureExt::fuse(smol::Timer::after(delay)) => !stop.is_set(),
+        }
+    }
+}

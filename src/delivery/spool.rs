@@ -1,0 +1,178 @@
+//! The spool directory: one `NAME.json` per ticket, where NAME is derived from the mailbox and
+//! the ticket's dedupe key, so delivering the same ticket again overwrites its file instead of
+//! adding a duplicate.
+//!
+//! Each file is written under a temporary name that does not end in `.json` (`.NAME.json.PID.tmp`),
+//! synced, renamed into place and the directory synced: a consumer that picks up `*.json` never
+//! sees a partial ticket. Attachments go to `NAME.att/INDEX-FILENAME` (INDEX is the position in
+//! the ticket's `attachments`, from 0) and are complete before `NAME.json` appears.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::state::write_atomic;
+use crate::ticket::{sanitize_filename, Ticket};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A spool directory.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+/// The file stem of a ticket of `mailbox` with `dedupe_key`: 32 hex digits of SHA-256 over both
+/// (the same message in two watched mailboxes gives two tickets, as with the other outputs).
+pub fn ticket_stem(mailbox: &str, dedupe_key: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(mailbox.as_bytes());
+    h.update([0u8]);
+    h.update(dedupe_key.as_bytes());
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn delivery_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
+    let text = e.to_string();
+    let err = Error::new(
+        ErrorKind::Delivery,
+        format!("spool: {what} {}: {text}", path.display()),
+    );
+    if text.contains("disk full") || text.contains("No space left") {
+        err.with_fix(
+            "free space on the spool's file system; the mail is retried and nothing is lost",
+        )
+    } else {
+        err.with_fix("check that the spool directory exists and the agent may write to it")
+    }
+}
+
+impl Spool {
+    /// A spool in `dir`, created when missing.
+    pub fn new(dir: &Path) -> Result<Spool> {
+        fs::create_dir_all(dir).map_err(|e| delivery_error("create", dir, e))?;
+        Ok(Spool {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the ticket's JSON goes.
+    pub fn ticket_path(&self, ticket: &Ticket) -> PathBuf {
+        self.dir.join(format!(
+            "{}.json",
+            ticket_stem(&ticket.mailbox, &ticket.dedupe_key)
+        ))
+    }
+
+    /// Writes the attachments, then the ticket, each durably.
+    pub fn write(&self, ticket: &Ticket) -> Result<()> {
+        let stem = ticket_stem(&ticket.mailbox, &ticket.dedupe_key);
+        let with_data: Vec<_> = ticket
+            .attachments
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| !a.data.is_empty())
+            .collect();
+        if !with_data.is_empty() {
+            let att_dir = self.dir.join(format!("{stem}.att"));
+            fs::create_dir_all(&att_dir).map_err(|e| delivery_error("create", &att_dir, e))?;
+            for (i, a) in with_data {
+                let name = a
+                    .filename
+                    .as_deref()
+                    .and_then(sanitize_filename)
+                    .unwrap_or_else(|| "attachment".to_string());
+                let path = att_dir.join(format!("{i}-{name}"));
+                write_atomic(&path, &a.data).map_err(|e| delivery_error("write", &path, e))?;
+            }
+        }
+        let path = self.dir.join(format!("{stem}.json"));
+        let mut json = ticket.to_json();
+        json.push('\n');
+        write_atomic(&path, json.as_bytes()).map_err(|e| delivery_error("write", &path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ticket::{Attachment, TicketOptions};
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pma-spool-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn ticket(key_suffix: &str) -> Ticket {
+        let raw = format!(
+            "From: a@b.test\r\nSubject: s\r\nMessage-ID: <m{key_suffix}@b.test>\r\n\r\nbody\r\n"
+        );
+        let opts = TicketOptions {
+            mailbox: "Helpdesk".into(),
+            ..TicketOptions::default()
+        };
+        crate::ticket::build(raw.as_bytes(), &opts).unwrap()
+    }
+
+    #[test]
+    fn redelivery_overwrites_and_only_tickets_end_in_json() {
+        let dir = tempdir("over");
+        let spool = Spool::new(&dir).unwrap();
+        let mut t = ticket("1");
+        t.attachments.push(Attachment {
+            filename: Some("../../etc/passwd".into()),
+            content_type: "text/plain".into(),
+            size: 3,
+            inline: false,
+            content_id: None,
+            sha256: String::new(),
+            data: b"abc".to_vec(),
+        });
+        spool.write(&t).unwrap();
+        spool.write(&t).unwrap();
+        spool.write(&ticket("2")).unwrap();
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names.iter().filter(|n| n.ends_with(".json")).count(),
+            2,
+            "{names:?}"
+        );
+        assert_eq!(
+            names.len(),
+            3,
+            "two tickets and one attachment dir: {names:?}"
+        );
+        let stem = ticket_stem("Helpdesk", &t.dedupe_key);
+        let att = dir.join(format!("{stem}.att/0-passwd"));
+        assert_eq!(fs::read(att).unwrap(), b"abc");
+        let json = fs::read_to_string(spool.ticket_path(&t)).unwrap();
+        assert!(json.contains("\"dedupe_key\""));
+        assert_ne!(ticket_stem("Helpdesk", "k"), ticket_stem("Other", "k"));
+    }
+
+    #[test]
+    fn unwritable_spool_is_a_delivery_error() {
+        let dir = tempdir("ro");
+        fs::create_dir_all(&dir).unwrap();
+        // A file where the spool's directory should be.
+        let blocker = dir.join("spool");
+        fs::write(&blocker, b"x").unwrap();
+        let e = Spool::new(&blocker.join("inner")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Delivery);
+        let spool = Spool { dir: blocker };
+        let e = spool.write(&ticket("3")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Delivery, "{e}");
+        assert!(e.fix().is_some());
+    }
+}
