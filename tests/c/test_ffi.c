@@ -241,6 +241,10 @@ static void test_report(pma_agent *agent) {
     /* A report is not an agent. */
     CHECK_RC(pma_fetch_tickets((pma_agent *)(void *)report, 1, NULL), PMA_INVALID_HANDLE);
     pma_report_free(report);
+    /* Freed handles are refused, never read; a second free is ignored. */
+    CHECK(pma_report_step_count(report) == 0);
+    CHECK_RC(pma_report_json(report, &json, &len), PMA_INVALID_HANDLE);
+    pma_report_free(report);
 }
 
 /* The ticket JSON of the message carrying hello.txt, if any. */
@@ -323,6 +327,9 @@ static void test_fetch_and_ack(pma_agent *agent, pma_agent *other) {
     CHECK_RC(pma_ack(agent, batch), PMA_OK);
     CHECK_RC(pma_ack(agent, batch), PMA_ALREADY_ACKED);
     pma_batch_free(batch);
+    CHECK_RC(pma_ack(agent, batch), PMA_INVALID_HANDLE); /* freed: refused, never read */
+    CHECK(pma_batch_count(batch) == 0);
+    pma_batch_free(batch); /* a second free is ignored */
 
     /* Acknowledged mail does not come again. */
     batch = NULL;
@@ -367,6 +374,9 @@ static void test_failures(const char *state) {
     CHECK(twin == NULL);
     CHECK(strstr(last_error(NULL), "already") != NULL);
     pma_free(bad);
+    CHECK_RC(pma_fetch_tickets(bad, 1, &batch), PMA_INVALID_HANDLE); /* freed: refused */
+    CHECK(strstr(last_error(NULL), "not a live pma_agent") != NULL);
+    pma_free(bad); /* a second free is ignored */
     /* Freed: the lock is released. */
     CHECK_RC(pma_init(mailbox_json("wrong-password", env("PMA_TEST_USER"), "password", "x", ""),
                       state, &twin),
