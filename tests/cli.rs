@@ -63,7 +63,11 @@ fn config_errors_exit_3_and_name_the_key() {
     let path = dir.join("bad.json");
     std::fs::write(&path, r#"{"mailboxes": [{"name": "x", "email": "a@b.c", "password": "p", "imap": {"port": "993"}}]}"#)
         .unwrap();
-    let out = bin().args(["test", "--config"]).arg(&path).output().unwrap();
+    let out = bin()
+        .args(["test", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("mailboxes[0].imap.port"));
 }
@@ -82,21 +86,53 @@ fn no_ack_leaves_everything_unseen_and_fetch_acks() {
         .env("PMA_TEST_PASSWORD", &h.password)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
     let msgs = h.list_messages(&user, "INBOX");
-    assert!(msgs.iter().all(|(_, f, _)| !f.iter().any(|x| x.contains("Seen"))));
-    assert!(!config.parent().unwrap().join("state").join("Helpdesk.state.json").exists());
+    assert!(msgs
+        .iter()
+        .all(|(_, f, _)| !f.iter().any(|x| x.contains("Seen"))));
+    assert!(!config
+        .parent()
+        .unwrap()
+        .join("state")
+        .join("Helpdesk.state.json")
+        .exists());
 
-    let out = bin().args(["fetch", "--config"]).arg(&config).env("PMA_TEST_PASSWORD", &h.password).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    let out = bin()
+        .args(["fetch", "--config"])
+        .arg(&config)
+        .env("PMA_TEST_PASSWORD", &h.password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
     assert_eq!(lines.len(), 3);
-    assert!(lines.iter().all(|l| l.starts_with('{') && l.contains("\"mailbox\":\"Helpdesk\"")));
+    assert!(lines
+        .iter()
+        .all(|l| l.starts_with('{') && l.contains("\"mailbox\":\"Helpdesk\"")));
     let msgs = h.list_messages(&user, "INBOX");
-    assert!(msgs.iter().all(|(_, f, _)| f.iter().any(|x| x.contains("Seen"))));
+    assert!(msgs
+        .iter()
+        .all(|(_, f, _)| f.iter().any(|x| x.contains("Seen"))));
     // Nothing left.
-    let out = bin().args(["fetch", "--config"]).arg(&config).env("PMA_TEST_PASSWORD", &h.password).output().unwrap();
+    let out = bin()
+        .args(["fetch", "--config"])
+        .arg(&config)
+        .env("PMA_TEST_PASSWORD", &h.password)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(out.stdout.is_empty());
 }
@@ -109,10 +145,19 @@ fn max_limits_the_tickets() {
         h.append(&user, "INBOX", &mail(i, 10), &[]);
     }
     let config = write_config(h, &user, "max");
-    let out = bin().args(["fetch", "--max", "2", "--config"]).arg(&config).env("PMA_TEST_PASSWORD", &h.password).output().unwrap();
+    let out = bin()
+        .args(["fetch", "--max", "2", "--config"])
+        .arg(&config)
+        .env("PMA_TEST_PASSWORD", &h.password)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
-    let seen = h.list_messages(&user, "INBOX").iter().filter(|(_, f, _)| f.iter().any(|x| x.contains("Seen"))).count();
+    let seen = h
+        .list_messages(&user, "INBOX")
+        .iter()
+        .filter(|(_, f, _)| f.iter().any(|x| x.contains("Seen")))
+        .count();
     assert_eq!(seen, 2);
 }
 
@@ -145,18 +190,41 @@ fn kill_between_print_and_ack_loses_nothing_and_duplicates_nothing_after_dedupe(
     assert!(first.contains("dedupe_key"));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let seen = h.list_messages(&user, "INBOX").iter().filter(|(_, f, _)| f.iter().any(|x| x.contains("Seen"))).count();
-    assert_eq!(seen, 0, "nothing acknowledged before the batch was delivered");
+    let seen = h
+        .list_messages(&user, "INBOX")
+        .iter()
+        .filter(|(_, f, _)| f.iter().any(|x| x.contains("Seen")))
+        .count();
+    assert_eq!(
+        seen, 0,
+        "nothing acknowledged before the batch was delivered"
+    );
 
-    let out = bin().args(["fetch", "--config"]).arg(&config).env("PMA_TEST_PASSWORD", &h.password).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut keys: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(dedupe_key).collect();
+    let out = bin()
+        .args(["fetch", "--config"])
+        .arg(&config)
+        .env("PMA_TEST_PASSWORD", &h.password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(dedupe_key)
+        .collect();
     assert_eq!(keys.len(), n, "the re-run delivers every message");
     keys.push(dedupe_key(&first));
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), n, "after dedupe each message exactly once");
-    let seen = h.list_messages(&user, "INBOX").iter().filter(|(_, f, _)| f.iter().any(|x| x.contains("Seen"))).count();
+    let seen = h
+        .list_messages(&user, "INBOX")
+        .iter()
+        .filter(|(_, f, _)| f.iter().any(|x| x.contains("Seen")))
+        .count();
     assert_eq!(seen, n);
 }
 
@@ -165,13 +233,30 @@ fn test_command_reports_steps_and_exit_code() {
     let h = Harness::get();
     let user = h.unique_user("cli-test");
     let config = write_config(h, &user, "test");
-    let out = bin().args(["test", "--config"]).arg(&config).env("PMA_TEST_PASSWORD", &h.password).output().unwrap();
+    let out = bin()
+        .args(["test", "--config"])
+        .arg(&config)
+        .env("PMA_TEST_PASSWORD", &h.password)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    for step in ["connect", "tls", "capabilities", "authenticate", "select", "healthy"] {
+    for step in [
+        "connect",
+        "tls",
+        "capabilities",
+        "authenticate",
+        "select",
+        "healthy",
+    ] {
         assert!(text.contains(step), "{text}");
     }
-    let out = bin().args(["test", "--config"]).arg(&config).env("PMA_TEST_PASSWORD", "wrong").output().unwrap();
+    let out = bin()
+        .args(["test", "--config"])
+        .arg(&config)
+        .env("PMA_TEST_PASSWORD", "wrong")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(4));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("FAIL") && text.contains("fix:"), "{text}");
@@ -188,7 +273,13 @@ fn parse_prints_a_ticket_per_file() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.lines().count(), 2);
-    assert!(text.lines().all(|l| l.contains("\"subject\":\"cli 1\"") && !l.contains("delivery_id")));
-    let out = bin().arg("parse").arg(dir.join("missing.eml")).output().unwrap();
+    assert!(text
+        .lines()
+        .all(|l| l.contains("\"subject\":\"cli 1\"") && !l.contains("delivery_id")));
+    let out = bin()
+        .arg("parse")
+        .arg(dir.join("missing.eml"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }

@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use support::Harness;
 
 fn state_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pma-it-{tag}-{}-{}", std::process::id(), support::unique_user("s")));
+    let d = std::env::temp_dir().join(format!(
+        "pma-it-{tag}-{}-{}",
+        std::process::id(),
+        support::unique_user("s")
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -73,7 +77,10 @@ fn ssl_connection_test_is_healthy() {
     let report = run(agent.test_connection());
     assert!(report.healthy(), "{report:#?}");
     let names: Vec<_> = report.steps.iter().map(|s| s.name).collect();
-    assert_eq!(names, ["connect", "tls", "capabilities", "authenticate", "select"]);
+    assert_eq!(
+        names,
+        ["connect", "tls", "capabilities", "authenticate", "select"]
+    );
     assert!(report.steps[1].detail.contains("implicit TLS"));
 }
 
@@ -100,7 +107,14 @@ fn starttls_upgrades_and_fetches() {
     assert_eq!(batch.tickets[0].subject, "VPN down");
 }
 
-fn with_port(h: &Harness, user: &str, host: &str, port: u16, encryption: &str, extra_imap: &str) -> Mailbox {
+fn with_port(
+    h: &Harness,
+    user: &str,
+    host: &str,
+    port: u16,
+    encryption: &str,
+    extra_imap: &str,
+) -> Mailbox {
     let json = format!(
         r#"{{"name": "{user}", "email": "{user}", "password": "{pw}",
              "imap": {{"server": "{host}", "port": {port}, "encryption": "{encryption}", "ca_file": "{ca}", "timeout_secs": 10 {extra_imap}}}}}"#,
@@ -121,7 +135,14 @@ fn failing_step(mb: Mailbox, tag: &str) -> psa_mail_agent::agent::Step {
 fn starttls_not_offered_is_refused() {
     let h = Harness::get();
     let user = h.unique_user("nostls");
-    let mb = with_port(h, &user, &h.nostarttls_host, h.nostarttls_port, "starttls", "");
+    let mb = with_port(
+        h,
+        &user,
+        &h.nostarttls_host,
+        h.nostarttls_port,
+        "starttls",
+        "",
+    );
     let step = failing_step(mb, "nostls");
     assert_eq!(step.name, "tls");
     assert_eq!(step.kind, Some(ErrorKind::StartTlsNotOffered), "{step:?}");
@@ -143,7 +164,14 @@ fn plaintext_login_refused_unless_allowed() {
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.message().contains("allow_plaintext"), "{e}");
     // Allowed by config, but a remote-like server announces LOGINDISABLED: still refused.
-    let mb = with_port(h, &user, "127.0.0.2", h.imap_port, "none", r#", "allow_plaintext": true"#);
+    let mb = with_port(
+        h,
+        &user,
+        "127.0.0.2",
+        h.imap_port,
+        "none",
+        r#", "allow_plaintext": true"#,
+    );
     let step = failing_step(mb, "plain");
     assert_eq!(step.name, "authenticate");
     assert_eq!(step.kind, Some(ErrorKind::PlaintextRefused), "{step:?}");
@@ -211,7 +239,10 @@ fn attachments_and_ccs_honour_their_switches() {
         if add_attachments {
             assert_eq!(t.attachments.len(), 1);
             assert_eq!(t.attachments[0].filename.as_deref(), Some("report.pdf"));
-            assert_eq!(t.attachments[0].data, b"%PDF-1.4\n%\xc3\xa4\xc3\xbc\xc3\xb6\xc3\x9f\n");
+            assert_eq!(
+                t.attachments[0].data,
+                b"%PDF-1.4\n%\xc3\xa4\xc3\xbc\xc3\xb6\xc3\x9f\n"
+            );
         } else {
             assert!(t.attachments.is_empty());
         }
@@ -228,7 +259,10 @@ fn attachments_and_ccs_honour_their_switches() {
 }
 
 fn flags_of(h: &Harness, user: &str, folder: &str) -> Vec<Vec<String>> {
-    h.list_messages(user, folder).into_iter().map(|(_, f, _)| f).collect()
+    h.list_messages(user, folder)
+        .into_iter()
+        .map(|(_, f, _)| f)
+        .collect()
 }
 
 #[test]
@@ -236,15 +270,27 @@ fn ack_mark_read_sets_seen_only_after_ack() {
     let h = Harness::get();
     let user = h.unique_user("markread");
     for i in 0..3 {
-        h.append(&user, "INBOX", &simple_mail(&format!("issue {i}"), &format!("mr-{i}")), &[]);
+        h.append(
+            &user,
+            "INBOX",
+            &simple_mail(&format!("issue {i}"), &format!("mr-{i}")),
+            &[],
+        );
     }
     let dir = state_dir("markread");
     let mut agent = Agent::new(mailbox(h, &user, "", ""), dir.clone()).unwrap();
     let batch = run(agent.fetch(100)).unwrap();
     assert_eq!(batch.len(), 3);
-    assert!(flags_of(h, &user, "INBOX").iter().all(|f| !f.iter().any(|x| x.contains("Seen"))), "fetch must not mark read");
+    assert!(
+        flags_of(h, &user, "INBOX")
+            .iter()
+            .all(|f| !f.iter().any(|x| x.contains("Seen"))),
+        "fetch must not mark read"
+    );
     run(agent.ack(&batch)).unwrap();
-    assert!(flags_of(h, &user, "INBOX").iter().all(|f| f.iter().any(|x| x.contains("Seen"))));
+    assert!(flags_of(h, &user, "INBOX")
+        .iter()
+        .all(|f| f.iter().any(|x| x.contains("Seen"))));
     assert!(run(agent.fetch(100)).unwrap().is_void());
     // A second ack of the same batch is refused.
     assert!(run(agent.ack(&batch)).is_err());
@@ -261,11 +307,20 @@ fn ack_move_and_delete() {
     assert_eq!(batch.len(), 1);
     run(agent.ack(&batch)).unwrap();
     assert_eq!(h.count(&user, "INBOX"), 0);
-    assert_eq!(h.count(&user, "Processed/Tickets"), 1, "created on demand and moved there");
+    assert_eq!(
+        h.count(&user, "Processed/Tickets"),
+        1,
+        "created on demand and moved there"
+    );
 
     let user = h.unique_user("delete");
     h.append(&user, "INBOX", &simple_mail("delete me", "del-1"), &[]);
-    h.append(&user, "INBOX", &simple_mail("keep me", "del-2"), &["\\Seen"]);
+    h.append(
+        &user,
+        "INBOX",
+        &simple_mail("keep me", "del-2"),
+        &["\\Seen"],
+    );
     let extra = r#", "after_processing": "delete""#;
     let mut agent = Agent::new(mailbox(h, &user, "", extra), state_dir("delete")).unwrap();
     let batch = run(agent.fetch(10)).unwrap();
@@ -280,12 +335,25 @@ fn ack_move_and_delete() {
 fn mail_read_by_a_person_after_first_contact_still_becomes_a_ticket() {
     let h = Harness::get();
     let user = h.unique_user("readbyperson");
-    h.append(&user, "INBOX", &simple_mail("old and read", "old-1"), &["\\Seen"]);
+    h.append(
+        &user,
+        "INBOX",
+        &simple_mail("old and read", "old-1"),
+        &["\\Seen"],
+    );
     let dir = state_dir("readbyperson");
     let mut agent = Agent::new(mailbox(h, &user, "", ""), dir.clone()).unwrap();
-    assert!(run(agent.fetch(10)).unwrap().is_void(), "old read mail is not taken on first contact");
+    assert!(
+        run(agent.fetch(10)).unwrap().is_void(),
+        "old read mail is not taken on first contact"
+    );
     // A new message arrives and a person reads it in Outlook before the agent looks again.
-    h.append(&user, "INBOX", &simple_mail("new but read", "new-1"), &["\\Seen"]);
+    h.append(
+        &user,
+        "INBOX",
+        &simple_mail("new but read", "new-1"),
+        &["\\Seen"],
+    );
     drop(agent);
     let mut agent = Agent::new(mailbox(h, &user, "", ""), dir).unwrap();
     let batch = run(agent.fetch(10)).unwrap();
@@ -298,7 +366,12 @@ fn unacked_batch_is_fetched_again_with_the_same_dedupe_keys() {
     let h = Harness::get();
     let user = h.unique_user("crash");
     for i in 0..4 {
-        h.append(&user, "INBOX", &simple_mail(&format!("crash {i}"), &format!("cr-{i}")), &[]);
+        h.append(
+            &user,
+            "INBOX",
+            &simple_mail(&format!("crash {i}"), &format!("cr-{i}")),
+            &[],
+        );
     }
     let dir = state_dir("crash");
     let first: Vec<String> = {
@@ -315,7 +388,10 @@ fn unacked_batch_is_fetched_again_with_the_same_dedupe_keys() {
     run(agent.ack(&batch)).unwrap();
     drop(agent);
     let mut agent = Agent::new(mailbox(h, &user, "", ""), dir).unwrap();
-    assert!(run(agent.fetch(10)).unwrap().is_void(), "nothing delivered twice after the ack");
+    assert!(
+        run(agent.fetch(10)).unwrap().is_void(),
+        "nothing delivered twice after the ack"
+    );
 }
 
 #[test]
@@ -332,14 +408,25 @@ fn delivered_but_unacked_on_server_is_acked_without_a_second_ticket() {
     // flag back): the next run acknowledges it again without a new ticket.
     run(agent.ack(&batch)).unwrap();
     drop(agent);
-    let state = std::fs::read_to_string(psa_mail_agent::state::StatePaths::new(&dir, &mb.name).state).unwrap();
+    let state =
+        std::fs::read_to_string(psa_mail_agent::state::StatePaths::new(&dir, &mb.name).state)
+            .unwrap();
     let mut state: psa_mail_agent::state::MailboxState =
-        serde_json_core::from_str_escaped(&state, &mut [0u8; 1024]).unwrap().0;
+        serde_json_core::from_str_escaped(&state, &mut [0u8; 1024])
+            .unwrap()
+            .0;
     state.pending.push(1);
-    psa_mail_agent::state::save(&psa_mail_agent::state::StatePaths::new(&dir, &mb.name).state, &state).unwrap();
+    psa_mail_agent::state::save(
+        &psa_mail_agent::state::StatePaths::new(&dir, &mb.name).state,
+        &state,
+    )
+    .unwrap();
     let mut agent = Agent::new(mb, dir).unwrap();
     let batch = run(agent.fetch(10)).unwrap();
-    assert!(batch.is_empty() && !batch.is_void(), "acknowledged, not delivered again");
+    assert!(
+        batch.is_empty() && !batch.is_void(),
+        "acknowledged, not delivered again"
+    );
     run(agent.ack(&batch)).unwrap();
     assert!(run(agent.fetch(10)).unwrap().is_void());
 }
@@ -349,9 +436,18 @@ fn batches_are_bounded() {
     let h = Harness::get();
     let user = h.unique_user("bounded");
     for i in 0..7 {
-        h.append(&user, "INBOX", &simple_mail(&format!("b {i}"), &format!("bd-{i}")), &[]);
+        h.append(
+            &user,
+            "INBOX",
+            &simple_mail(&format!("b {i}"), &format!("bd-{i}")),
+            &[],
+        );
     }
-    let mut agent = Agent::new(mailbox(h, &user, "", r#", "batch_size": 3"#), state_dir("bounded")).unwrap();
+    let mut agent = Agent::new(
+        mailbox(h, &user, "", r#", "batch_size": 3"#),
+        state_dir("bounded"),
+    )
+    .unwrap();
     let mut sizes = Vec::new();
     loop {
         let batch = run(agent.fetch(100)).unwrap();
@@ -370,6 +466,8 @@ fn second_agent_on_the_same_mailbox_is_refused() {
     let user = h.unique_user("lock");
     let dir = state_dir("lock");
     let _first = Agent::new(mailbox(h, &user, "", ""), dir.clone()).unwrap();
-    let e = Agent::new(mailbox(h, &user, "", ""), dir).err().expect("locked");
+    let e = Agent::new(mailbox(h, &user, "", ""), dir)
+        .err()
+        .expect("locked");
     assert!(e.message().contains("already being processed"), "{e}");
 }
