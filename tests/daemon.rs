@@ -434,16 +434,18 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         | 1;
     eprintln!("kill -9 seed {seed}");
     let mut kills = 0;
+    let mut progress = Vec::new();
     while json_names(&spool).len() < 500 && kills < 25 {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let after = Duration::from_millis(50 + seed % 700);
+        let after = Duration::from_millis(20 + seed % 400);
         let mut d = Daemon::start(&config, &format!("kill{kills}"));
         std::thread::sleep(after);
         d.child.kill().unwrap(); // SIGKILL
         d.child.wait().unwrap();
         kills += 1;
+        progress.push(json_names(&spool).len());
     }
     let d = Daemon::start(&config, "final");
     wait_until(Duration::from_secs(60), "500 tickets", Some(&d), || {
@@ -465,7 +467,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     }
     let leftovers = std::fs::read_dir(&spool).unwrap().count() - names.len();
     eprintln!(
-        "kill -9: {kills} kills, 500 messages, {:.1} s in all",
+        "kill -9: {kills} kills (tickets in the spool after each: {progress:?}), 500 messages, {:.1} s in all",
         started.elapsed().as_secs_f64()
     );
     assert_eq!(
@@ -565,6 +567,51 @@ fn wrong_password_parks_the_mailbox_and_notifies() {
     });
     wait_until(DEADLINE, "the ticket after the fix", Some(&d), || {
         json_names(&dir.join("spool")).len() == 1
+    });
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[test]
+fn delivery_failure_acks_nothing_and_recovers() {
+    let h = Harness::get();
+    let dir = workdir("full");
+    let user = h.unique_user("full");
+    let config = write_config(&dir, &spool_output(&dir), &[basic(h, &user, "")], "");
+    let spool = dir.join("spool");
+    let d = Daemon::start(&config, "full");
+    wait_until(DEADLINE, "idle", Some(&d), || {
+        status_of(&config).1.contains(": idle for")
+    });
+    // The spool disappears (unmounted, replaced): a file stands where the directory was.
+    std::fs::rename(&spool, dir.join("spool.away")).unwrap();
+    std::fs::write(&spool, b"not a directory").unwrap();
+    h.append(
+        &user,
+        "INBOX",
+        &mail("during outage", &format!("out-{user}")),
+        &[],
+    );
+    wait_until(DEADLINE, "a failing status", Some(&d), || {
+        status_of(&config).1.contains(": failing")
+    });
+    let (code, out) = status_of(&config);
+    assert_eq!(code, 1);
+    assert!(out.contains("error (Delivery)"), "{out}");
+    assert_eq!(
+        seen_count(h, &user),
+        0,
+        "nothing acknowledged while delivery fails"
+    );
+    std::fs::remove_file(&spool).unwrap();
+    std::fs::rename(dir.join("spool.away"), &spool).unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "delivery after the outage",
+        Some(&d),
+        || json_names(&spool).len() == 1,
+    );
+    wait_until(DEADLINE, "\\Seen after delivery", Some(&d), || {
+        seen_count(h, &user) == 1
     });
     assert_eq!(d.terminate(), Some(0));
 }
