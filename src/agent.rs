@@ -338,6 +338,8 @@ impl Agent {
         };
         let greeted = imap::connect::connect(&self.target()).await?;
         let mut session = self.authenticate(greeted, token).await?;
+        // Servers announce MOVE, UIDPLUS, IDLE... only after authentication.
+        session.refresh_capabilities().await?;
         let folder = session.select(&self.mailbox.imap.folder).await?;
         log::info!(
             "mailbox {}: selected {} (UIDVALIDITY {}, {} messages)",
@@ -600,7 +602,9 @@ impl Agent {
 
     async fn ack_inner(&mut self, batch: &Batch) -> Result<()> {
         if self.read_only {
-            self.finish(batch);
+            // Nothing changes on the server or on disk; the UIDs stay in flight so this agent
+            // does not hand the same messages out again.
+            self.outstanding.retain(|s| *s != batch.seq);
             return Ok(());
         }
         {
@@ -760,6 +764,10 @@ impl Agent {
             format!("LOGIN as {}", self.mailbox.username)
         };
         let r = self.authenticate(greeted, token).await;
+        let r = match r {
+            Ok(mut s) => s.refresh_capabilities().await.map(|_| s),
+            Err(e) => Err(e),
+        };
         let mut session = record(report, "authenticate", t, r, |_| how.clone())?;
         let t = Instant::now();
         let folder_name = self.mailbox.imap.folder.clone();

@@ -15,6 +15,8 @@ pub mod daemon;
 pub mod delivery;
 #[forbid(unsafe_code)]
 pub mod error;
+#[allow(unsafe_code)]
+pub mod ffi;
 #[forbid(unsafe_code)]
 pub mod http;
 #[forbid(unsafe_code)]

@@ -12,10 +12,22 @@ use std::sync::Arc;
 use psa_mail_agent::ticket::{build, ThreadIndex, Ticket, TicketOptions};
 
 /// Fewer fixtures than this means some went missing.
-const MIN_CASES: usize = 30;
+const MIN_CASES: usize = 40;
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mail")
+/// (where the mails are, where their expected tickets are): the fixtures, and the demo mails
+/// in examples/mail (whose expectations live beside the fixtures, in `examples/`).
+fn case_dirs() -> Vec<(PathBuf, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    vec![
+        (
+            root.join("tests/fixtures/mail"),
+            root.join("tests/fixtures/mail"),
+        ),
+        (
+            root.join("examples/mail"),
+            root.join("tests/fixtures/mail/examples"),
+        ),
+    ]
 }
 
 /// The options every fixture is built with: a helpdesk mailbox that adds CCs, knows its own
@@ -135,26 +147,36 @@ fn crlf_as_lf(mut t: Ticket, lf: &Ticket) -> Ticket {
 #[test]
 fn golden_fixtures() {
     let bless = std::env::var("PMA_BLESS").is_ok_and(|v| v == "1");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
-        .expect("fixture directory")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-        .collect();
-    names.sort();
+    let mut names: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for (mails, expected) in case_dirs() {
+        let mut here: Vec<(PathBuf, PathBuf)> = std::fs::read_dir(&mails)
+            .unwrap_or_else(|e| panic!("{}: {e}", mails.display()))
+            .map(|e| e.expect("dir entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .map(|p| {
+                let json = expected.join(p.with_extension("json").file_name().expect("name"));
+                (p, json)
+            })
+            .collect();
+        here.sort();
+        names.extend(here);
+    }
     let opts = options();
     let mut failures = Vec::new();
     let mut ran = 0usize;
-    for eml in &names {
+    for (eml, expected_path) in &names {
         let raw = std::fs::read(eml).expect("read fixture");
         let lf = to_lf(&raw);
         let ticket =
             build(&lf, &opts).unwrap_or_else(|e| panic!("{}: build failed: {e}", eml.display()));
         let json = pretty(&ticket.to_json());
-        let expected_path = eml.with_extension("json");
         if bless {
-            std::fs::write(&expected_path, &json).expect("write expectation");
+            if let Some(dir) = expected_path.parent() {
+                std::fs::create_dir_all(dir).expect("expectation directory");
+            }
+            std::fs::write(expected_path, &json).expect("write expectation");
         } else {
-            match std::fs::read_to_string(&expected_path) {
+            match std::fs::read_to_string(expected_path) {
                 Ok(expected) if expected == json => {}
                 Ok(expected) => failures.push(format!(
                     "{}: ticket differs from {}\n--- expected\n{expected}\n--- got\n{json}",
@@ -186,7 +208,7 @@ fn golden_fixtures() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(
         ran >= MIN_CASES * 2,
-        "only {ran} fixture runs; expected at least {} ({MIN_CASES} fixtures in LF and CRLF)",
+        "only {ran} fixture runs; expected at least {} ({MIN_CASES} mails in LF and CRLF)",
         MIN_CASES * 2
     );
 }

@@ -161,7 +161,7 @@ fn plaintext_login_refused_unless_allowed() {
         h.imap_port
     );
     let e = Mailbox::from_json(&json, Path::new("/")).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Config);
+    assert_eq!(e.kind(), ErrorKind::PlaintextRefused);
     assert!(e.message().contains("allow_plaintext"), "{e}");
     // Allowed by config, but a remote-like server announces LOGINDISABLED: still refused.
     let mb = with_port(

@@ -100,7 +100,8 @@ pub(crate) fn server_text_of(e: &async_imap::error::Error) -> String {
     }
 }
 
-/// async-imap formats NO/BAD as `code: Some(..), info: Some("..")`; keep the readable part.
+/// async-imap formats NO/BAD as `code: Some(..), info: Some("..")` (or as a Debug `Outcome`);
+/// keep the readable part, with the response code in IMAP's own brackets (`[TRYCREATE] …`).
 pub(crate) fn server_text(raw: &str) -> String {
     let info = raw
         .split_once("info: Some(\"")
@@ -108,11 +109,21 @@ pub(crate) fn server_text(raw: &str) -> String {
         .map(|(_, rest)| {
             rest.trim_end_matches(" }")
                 .trim_end_matches("\")")
-                .to_string()
+                .replace("\\\"", "\"")
         });
-    match info {
-        Some(i) => i.replace("\\\"", "\""),
-        None => raw.to_string(),
+    let code = raw
+        .split_once("code: Some(")
+        .map(|(_, rest)| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+                .to_ascii_uppercase()
+        })
+        .filter(|c| !c.is_empty());
+    match (code, info) {
+        (Some(code), Some(info)) => format!("[{code}] {info}"),
+        (None, Some(info)) => info,
+        _ => raw.to_string(),
     }
 }
 
@@ -140,6 +151,10 @@ mod tests {
                 r#"outcome: Outcome { code: None, information: Some("Mailbox doesn't exist: \"INBOX\"") }"#
             ),
             "Mailbox doesn't exist: \"INBOX\""
+        );
+        assert_eq!(
+            server_text(r#"code: Some(TryCreate), info: Some("Mailbox doesn't exist: X")"#),
+            "[TRYCREATE] Mailbox doesn't exist: X"
         );
     }
 }

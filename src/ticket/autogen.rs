@@ -69,13 +69,14 @@ const AUTO_REPLY_SUBJECT_PREFIXES: &[&str] = &[
 const AUTO_REPLY_SUBJECT_WORDS: &[&str] = &[
     "out of office",
     "out-of-office",
-    "abwesenheit",
-    "absence",
-    "vacation",
-    "urlaub",
+    "abwesenheitsnotiz",
     "autoreply",
     "auto-reply",
     "automatic reply",
+    "automatische antwort",
+    "réponse automatique",
+    "respuesta automática",
+    "automatisch antwoord",
 ];
 
 const BOUNCE_SUBJECT_PREFIXES: &[&str] = &[
@@ -196,6 +197,14 @@ mod tests {
         );
         assert_eq!(
             detect(&with_headers(&[("Auto-Submitted", "no")], "Hello")),
+            None
+        );
+        // A leave request from Outlook is no out-of-office reply.
+        assert_eq!(
+            detect(&with_headers(
+                &[("X-Auto-Response-Suppress", "All")],
+                "Vacation request for December"
+            )),
             None
         );
     }

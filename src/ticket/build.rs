@@ -77,26 +77,34 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
         .chain(msg.html_body.iter())
         .copied()
         .collect();
+    let text_ids: Vec<u32> = msg.text_body.clone();
     let mut texts = Vec::new();
-    for &id in &msg.text_body {
+    for (n, &id) in text_ids.iter().enumerate() {
         if let Some(part) = msg.parts.get(id as usize) {
             if let PartType::Text(t) = &part.body {
-                let what = format!("text part {id}");
-                texts.push(normalize_newlines(&part_text(
-                    raw,
-                    part,
-                    t,
-                    &what,
-                    &mut warnings,
-                )));
+                let what = part_label("text/plain", n, text_ids.len());
+                let mut text = normalize_newlines(&part_text(raw, part, t, &what, &mut warnings));
+                if let Some(ct) = part.content_type() {
+                    if ct
+                        .attribute("format")
+                        .is_some_and(|f| f.eq_ignore_ascii_case("flowed"))
+                    {
+                        let delsp = ct
+                            .attribute("delsp")
+                            .is_some_and(|d| d.eq_ignore_ascii_case("yes"));
+                        text = unflow(&text, delsp);
+                    }
+                }
+                texts.push(text);
             }
         }
     }
+    let html_ids: Vec<u32> = msg.html_body.clone();
     let mut htmls = Vec::new();
-    for &id in &msg.html_body {
+    for (n, &id) in html_ids.iter().enumerate() {
         if let Some(part) = msg.parts.get(id as usize) {
             if let PartType::Html(t) = &part.body {
-                let what = format!("HTML part {id}");
+                let what = part_label("text/html", n, html_ids.len());
                 htmls.push(normalize_newlines(&part_text(
                     raw,
                     part,
@@ -120,7 +128,7 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
     };
     let texts: Vec<String> = texts
         .into_iter()
-        .map(|t| t.trim_end().to_string())
+        .map(|t| trim_blank_lines(&t))
         .filter(|t| !t.is_empty())
         .collect();
     let (body_full, body) = if !texts.is_empty() {
@@ -144,7 +152,7 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
         };
         (full, body)
     } else if let Some(tnef) = tnef_body {
-        let full = normalize_newlines(&tnef).trim_end().to_string();
+        let full = trim_blank_lines(&normalize_newlines(&tnef));
         let body = clean_body(&full);
         (full, body)
     } else {
@@ -247,11 +255,86 @@ pub(super) fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// LF line ends, and no byte-order marks (clients leave them inside quoted text).
 pub(super) fn normalize_newlines(s: &str) -> String {
-    if s.contains('\r') {
+    let s = if s.contains('\r') {
         s.replace("\r\n", "\n").replace('\r', "\n")
     } else {
         s.to_string()
+    };
+    if s.contains('\u{feff}') {
+        s.replace('\u{feff}', "")
+    } else {
+        s
+    }
+}
+
+/// Without blank lines at the start and whitespace at the end.
+fn trim_blank_lines(s: &str) -> String {
+    let start = s
+        .char_indices()
+        .find(|(_, c)| !c.is_whitespace())
+        .map_or(s.len(), |(i, _)| i);
+    // Back to the start of that line, keeping its indentation.
+    let start = s[..start].rfind('\n').map_or(0, |nl| nl + 1);
+    s[start..].trim_end().to_string()
+}
+
+fn part_label(kind: &str, n: usize, of: usize) -> String {
+    if of > 1 {
+        format!("{kind} body {}", n + 1)
+    } else {
+        format!("{kind} body")
+    }
+}
+
+/// Undoes format=flowed (RFC 3676): lines ending in a space continue on the next line of the
+/// same quote depth; space-stuffing is removed; the "-- " signature line stays.
+pub(super) fn unflow(text: &str, delsp: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut pending: Option<usize> = None; // quote depth of an unfinished flowed line
+    for line in text.split('\n') {
+        let depth = line.bytes().take_while(|&b| b == b'>').count();
+        let mut content = &line[depth..];
+        if content.starts_with(' ') {
+            content = &content[1..]; // stuffing, or the space after the quote marks
+        }
+        match pending {
+            Some(d) if d == depth => {}
+            Some(_) => {
+                out.push('\n');
+                push_quote(&mut out, depth);
+            }
+            None => push_quote(&mut out, depth),
+        }
+        let flowed = content.ends_with(' ') && content != "-- ";
+        if flowed {
+            let keep = if delsp {
+                &content[..content.len() - 1]
+            } else {
+                content
+            };
+            out.push_str(keep);
+            pending = Some(depth);
+        } else {
+            out.push_str(content);
+            out.push('\n');
+            pending = None;
+        }
+    }
+    if pending.is_some() {
+        out.push('\n');
+    }
+    out.pop();
+    out
+}
+
+fn push_quote(out: &mut String, depth: usize) {
+    if depth > 0 {
+        for _ in 0..depth {
+            out.push('>');
+        }
+        out.push(' ');
     }
 }
 
@@ -356,7 +439,7 @@ fn raw_header_bytes<'a>(
 fn convert_addr(name: Option<&str>, address: Option<&str>) -> Address {
     let name = name
         .map(collapse_ws)
-        .map(|n| n.trim_matches(['"', '\'', ' ']).to_string())
+        .map(|n| unquote(&n).to_string())
         .filter(|n| !n.is_empty());
     Address {
         name,
@@ -369,6 +452,16 @@ fn convert_addr(name: Option<&str>, address: Option<&str>) -> Address {
             })
             .unwrap_or_default(),
     }
+}
+
+/// Outlook sometimes double-quotes names (`"'Jane Doe'"`): drop one matching pair.
+fn unquote(name: &str) -> &str {
+    for q in ['"', '\''] {
+        if name.len() >= 2 && name.starts_with(q) && name.ends_with(q) {
+            return name[1..name.len() - 1].trim();
+        }
+    }
+    name
 }
 
 fn addresses_of(value: &MpAddress<'_>) -> Vec<Address> {
@@ -432,16 +525,24 @@ fn address_list(
 }
 
 fn date_of(msg: &Message<'_>, warnings: &mut Vec<String>) -> Option<String> {
-    match msg.header(HeaderName::Date) {
+    let utc = |dt: &DateTime| DateTime::from_timestamp(dt.to_timestamp()).to_rfc3339();
+    let problem = match msg.header(HeaderName::Date) {
+        Some(HeaderValue::DateTime(dt)) if dt.is_valid() => return Some(utc(dt)),
+        None => "no Date header",
+        Some(_) => "Date header could not be parsed",
+    };
+    // The newest Received line says when the message reached our server: better than nothing.
+    let received = msg
+        .received()
+        .and_then(|r| r.date())
+        .filter(|d| d.is_valid());
+    match received {
+        Some(dt) => {
+            warnings.push(format!("{problem}; used the time it was received"));
+            Some(utc(&dt))
+        }
         None => {
-            warnings.push("no Date header".to_string());
-            None
-        }
-        Some(HeaderValue::DateTime(dt)) if dt.is_valid() => {
-            Some(DateTime::from_timestamp(dt.to_timestamp()).to_rfc3339())
-        }
-        Some(_) => {
-            warnings.push("Date header could not be parsed".to_string());
+            warnings.push(problem.to_string());
             None
         }
     }
@@ -539,6 +640,25 @@ fn is_delivery_report(msg: &Message<'_>) -> bool {
     msg.parts.iter().any(is_report_part)
 }
 
+/// "S/MIME" or "PGP" when the message body is encrypted.
+fn encryption_of(msg: &Message<'_>) -> Option<&'static str> {
+    msg.parts.iter().find_map(|p| {
+        let ct = p.content_type()?;
+        let sub = ct.subtype().unwrap_or("").to_ascii_lowercase();
+        let typ = ct.ctype().to_ascii_lowercase();
+        if typ == "application" && (sub == "pkcs7-mime" || sub == "x-pkcs7-mime") {
+            let signed_only = ct
+                .attribute("smime-type")
+                .is_some_and(|t| t.eq_ignore_ascii_case("signed-data"));
+            return (!signed_only).then_some("S/MIME");
+        }
+        if typ == "multipart" && sub == "encrypted" {
+            return Some("PGP");
+        }
+        None
+    })
+}
+
 /// Warns about MIME nesting beyond [`MAX_MIME_DEPTH`] and parts mail-parser could not decode.
 fn check_structure(msg: &Message<'_>, warnings: &mut Vec<String>) {
     let mut max_depth = 0usize;
@@ -569,9 +689,49 @@ fn check_structure(msg: &Message<'_>, warnings: &mut Vec<String>) {
         .enumerate()
         .filter(|(_, p)| p.is_encoding_problem)
         .count();
+    if let Some(kind) = encryption_of(msg) {
+        warnings.push(format!(
+            "the message is encrypted ({kind}); its text cannot be read without the recipient's key"
+        ));
+    }
     if broken > 0 {
         warnings.push(format!(
             "{broken} MIME part(s) malformed or truncated; decoded as far as possible"
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unflows_format_flowed() {
+        assert_eq!(
+            unflow("Hello this is \nflowed.\nNew line", false),
+            "Hello this is flowed.\nNew line"
+        );
+        assert_eq!(unflow("ab \ncd", true), "abcd");
+        assert_eq!(
+            unflow("> quoted \n> more\nreply", false),
+            "> quoted more\nreply"
+        );
+        assert_eq!(unflow("text\n-- \nsig", false), "text\n-- \nsig");
+        assert_eq!(unflow(" From stuffed", false), "From stuffed");
+    }
+
+    #[test]
+    fn trims_blank_lines_keeping_indentation() {
+        assert_eq!(
+            trim_blank_lines("\n\n  indented\ntext \n\n"),
+            "  indented\ntext"
+        );
+        assert_eq!(trim_blank_lines(" \n "), "");
+    }
+
+    #[test]
+    fn content_hash_ignores_line_ends() {
+        assert_eq!(content_hash(b"a\r\nb\r\n"), content_hash(b"a\nb\n"));
+        assert_ne!(content_hash(b"a\nb"), content_hash(b"a\nc"));
     }
 }

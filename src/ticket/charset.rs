@@ -64,6 +64,25 @@ pub fn part_text(
     };
     match String::from_utf8(bytes) {
         Ok(text) => text, // the replacement characters were genuinely in the text
+        Err(e) if declared.is_none() && part.is_text_html() => {
+            // No charset in the header: the HTML's own <meta charset> is the sender's word.
+            match meta_charset(e.as_bytes()).and_then(|l| Some((charset_decoder(l.as_bytes())?, l)))
+            {
+                Some((decode, label)) => {
+                    warnings.push(format!(
+                        "{what}: no charset declared; decoded as \"{}\" from the HTML meta tag",
+                        sanitize_label(&label)
+                    ));
+                    decode(e.as_bytes())
+                }
+                None => {
+                    warnings.push(format!(
+                        "{what}: no charset declared; decoded as windows-1252"
+                    ));
+                    decode_cp1252(e.as_bytes())
+                }
+            }
+        }
         Err(e) => {
             let label = match (&declared, unknown_label) {
                 (None, _) => "no charset declared".to_string(),
@@ -76,6 +95,35 @@ pub fn part_text(
             decode_cp1252(e.as_bytes())
         }
     }
+}
+
+/// The charset an HTML document names in its first 4 KB (`<meta charset=…>` or
+/// `<meta http-equiv=… content="…; charset=…">`).
+pub fn meta_charset(html: &[u8]) -> Option<String> {
+    let head = &html[..html.len().min(4096)];
+    let lower: Vec<u8> = head.iter().map(|b| b.to_ascii_lowercase()).collect();
+    let mut from = 0;
+    while let Some(pos) = find(&lower[from..], b"charset=") {
+        let start = from + pos + b"charset=".len();
+        let rest = &lower[start..];
+        let rest = rest
+            .strip_prefix(b"\"")
+            .or_else(|| rest.strip_prefix(b"'"))
+            .unwrap_or(rest);
+        let end = rest
+            .iter()
+            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')))
+            .unwrap_or(rest.len());
+        if end > 0 && end <= 40 {
+            return Some(String::from_utf8_lossy(&rest[..end]).into_owned());
+        }
+        from = start;
+    }
+    None
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn sanitize_label(label: &str) -> String {
@@ -163,6 +211,23 @@ pub fn decode_qp_lenient(input: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meta_charset_sniffing() {
+        assert_eq!(
+            meta_charset(b"<html><head><meta charset=\"ISO-8859-2\">").as_deref(),
+            Some("iso-8859-2")
+        );
+        assert_eq!(
+            meta_charset(
+                b"<meta http-equiv=Content-Type content='text/html; charset=windows-1250'>"
+            )
+            .as_deref(),
+            Some("windows-1250")
+        );
+        assert_eq!(meta_charset(b"<p>no meta</p>"), None);
+        assert_eq!(meta_charset(b"charset="), None);
+    }
 
     #[test]
     fn lenient_decoders() {

@@ -35,6 +35,9 @@ pub fn html_to_text(html: &str, opts: Html2TextOptions) -> String {
         link: None,
         pre: 0,
         cells: Vec::new(),
+        tables: Vec::new(),
+        table_scans: 0,
+        next_table_is_data: false,
         stop: false,
     };
     conv.run(html);
@@ -172,6 +175,8 @@ fn tidy(s: &str) -> String {
 
 struct Open {
     name: String,
+    /// Line breaks this element puts around itself.
+    breaks: u8,
     skip: bool,
     cell: bool,
     quote: bool,
@@ -188,6 +193,10 @@ struct Converter {
     pre: usize,
     /// Per open table row: how many of its cells produced text.
     cells: Vec<usize>,
+    /// Per open table: true for a data table (cells joined by ` | `), false for layout.
+    tables: Vec<bool>,
+    table_scans: usize,
+    next_table_is_data: bool,
     stop: bool,
 }
 
@@ -260,8 +269,17 @@ impl Converter {
         self.skip_depth > 0
     }
 
+    /// Inside a cell of a data table (where block breaks become spaces).
     fn in_cell(&self) -> bool {
-        self.stack.iter().any(|o| o.cell)
+        self.stack
+            .iter()
+            .rev()
+            .find(|o| o.name.starts_with("td") || o.name.starts_with("th"))
+            .is_some_and(|o| o.cell)
+    }
+
+    fn in_data_table(&self) -> bool {
+        self.tables.last().copied().unwrap_or(false)
     }
 
     fn run(&mut self, html: &str) {
@@ -318,6 +336,13 @@ impl Converter {
                     if tag.closing {
                         self.on_close(&tag.name);
                     } else {
+                        if tag.name == "table" && !self.skipping() {
+                            // Bounded: a document of a million tables is not scanned a
+                            // million times.
+                            self.next_table_is_data =
+                                self.table_scans < MAX_TABLE_SCANS && is_data_table(&html[i..]);
+                            self.table_scans += 1;
+                        }
                         self.on_open(&tag);
                     }
                 }
@@ -365,7 +390,7 @@ impl Converter {
         if self.stack.len() >= MAX_DEPTH {
             return;
         }
-        let cell = matches!(tag.name.as_str(), "td" | "th");
+        let cell = matches!(tag.name.as_str(), "td" | "th") && self.in_data_table();
         let quote = tag.name == "blockquote" && !skip;
         if skip {
             self.skip_depth += 1;
@@ -376,6 +401,7 @@ impl Converter {
         }
         self.stack.push(Open {
             name: tag.name.clone(),
+            breaks: block_breaks(&tag.name),
             skip,
             cell,
             quote,
@@ -525,7 +551,7 @@ impl Converter {
                 self.w.raw(&marker);
             }
             "tr" => self.cells.push(0),
-            "td" | "th" => {
+            "td" | "th" if self.in_data_table() => {
                 if let Some(n) = self.cells.last() {
                     if *n > 0 {
                         self.w.cell_sep = true;
@@ -533,7 +559,7 @@ impl Converter {
                 }
             }
             "a" => {
-                let href = tag.attr("href").unwrap_or("").trim().to_string();
+                let href = unwrap_safelink(tag.attr("href").unwrap_or("").trim());
                 self.w.flush_breaks();
                 self.link = Some((href, self.w.out.len()));
             }
@@ -546,10 +572,17 @@ impl Converter {
             _ => {}
         }
         if !is_void(name) && !tag.self_closing {
+            if name == "table" {
+                if self.stack.len() >= MAX_DEPTH {
+                    return;
+                }
+                self.tables.push(self.next_table_is_data);
+            }
             // Remember where a cell's text starts to know whether it produced any.
             self.push(tag, false);
-            if matches!(name, "td" | "th") {
-                if let Some(last) = self.stack.last_mut() {
+            if let Some(last) = self.stack.last_mut() {
+                last.breaks = breaks;
+                if matches!(name, "td" | "th") {
                     last.name = format!("{}@{}", name, self.w.out.len());
                 }
             }
@@ -642,12 +675,11 @@ impl Converter {
             }
             "ul" | "ol" => {
                 self.lists.pop();
-                if !self.lists.is_empty() {
-                    self.w.block(1);
-                    return;
-                }
             }
             "pre" => self.pre = self.pre.saturating_sub(1),
+            "table" => {
+                self.tables.pop();
+            }
             "tr" => {
                 self.cells.pop();
                 self.w.cell_sep = false;
@@ -662,7 +694,7 @@ impl Converter {
             }
             _ => {}
         }
-        let breaks = block_breaks(&base);
+        let breaks = open.breaks;
         if breaks > 0 {
             if self.in_cell() && !matches!(base.as_str(), "tr" | "table") {
                 self.w.space = true;
@@ -673,10 +705,92 @@ impl Converter {
     }
 }
 
+/// How many tables get their look-ahead scan; later ones render as layout tables.
+const MAX_TABLE_SCANS: usize = 64;
+/// How far ahead a table's look-ahead reads.
+const TABLE_SCAN_BYTES: usize = 64 * 1024;
+
+/// Whether the table starting here holds data (rows of several cells) rather than layout
+/// (one cell per row, or nested tables, as newsletters and signatures use). `rest` starts right
+/// after the `<table …>` tag.
+fn is_data_table(rest: &str) -> bool {
+    let b = rest.as_bytes();
+    let limit = b.len().min(TABLE_SCAN_BYTES);
+    let mut i = 0;
+    let mut cells_in_row = 0usize;
+    let mut max_cells = 0usize;
+    while i < limit {
+        if b[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        let closing = b.get(i + 1) == Some(&b'/');
+        let start = if closing { i + 2 } else { i + 1 };
+        let mut end = start;
+        while end < b.len() && end - start < 8 && b[end].is_ascii_alphanumeric() {
+            end += 1;
+        }
+        let name = &b[start..end];
+        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        if is(b"table") {
+            if closing {
+                break;
+            }
+            return false; // nested table: layout
+        } else if is(b"tr") && !closing {
+            cells_in_row = 0;
+        } else if (is(b"td") || is(b"th")) && !closing {
+            cells_in_row += 1;
+            max_cells = max_cells.max(cells_in_row);
+        }
+        i = end.max(i + 1);
+    }
+    max_cells > 1
+}
+
 enum QuoteMark {
     None,
     Skip,
     StopHere,
+}
+
+/// Outlook's "Safe Links" wrap every URL in a long redirect; the ticket shows the real target.
+pub fn unwrap_safelink(href: &str) -> String {
+    let lower = href.to_ascii_lowercase();
+    if !lower.contains(".safelinks.protection.outlook.com/") {
+        return href.to_string();
+    }
+    let Some(q) = href.find('?') else {
+        return href.to_string();
+    };
+    for pair in href[q + 1..].split('&') {
+        if let Some(v) = pair.strip_prefix("url=") {
+            let decoded = percent_decode(v);
+            if decoded.starts_with("http://") || decoded.starts_with("https://") {
+                return decoded;
+            }
+        }
+    }
+    href.to_string()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
@@ -849,6 +963,27 @@ mod tests {
     }
 
     #[test]
+    fn safelinks_are_unwrapped() {
+        let href = "https://eur01.safelinks.protection.outlook.com/?url=https%3A%2F%2Fportal.example.com%2Fticket%3Fid%3D5&data=05%7C02&reserved=0";
+        assert_eq!(
+            unwrap_safelink(href),
+            "https://portal.example.com/ticket?id=5"
+        );
+        assert_eq!(
+            t(&format!(r#"<a href="{href}">portal</a>"#)),
+            "portal (https://portal.example.com/ticket?id=5)"
+        );
+        assert_eq!(
+            unwrap_safelink("https://x.example/?url=%ZZ"),
+            "https://x.example/?url=%ZZ"
+        );
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("a%4"), "a%4");
+        assert_eq!(percent_decode("%C3%A9"), "é");
+        assert_eq!(percent_decode("%é%"), "%é%");
+    }
+
+    #[test]
     fn tables() {
         assert_eq!(
             t("<table><tr><th>Name</th><th>Qty</th></tr><tr><td>Toner</td><td>2</td></tr></table>"),
@@ -924,6 +1059,9 @@ mod tests {
     fn outlook_mso_paragraphs_are_single_lines() {
         let html = r#"<p class=MsoNormal>Hello,<o:p></o:p></p><p class=MsoNormal><o:p>&nbsp;</o:p></p><p class=MsoNormal>The printer is broken.<o:p></o:p></p>"#;
         assert_eq!(t(html), "Hello,\n\nThe printer is broken.");
+        let html =
+            "<p class=MsoNormal>Merci,<o:p></o:p></p>\n<p class=MsoNormal>Julien<o:p></o:p></p>";
+        assert_eq!(t(html), "Merci,\nJulien");
     }
 
     #[test]

@@ -152,11 +152,18 @@ fn trim_lines(lines: &[&str]) -> String {
         .rposition(|l| !is_blank(l))
         .map_or(start, |e| e + 1);
     let mut out = String::new();
+    let mut blank = false;
     for (i, l) in lines[start..end].iter().enumerate() {
+        let l = l.trim_end();
+        // Removed quotes leave runs of blank lines behind: one is enough.
+        if l.is_empty() && blank {
+            continue;
+        }
+        blank = l.is_empty();
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(l.trim_end());
+        out.push_str(l);
     }
     out
 }
@@ -184,6 +191,20 @@ fn is_signature_start(line: &str) -> bool {
 
 /// Index of the first line of quoted history, if any.
 fn history_start(lines: &[&str]) -> Option<usize> {
+    // next_other[i]: the first line at or after i that is neither blank nor quoted. Computed
+    // once so that "quoted to the end" is O(1) per line (no quadratic scans on long quotes).
+    let mut next_other = vec![lines.len(); lines.len() + 1];
+    for i in (0..lines.len()).rev() {
+        next_other[i] = if lines[i].trim().is_empty() || is_quoted(lines[i]) {
+            next_other[i + 1]
+        } else {
+            i
+        };
+    }
+    let quoted_to_end = |i: usize| {
+        let j = next_other[i];
+        j == lines.len() || is_signature_start(lines[j])
+    };
     for i in 0..lines.len() {
         let t = lines[i].trim();
         if t.is_empty() {
@@ -206,12 +227,13 @@ fn history_start(lines: &[&str]) -> Option<usize> {
         }
         if let Some(span) = attribution_at(lines, i) {
             // Interleaved reply: answers between quoted blocks after the attribution stay.
-            if is_interleaved(&lines[i + span..]) {
+            let rest = &lines[i + span..];
+            if is_interleaved(&rest[..rest.len().min(INTERLEAVE_LOOKAHEAD)]) {
                 continue;
             }
             return Some(i);
         }
-        if is_quoted(lines[i]) && quoted_to_end(&lines[i..]) {
+        if is_quoted(lines[i]) && quoted_to_end(i) {
             return Some(i);
         }
     }
@@ -310,6 +332,10 @@ fn is_attribution(l: &str) -> bool {
         || (l.contains('@') && ends(&["wrote:", "schrieb:", "a écrit :"]) && l.len() < 200)
 }
 
+/// How many lines after an attribution are read to tell an interleaved reply (bounded, so a
+/// mail of a thousand attributions stays linear).
+const INTERLEAVE_LOOKAHEAD: usize = 400;
+
 /// After an attribution: quoted lines and unquoted answers alternate.
 fn is_interleaved(rest: &[&str]) -> bool {
     let mut seen_quote = false;
@@ -336,17 +362,6 @@ fn is_interleaved(rest: &[&str]) -> bool {
     }
     // quote, answer (and no further quote) is also an interleaved reply
     answer_after_quote
-}
-
-/// From here on only quoted lines, blank lines, and a signature.
-fn quoted_to_end(rest: &[&str]) -> bool {
-    for line in rest {
-        if line.trim().is_empty() || is_quoted(line) {
-            continue;
-        }
-        return is_signature_start(line);
-    }
-    true
 }
 
 #[cfg(test)]
@@ -413,6 +428,17 @@ mod tests {
         assert_eq!(clean_body(t), "> only quoted\n> text");
         assert_eq!(clean_body("Sent from my iPhone"), "Sent from my iPhone");
         assert_eq!(clean_body(""), "");
+    }
+
+    #[test]
+    fn long_quotes_stay_linear() {
+        // 200k quoted lines followed by text, and 50k attributions: must finish quickly
+        // (quadratic scanning would take minutes).
+        let mut t = "> q\n".repeat(200_000);
+        t.push_str("answer\n");
+        assert!(clean_body(&t).ends_with("answer"));
+        let t = "On Mon, X wrote:\n> a\nb\n".repeat(50_000);
+        assert!(!clean_body(&t).is_empty());
     }
 
     #[test]
