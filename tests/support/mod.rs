@@ -67,14 +67,7 @@ impl Harness {
 
     /// Logs `user` in with LOGIN over implicit TLS; for tests that need a raw session.
     pub async fn login(&self, user: &str) -> Session {
-        let tcp = psa_mail_agent::net::connect_tcp(self.host(), self.imaps_port, STEP)
-            .await
-            .unwrap_or_else(|e| panic!("harness: connect to IMAPS: {e}"));
-        let config = psa_mail_agent::tls::client_config(Some(&self.ca_file))
-            .unwrap_or_else(|e| panic!("harness: TLS config: {e}"));
-        let tls = psa_mail_agent::tls::handshake(config, self.host(), tcp, STEP)
-            .await
-            .unwrap_or_else(|e| panic!("harness: TLS handshake: {e}"));
+        let tls = self.tls_stream().await;
         let mut client = async_imap::Client::new(tls);
         // Client::new does not consume the greeting.
         step("greeting", client.read_response())
@@ -179,24 +172,144 @@ impl Harness {
         http_request(addr, method, path, form_body)
     }
 
-    /// Lets the owner of `principal`'s tokens open `mailbox` with XOAUTH2 (Exchange's
-    /// Add-MailboxPermission -AccessRights FullAccess). Dovecot reads the file on every login.
+    /// Lets the owner of `principal`'s tokens (a user, or an app's client id for app-only tokens)
+    /// open `mailbox` with XOAUTH2, like Exchange's `Add-MailboxPermission -AccessRights
+    /// FullAccess`. Every user may always open its own mailbox without a grant.
+    ///
+    /// Dovecot re-reads the delegations file at most once per second, so this returns only after
+    /// the next second began: the grant is then visible to the very next login.
     pub fn grant_full_access(&self, mailbox: &str, principal: &str) {
         use std::io::Write;
         let line = format!(
-            "{}/{}:{{plain}}x\n",
+            "{}/{}::::::nopassword\n",
             mailbox.to_lowercase(),
             principal.to_lowercase()
         );
         let path = self.dir.join("delegations");
         let mut f = std::fs::OpenOptions::new()
             .append(true)
-            .create(true)
             .open(&path)
             .unwrap_or_else(|e| panic!("harness: open {}: {e}", path.display()));
+        // One write of one short line: appends from parallel tests do not interleave.
         f.write_all(line.as_bytes())
             .unwrap_or_else(|e| panic!("harness: write {}: {e}", path.display()));
+        let into_second = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_millis();
+        std::thread::sleep(Duration::from_millis(u64::from(1000 - into_second) + 50));
     }
+
+    /// The token endpoint URL of the test tenant (`{idp}/contoso-tenant/oauth2/v2.0/token`).
+    pub fn token_url(&self) -> String {
+        format!("{}/contoso-tenant/oauth2/v2.0/token", self.idp_url)
+    }
+
+    /// Gets tokens for `user` with the password grant (app-public, IMAP scope, offline access):
+    /// (access token, refresh token). Panics unless the identity endpoint issues them.
+    pub fn password_token(&self, user: &str) -> (String, String) {
+        let form = format!(
+            "grant_type=password&client_id=app-public&username={}&password={}&scope=https%3A%2F%2Foutlook.office.com%2FIMAP.AccessAsUser.All%20offline_access",
+            form_encode(user),
+            form_encode(&self.password)
+        );
+        let (status, body) = self.idp_request("POST", "/contoso-tenant/oauth2/v2.0/token", &form);
+        assert_eq!(status, 200, "harness: password grant for {user}: {body}");
+        let access = json_field(&body, "access_token")
+            .unwrap_or_else(|| panic!("harness: no access_token in {body}"));
+        let refresh = json_field(&body, "refresh_token")
+            .unwrap_or_else(|| panic!("harness: no refresh_token in {body}"));
+        (access, refresh)
+    }
+
+    /// `AUTHENTICATE XOAUTH2` as `user` with `token` over implicit TLS; returns the server's
+    /// final tagged answer without the tag, e.g. `OK Logged in` or
+    /// `NO [AUTHENTICATIONFAILED] Authentication failed.` (Dovecot's JSON challenge on failure is
+    /// answered with an empty line, as a client must).
+    pub fn xoauth2_status(&self, user: &str, token: &str) -> String {
+        use base64::Engine;
+        use futures::AsyncBufReadExt;
+        smol::block_on(step("XOAUTH2", async {
+            let tls = self.tls_stream().await;
+            let mut io = futures::io::BufReader::new(tls);
+            let mut line = String::new();
+            io.read_line(&mut line).await.expect("harness: greeting");
+            let sasl = base64::engine::general_purpose::STANDARD
+                .encode(format!("user={user}\x01auth=Bearer {token}\x01\x01"));
+            io.get_mut()
+                .write_all(format!("x1 AUTHENTICATE XOAUTH2 {sasl}\r\n").as_bytes())
+                .await
+                .expect("harness: write AUTHENTICATE");
+            loop {
+                line.clear();
+                let n = io.read_line(&mut line).await.expect("harness: read");
+                assert!(n > 0, "harness: connection closed during AUTHENTICATE");
+                if line.starts_with('+') {
+                    io.get_mut()
+                        .write_all(b"\r\n")
+                        .await
+                        .expect("harness: write");
+                } else if let Some(rest) = line.strip_prefix("x1 ") {
+                    return rest.trim_end().to_string();
+                }
+            }
+        }))
+    }
+
+    /// A session opened with `AUTHENTICATE XOAUTH2` as `user` (panics when refused).
+    pub async fn xoauth2_login(&self, user: &str, token: &str) -> Session {
+        struct XOAuth2(String);
+        impl async_imap::Authenticator for &XOAuth2 {
+            type Response = String;
+            fn process(&mut self, challenge: &[u8]) -> String {
+                // The first round sends the credentials; an error challenge gets an empty answer.
+                if challenge.is_empty() {
+                    self.0.clone()
+                } else {
+                    String::new()
+                }
+            }
+        }
+        let auth = XOAuth2(format!("user={user}\x01auth=Bearer {token}\x01\x01"));
+        let mut client = async_imap::Client::new(self.tls_stream().await);
+        step("greeting", client.read_response())
+            .await
+            .unwrap_or_else(|e| panic!("harness: reading the greeting: {e}"));
+        match step("XOAUTH2", client.authenticate("XOAUTH2", &auth)).await {
+            Ok(session) => session,
+            Err((e, _)) => panic!("harness: XOAUTH2 as {user}: {e}"),
+        }
+    }
+
+    async fn tls_stream(&self) -> Tls {
+        let tcp = psa_mail_agent::net::connect_tcp(self.host(), self.imaps_port, STEP)
+            .await
+            .unwrap_or_else(|e| panic!("harness: connect to IMAPS: {e}"));
+        let config = psa_mail_agent::tls::client_config(Some(&self.ca_file))
+            .unwrap_or_else(|e| panic!("harness: TLS config: {e}"));
+        psa_mail_agent::tls::handshake(config, self.host(), tcp, STEP)
+            .await
+            .unwrap_or_else(|e| panic!("harness: TLS handshake: {e}"))
+    }
+}
+
+/// The string value of `"name":"..."` in a flat JSON object (enough for token answers).
+pub fn json_field(json: &str, name: &str) -> Option<String> {
+    let key = format!("\"{name}\":\"");
+    let start = json.find(&key)? + key.len();
+    Some(json[start..].split('"').next()?.to_string())
+}
+
+/// Percent-encodes a form value.
+pub fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A fresh `<prefix>-<pid>-<run>-<n>@contoso.test`: unique per call, per process and per run (mail

@@ -1,0 +1,198 @@
+//! pma-test-idp: a local stand-in for the Microsoft identity platform v2.0 (token and device-code
+//! endpoints, Microsoft-shaped answers and AADSTS errors), plus token introspection for Dovecot
+//! and a control API for tests (`/_test/...`). Plain HTTP/1.1 on loopback; std only (+httparse).
+//!
+//! Usage: `pma-test-idp --listen 127.0.0.1:19980 --password PASSWORD`
+#![forbid(unsafe_code)]
+
+mod directory;
+mod errors;
+mod service;
+mod util;
+
+use service::{Reply, Service};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_BODY: usize = 1024 * 1024;
+
+fn main() {
+    let mut listen = "127.0.0.1:19980".to_string();
+    let mut password = String::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--listen" => listen = args.next().unwrap_or_default(),
+            "--password" => password = args.next().unwrap_or_default(),
+            other => {
+                eprintln!(
+                    "pma-test-idp: unknown argument {other:?}; usage: --listen ADDR --password PW"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    if password.is_empty() {
+        password = std::env::var("PMA_PASSWORD").unwrap_or_default();
+    }
+    if password.is_empty() {
+        eprintln!("pma-test-idp: give the users' password with --password or PMA_PASSWORD");
+        std::process::exit(2);
+    }
+    let listener = match TcpListener::bind(&listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("pma-test-idp: cannot listen on {listen}: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("pma-test-idp: listening on http://{listen}");
+    let service = Arc::new(Mutex::new(Service::new(&password)));
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                let service = Arc::clone(&service);
+                std::thread::spawn(move || serve(stream, &service));
+            }
+            Err(e) => eprintln!("pma-test-idp: accept: {e}"),
+        }
+    }
+}
+
+/// One connection: requests until the peer closes, asks to close, or a fault mode ends it.
+fn serve(mut stream: TcpStream, service: &Mutex<Service>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
+    let _ = stream.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let (method, path, body, close) = match read_request(&mut stream, &mut buf) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(msg) => {
+                let _ = write_answer(&mut stream, 400, "text/plain", &format!("{msg}\n"), true);
+                return;
+            }
+        };
+        let (reply, generation) = {
+            let mut s = service.lock().unwrap_or_else(|p| p.into_inner());
+            let r = s.handle(&method, &path, &body);
+            (r, s.generation)
+        };
+        let route = path.split('?').next().unwrap_or("");
+        match reply {
+            Reply::Answer(status, ctype, text) => {
+                eprintln!("pma-test-idp: {method} {route} -> {status}");
+                if write_answer(&mut stream, status, ctype, &text, close).is_err() || close {
+                    return;
+                }
+            }
+            Reply::Close => {
+                eprintln!("pma-test-idp: {method} {route} -> (closed: down)");
+                return;
+            }
+            Reply::Hang => {
+                eprintln!("pma-test-idp: {method} {route} -> (hanging: slow)");
+                // Hold the connection for a minute unless a reset asks to give up.
+                let until = Instant::now() + Duration::from_secs(65);
+                while Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let g = service.lock().map(|s| s.generation).unwrap_or(generation);
+                    if g != generation {
+                        break;
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+type Request = (String, String, String, bool);
+
+/// Reads one request; `Ok(None)` when the peer closed between requests.
+fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<Request>, String> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(head_len)) => {
+                let method = req.method.unwrap_or("").to_string();
+                let path = req.path.unwrap_or("").to_string();
+                let mut len = 0usize;
+                let mut close = req.version == Some(0);
+                for h in req.headers.iter() {
+                    let value = String::from_utf8_lossy(h.value);
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        len = value.trim().parse().map_err(|_| "bad Content-Length")?;
+                    } else if h.name.eq_ignore_ascii_case("connection") {
+                        close = value.eq_ignore_ascii_case("close");
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        return Err("chunked request bodies are not supported".into());
+                    }
+                }
+                if len > MAX_BODY {
+                    return Err("request body too large".into());
+                }
+                while buf.len() < head_len + len {
+                    let n = stream.read(&mut chunk).map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        return Err("connection closed inside the body".into());
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = String::from_utf8_lossy(&buf[head_len..head_len + len]).into_owned();
+                buf.drain(..head_len + len);
+                return Ok(Some((method, path, body, close)));
+            }
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > MAX_HEAD {
+                    return Err("request head too large".into());
+                }
+                let n = match stream.read(&mut chunk) {
+                    Ok(n) => n,
+                    Err(_) if buf.is_empty() => return Ok(None),
+                    Err(e) => return Err(e.to_string()),
+                };
+                if n == 0 {
+                    return if buf.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err("connection closed inside the request head".into())
+                    };
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) => return Err(format!("malformed request: {e}")),
+        }
+    }
+}
+
+fn write_answer(
+    stream: &mut TcpStream,
+    status: u16,
+    ctype: &str,
+    body: &str,
+    close: bool,
+) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        500 => "Internal Server Error",
+        _ => "Status",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store, no-cache\r\nPragma: no-cache\r\n{}\r\n",
+        body.len(),
+        if close { "Connection: close\r\n" } else { "" }
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())?;
+    stream.flush()
+}
