@@ -40,6 +40,22 @@ fn basic(h: &Harness, user: &str, extra: &str) -> String {
     )
 }
 
+/// An OAuth 2.0 mailbox (password flow against the harness's identity endpoint) reading `email`
+/// as `username`; with `shared`, `username` is a delegate with Full Access to `email`.
+fn oauth(h: &Harness, email: &str, username: &str, shared: bool) -> String {
+    format!(
+        r#"{{"name": "{email}", "email": "{email}", "username": "{username}", "password": "{pw}",
+             "imap": {{"server": "{host}", "port": {port}, "ca_file": "{ca}", "timeout_secs": 10}},
+             "oauth": {{"enabled": true, "application_id": "app-public", "directory_id": "contoso-tenant",
+                        "authority": "{idp}", "shared_mailbox": {shared}}}}}"#,
+        pw = h.password,
+        host = h.host(),
+        port = h.imaps_port,
+        ca = h.ca_file.display(),
+        idp = h.idp_url,
+    )
+}
+
 fn write_config(dir: &Path, output: &str, mailboxes: &[String], top: &str) -> PathBuf {
     let path = dir.join("config.json");
     let text = format!(
@@ -190,10 +206,12 @@ fn status_of(config: &Path) -> (i32, String) {
 }
 
 #[test]
-fn three_mailboxes_idle_spool_exactly_once_and_sigterm() {
+fn basic_oauth_and_shared_mailboxes_idle_spool_exactly_once_and_sigterm() {
     let h = Harness::get();
     let dir = workdir("three");
     let users: Vec<String> = (0..3).map(|i| h.unique_user(&format!("run{i}"))).collect();
+    let delegate = h.unique_user("run-delegate");
+    h.grant_full_access(&users[2], &delegate);
     for (i, u) in users.iter().enumerate() {
         h.append(
             u,
@@ -208,7 +226,12 @@ fn three_mailboxes_idle_spool_exactly_once_and_sigterm() {
             &["\\Seen"],
         );
     }
-    let boxes: Vec<String> = users.iter().map(|u| basic(h, u, "")).collect();
+    // One Basic LOGIN, one OAuth (own mailbox), one shared mailbox opened with a delegate's token.
+    let boxes = vec![
+        basic(h, &users[0], ""),
+        oauth(h, &users[1], &users[1], false),
+        oauth(h, &users[2], &delegate, true),
+    ];
     let config = write_config(&dir, &spool_output(&dir), &boxes, "");
     let spool = dir.join("spool");
     let d = Daemon::start(&config, "three");
@@ -271,6 +294,15 @@ fn three_mailboxes_idle_spool_exactly_once_and_sigterm() {
     let (_, out) = status_of(&config);
     assert!(out.contains("2 ticket(s) delivered"), "{out}");
     assert!(!out.contains(&h.password), "status shows no secret");
+    // The OAuth mailboxes really signed in with tokens (cached under state_dir).
+    let state = std::fs::read_dir(dir.join("state")).unwrap();
+    let caches = state
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".token.json"))
+        .count();
+    assert_eq!(caches, 2, "two OAuth mailboxes, two token caches");
+    let log = d.log();
+    assert!(!log.contains(&h.password), "the log shows no password");
 
     let code = d.terminate();
     assert_eq!(code, Some(0), "SIGTERM exits 0");
@@ -613,5 +645,61 @@ fn delivery_failure_acks_nothing_and_recovers() {
     wait_until(DEADLINE, "\\Seen after delivery", Some(&d), || {
         seen_count(h, &user) == 1
     });
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[test]
+fn revoked_grant_is_never_silent() {
+    let h = Harness::get();
+    let dir = workdir("revoked");
+    let user = h.unique_user("revoked");
+    let notes = dir.join("notes.txt");
+    let script = dir.join("notify.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s|%s|%s\\n' \"$1\" \"$2\" \"$3\" >> '{}'\n",
+            notes.display()
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // Microsoft answers AADSTS50173 (grant revoked: the password was changed) to this user.
+    h.idp(&format!("/_test/fail_next?code=50173&count=1&user={user}"));
+    let top = format!(r#", "notify_command": "{}""#, script.display());
+    let config = write_config(
+        &dir,
+        &spool_output(&dir),
+        &[oauth(h, &user, &user, false)],
+        &top,
+    );
+    let d = Daemon::start(&config, "revoked");
+    wait_until(DEADLINE, "the failure notification", Some(&d), || {
+        std::fs::read_to_string(&notes).is_ok_and(|t| t.contains("|failed|"))
+    });
+    let note = std::fs::read_to_string(&notes).unwrap();
+    assert!(note.contains("AADSTS50173"), "{note}");
+    let (code, out) = status_of(&config);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("parked") && out.contains("error (GrantRevoked)"),
+        "{out}"
+    );
+    assert!(out.contains("fix:"), "{out}");
+    let stats = h.idp(&format!("/_test/stats?user={user}"));
+    assert!(
+        stats.contains("\"token_requests\":1,"),
+        "one attempt, then parked: no retry storm against the identity platform: {stats}"
+    );
+    // The admin signs in again (here: the endpoint accepts the password again) and reloads.
+    d.signal("-HUP");
+    wait_until(DEADLINE, "the recovery notification", Some(&d), || {
+        std::fs::read_to_string(&notes).is_ok_and(|t| t.contains("|recovered|"))
+    });
+    assert_eq!(status_of(&config).0, 0);
     assert_eq!(d.terminate(), Some(0));
 }
