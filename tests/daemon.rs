@@ -315,8 +315,20 @@ fn basic_oauth_and_shared_mailboxes_idle_spool_exactly_once_and_sigterm() {
 /// request that the posted message is not yet marked read on the server.
 struct Hook {
     url: String,
-    /// (status answered, dedupe key, authorization header, message was \Seen when posted)
-    log: Arc<Mutex<Vec<(u16, String, String, bool)>>>,
+    log: Arc<Mutex<Vec<Posted>>>,
+}
+
+/// One request the webhook received.
+#[derive(Clone)]
+struct Posted {
+    /// The status it answered.
+    status: u16,
+    /// The ticket's dedupe key.
+    key: String,
+    /// The Authorization header.
+    auth: String,
+    /// Whether the message was already \Seen on the server when it was posted.
+    seen: bool,
 }
 
 fn read_request(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
@@ -369,7 +381,12 @@ fn start_hook(h: &'static Harness, user: String, fail_first: usize) -> Hook {
                 .filter(|m| String::from_utf8_lossy(&m.2).contains(&key))
                 .any(|m| m.1.iter().any(|f| f == "\\Seen"));
             let status = if n < fail_first { 503 } else { 200 };
-            log2.lock().unwrap().push((status, key, auth, seen));
+            log2.lock().unwrap().push(Posted {
+                status,
+                key,
+                auth,
+                seen,
+            });
             let reason = if status == 200 {
                 "OK"
             } else {
@@ -405,7 +422,7 @@ fn webhook_delivers_each_message_once_and_acks_only_after_2xx() {
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| r.0 == 200)
+            .filter(|r| r.status == 200)
             .count()
             == 3
     });
@@ -416,16 +433,17 @@ fn webhook_delivers_each_message_once_and_acks_only_after_2xx() {
     assert_eq!(code, Some(0));
     let log = hook.log.lock().unwrap().clone();
     eprintln!("webhook requests: {}", log.len());
-    assert_eq!(log.iter().filter(|r| r.0 == 503).count(), 3);
+    assert_eq!(log.iter().filter(|r| r.status == 503).count(), 3);
     let mut delivered: BTreeMap<String, usize> = BTreeMap::new();
-    for (status, key, auth, seen) in &log {
-        assert_eq!(auth, "Bearer hook-token-123");
+    for r in &log {
+        assert_eq!(r.auth, "Bearer hook-token-123");
         assert!(
-            !seen,
-            "{key} was marked read before the webhook answered 2xx"
+            !r.seen,
+            "{} was marked read before the webhook answered 2xx",
+            r.key
         );
-        if *status == 200 {
-            *delivered.entry(key.clone()).or_default() += 1;
+        if r.status == 200 {
+            *delivered.entry(r.key.clone()).or_default() += 1;
         }
     }
     let expected: BTreeMap<String, usize> = ids.iter().map(|i| (i.clone(), 1)).collect();
