@@ -60,10 +60,9 @@ async fn finish<R: futures::io::AsyncBufRead + Unpin>(
             if line[done.len()..].starts_with(b"OK") {
                 return Ok((fetches, bytes));
             }
-            return Err(std::io::Error::other(format!(
-                "{}",
-                String::from_utf8_lossy(&line).trim_end()
-            )));
+            return Err(std::io::Error::other(
+                String::from_utf8_lossy(&line).trim_end().to_string(),
+            ));
         }
     }
 }

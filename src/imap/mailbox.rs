@@ -37,6 +37,37 @@ pub struct FetchedMessage {
     pub header_only: bool,
 }
 
+/// A message as [`Session::fetch_with`] hands it over, borrowed from the read buffer.
+pub struct Arrived<'a> {
+    /// Its UID in the selected folder.
+    pub uid: u32,
+    /// RFC822.SIZE.
+    pub size: u32,
+    /// The raw message (or only its header when it was too large to fetch whole).
+    pub raw: &'a [u8],
+    /// Whether `raw` is only the header.
+    pub header_only: bool,
+    flags: &'a async_imap::types::Fetch,
+}
+
+impl Arrived<'_> {
+    /// Flags as the server reported them (`\Seen`, ...).
+    pub fn flags(&self) -> Vec<String> {
+        self.flags.flags().map(|fl| format!("{fl:?}")).collect()
+    }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> FetchedMessage {
+        FetchedMessage {
+            uid: self.uid,
+            flags: self.flags(),
+            size: self.size,
+            raw: self.raw.to_vec(),
+            header_only: self.header_only,
+        }
+    }
+}
+
 /// An authenticated session.
 pub struct Session {
     inner: async_imap::Session<MailStream>,
@@ -262,19 +293,56 @@ impl Session {
         uids: &[u32],
         expected_bytes: u64,
     ) -> Result<Vec<FetchedMessage>> {
+        let mut out = Vec::with_capacity(uids.len());
+        self.fetch_with(uids, expected_bytes, |m| out.push(m.to_owned()))
+            .await?;
+        out.sort_by_key(|m| m.uid);
+        Ok(out)
+    }
+
+    /// UID FETCH only the header of `uids` (for messages too large to carry).
+    pub async fn fetch_headers(&mut self, uids: &[u32]) -> Result<Vec<FetchedMessage>> {
+        let mut out = Vec::with_capacity(uids.len());
+        self.fetch_headers_with(uids, |m| out.push(m.to_owned()))
+            .await?;
+        out.sort_by_key(|m| m.uid);
+        Ok(out)
+    }
+
+    /// Like [`Session::fetch`], but hands every message to `on_message` as it arrives, borrowed
+    /// from the read buffer: the caller works on one message while the server sends the next,
+    /// and no batch of raw messages is ever held. Each UID is handed over at most once, in the
+    /// server's order.
+    pub async fn fetch_with(
+        &mut self,
+        uids: &[u32],
+        expected_bytes: u64,
+        on_message: impl FnMut(Arrived<'_>),
+    ) -> Result<()> {
         self.fetch_items(
             uids,
             "(UID FLAGS RFC822.SIZE BODY.PEEK[])",
             expected_bytes,
             false,
+            on_message,
         )
         .await
     }
 
-    /// UID FETCH only the header of `uids` (for messages too large to carry).
-    pub async fn fetch_headers(&mut self, uids: &[u32]) -> Result<Vec<FetchedMessage>> {
-        self.fetch_items(uids, "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])", 0, true)
-            .await
+    /// Like [`Session::fetch_headers`], handing every header over as it arrives.
+    pub async fn fetch_headers_with(
+        &mut self,
+        uids: &[u32],
+        on_message: impl FnMut(Arrived<'_>),
+    ) -> Result<()> {
+        self.fetch_items(
+            uids,
+            "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])",
+            0,
+            true,
+            on_message,
+        )
+        .await
     }
 
     async fn fetch_items(
@@ -283,45 +351,47 @@ impl Session {
         items: &str,
         expected_bytes: u64,
         header_only: bool,
-    ) -> Result<Vec<FetchedMessage>> {
+        mut on_message: impl FnMut(Arrived<'_>),
+    ) -> Result<()> {
         if uids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let set = uid_set(uids);
         let what = format!("UID FETCH {set}");
         // A slow link still moves 256 KiB/s; beyond that the timeout is the configured one.
         let limit = self.timeout + Duration::from_secs(expected_bytes / (256 * 1024));
-        let mut out = with_timeout(limit, &what, async {
+        with_timeout(limit, &what, async {
             let mut stream = self
                 .inner
                 .uid_fetch(&set, items)
                 .await
                 .map_err(|e| map_err(&what, e))?;
-            let mut out = Vec::with_capacity(uids.len());
+            let mut seen = std::collections::BTreeSet::new();
             while let Some(f) = stream.try_next().await.map_err(|e| map_err(&what, e))? {
                 let Some(uid) = f.uid else { continue };
-                if !uids.contains(&uid) {
-                    // `UID n:*` semantics or an unsolicited FETCH for another message.
+                if !uids.contains(&uid) || !seen.insert(uid) {
+                    // `UID n:*` semantics, an unsolicited FETCH for another message, or a
+                    // repeated one.
                     continue;
                 }
                 let raw = if header_only { f.header() } else { f.body() };
-                let Some(raw) = raw else { continue };
-                let flags = f.flags().map(|fl| format!("{fl:?}")).collect();
-                out.push(FetchedMessage {
+                let Some(raw) = raw else {
+                    seen.remove(&uid);
+                    continue;
+                };
+                on_message(Arrived {
                     uid,
-                    flags,
+                    flags: &f,
                     size: f.size.unwrap_or(raw.len() as u32),
-                    raw: raw.to_vec(),
+                    raw,
                     header_only,
                 });
             }
-            Ok(out)
+            Ok(())
         })
         .await?;
         self.drain_unsolicited();
-        out.sort_by_key(|m| m.uid);
-        out.dedup_by_key(|m| m.uid);
-        Ok(out)
+        Ok(())
     }
 
     async fn store(&mut self, uids: &[u32], change: &str) -> Result<()> {
