@@ -12,7 +12,7 @@ use crate::imap::{self, auth::Credentials, Folder, Greeted, Session, Target};
 use crate::secret::Secret;
 use crate::state::{self, MailboxLock, MailboxState, StatePaths};
 use crate::ticket::{self, Address, Ticket, TicketOptions};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,6 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const STATE_VERSION: u32 = 1;
 /// Bytes fetched in one UID FETCH at most (a single larger message is fetched alone).
 const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+/// Batches whose message sizes are asked for in one round trip (at most 1000 UIDs).
+const SIZE_LOOKAHEAD: usize = 8;
 
 static NEXT_AGENT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -106,6 +108,8 @@ pub struct Agent {
     outstanding: Vec<u64>,
     read_only: bool,
     attachment_bytes: bool,
+    /// Sizes of pending messages asked for ahead of their batch, under one UIDVALIDITY.
+    size_cache: (u32, BTreeMap<u32, u32>),
     _lock: Option<MailboxLock>,
 }
 
@@ -164,6 +168,7 @@ impl Agent {
             outstanding: Vec::new(),
             read_only: false,
             attachment_bytes: true,
+            size_cache: (0, BTreeMap::new()),
             _lock: Some(lock),
         })
     }
@@ -502,7 +507,8 @@ impl Agent {
         self.ensure_session().await?;
         self.sync_pending().await?;
         let limit = max.min(self.mailbox.batch_size as usize);
-        let candidates: Vec<u32> = self
+        // The candidates are the first `limit` of `ahead`, whose sizes are asked for at once.
+        let ahead: Vec<u32> = self
             .state
             .as_ref()
             .expect("synced")
@@ -510,8 +516,9 @@ impl Agent {
             .iter()
             .copied()
             .filter(|u| !self.in_flight.contains(u))
-            .take(limit)
+            .take(limit.saturating_mul(SIZE_LOOKAHEAD).min(limit.max(1000)))
             .collect();
+        let candidates = &ahead[..limit.min(ahead.len())];
         let too_big = self.max_message_bytes();
         let (session, folder) = self.session.as_mut().expect("session ensured");
         let uid_validity = folder.uid_validity;
@@ -527,35 +534,51 @@ impl Agent {
         if candidates.is_empty() {
             return Ok(batch);
         }
-        let sizes = session.sizes(&candidates).await?;
+        // Sizes are asked for several batches ahead: one round trip per SIZE_LOOKAHEAD batches
+        // instead of one per batch (a message's size never changes under one UIDVALIDITY). A
+        // cached size is used once: a message deleted after its size was cached is absent from
+        // the FETCH, stays pending, and is asked for (and found vanished) in the next batch.
+        if self.size_cache.0 != uid_validity {
+            self.size_cache = (uid_validity, BTreeMap::new());
+        }
+        if candidates
+            .iter()
+            .any(|u| !self.size_cache.1.contains_key(u))
+        {
+            for (uid, size) in session.sizes(&ahead).await? {
+                self.size_cache.1.insert(uid, size);
+            }
+        }
+        let sizes: Vec<(u32, u32)> = candidates
+            .iter()
+            .filter_map(|u| self.size_cache.1.remove(u).map(|size| (*u, size)))
+            .collect();
         let vanished: Vec<u32> = candidates
             .iter()
             .copied()
             .filter(|u| !sizes.iter().any(|(s, _)| s == u))
             .collect();
-        if !vanished.is_empty() {
-            log::info!(
-                "mailbox {}: UIDs {:?} vanished before they were fetched (deleted elsewhere)",
-                self.mailbox.name,
-                vanished
-            );
-            let state = self.state.as_mut().expect("synced");
-            state.pending.retain(|u| !vanished.contains(u));
-            if !self.read_only {
-                state::save(&self.paths.state, state)?;
-            }
-        }
+        let state = self.state.as_mut().expect("synced");
+        forget_vanished(
+            &self.mailbox.name,
+            state,
+            &self.paths,
+            self.read_only,
+            &vanished,
+        )?;
         // Bounded by bytes as well as count, so memory does not grow with the mailbox.
         let mut whole = Vec::new();
         let mut headers = Vec::new();
         let mut bytes = 0u64;
-        for (uid, size) in &sizes {
+        for (i, (uid, size)) in sizes.iter().enumerate() {
             let size = u64::from(*size);
             if size > too_big {
                 headers.push(*uid);
                 continue;
             }
             if !whole.is_empty() && bytes + size > BATCH_BYTES {
+                // The rest waits for the next batch: keep their sizes for it.
+                self.size_cache.1.extend(sizes[i..].iter().copied());
                 break;
             }
             bytes += size;
@@ -582,6 +605,29 @@ impl Agent {
                 .await?;
         }
         built.sort_by_key(|(uid, _)| *uid);
+        // A message whose size was cached may have been deleted since: when one did not arrive,
+        // ask the server, as for the candidates above.
+        let missing: Vec<u32> = whole
+            .iter()
+            .chain(&headers)
+            .copied()
+            .filter(|u| built.binary_search_by_key(u, |(uid, _)| *uid).is_err())
+            .collect();
+        if !missing.is_empty() {
+            let still = session.sizes(&missing).await?;
+            let gone: Vec<u32> = missing
+                .into_iter()
+                .filter(|u| !still.iter().any(|(s, _)| s == u))
+                .collect();
+            let state = self.state.as_mut().expect("synced");
+            forget_vanished(
+                &self.mailbox.name,
+                state,
+                &self.paths,
+                self.read_only,
+                &gone,
+            )?;
+        }
         let state = self.state.as_ref().expect("synced");
         for (uid, ticket) in built {
             batch.uids.push(uid);
@@ -856,6 +902,25 @@ impl Agent {
             r
         }
     }
+}
+
+/// Drops UIDs deleted on the server before they were fetched from `pending`.
+fn forget_vanished(
+    mailbox: &str,
+    state: &mut MailboxState,
+    paths: &StatePaths,
+    read_only: bool,
+    vanished: &[u32],
+) -> Result<()> {
+    if vanished.is_empty() {
+        return Ok(());
+    }
+    log::info!("mailbox {mailbox}: UIDs {vanished:?} vanished before they were fetched (deleted elsewhere)");
+    state.pending.retain(|u| !vanished.contains(u));
+    if !read_only {
+        state::save(&paths.state, state)?;
+    }
+    Ok(())
 }
 
 fn build_ticket(

@@ -471,3 +471,52 @@ fn second_agent_on_the_same_mailbox_is_refused() {
         .expect("locked");
     assert!(e.message().contains("already being processed"), "{e}");
 }
+
+#[test]
+fn message_deleted_after_its_size_was_read_ahead_is_skipped() {
+    use futures::StreamExt;
+    let h = Harness::get();
+    let user = h.unique_user("ahead");
+    for i in 0..4 {
+        h.append(
+            &user,
+            "INBOX",
+            &simple_mail(&format!("ahead {i}"), &format!("ah-{i}")),
+            &[],
+        );
+    }
+    let mut agent = Agent::new(
+        mailbox(h, &user, "", r#", "batch_size": 1"#),
+        state_dir("ahead"),
+    )
+    .unwrap();
+    // The first batch also reads the sizes of the next ones.
+    let first = run(agent.fetch(100)).unwrap();
+    assert_eq!(first.len(), 1);
+    run(agent.ack(&first)).unwrap();
+    // Someone deletes the second message before its batch.
+    run(async {
+        let mut s = h.login(&user).await;
+        s.select("INBOX").await.unwrap();
+        let uids: Vec<_> = s.uid_search("ALL").await.unwrap().into_iter().collect();
+        let second = uids.iter().min().unwrap() + 1;
+        let _: Vec<_> = s
+            .uid_store(second.to_string(), "+FLAGS (\\Deleted)")
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        let _: Vec<_> = s.expunge().await.unwrap().collect().await;
+        s.logout().await.unwrap();
+    });
+    let mut subjects = vec![first.tickets[0].subject.clone()];
+    for _ in 0..6 {
+        let batch = run(agent.fetch(100)).unwrap();
+        subjects.extend(batch.tickets.iter().map(|t| t.subject.clone()));
+        if !batch.is_void() {
+            run(agent.ack(&batch)).unwrap();
+        }
+    }
+    assert_eq!(subjects, ["ahead 0", "ahead 2", "ahead 3"]);
+    assert!(run(agent.fetch(100)).unwrap().is_void());
+}
