@@ -83,7 +83,7 @@ pub struct Mailbox {
     pub after_processing: AfterProcessing,
     /// Largest attachment carried in a ticket, in bytes (`max_attachment_bytes`, default 25 MiB).
     pub max_attachment_bytes: u64,
-    /// Messages fetched per UID FETCH (`batch_size`, default 50).
+    /// Messages fetched per UID FETCH (`batch_size`, default 200; a batch is also bounded by 32 MiB of mail).
     pub batch_size: u32,
     /// Seconds between polls when the server has no IDLE (`poll_interval_secs`, default 60).
     pub poll_interval_secs: u64,
@@ -760,7 +760,7 @@ fn parse_mailbox(
         MAX_ATTACHMENT_BYTES_LIMIT,
         DEFAULT_MAX_ATTACHMENT_BYTES,
     )?;
-    let batch_size = o.int_or("batch_size", 1, MAX_BATCH_SIZE, 50)?;
+    let batch_size = o.int_or("batch_size", 1, MAX_BATCH_SIZE, 200)?;
     let poll_interval_secs = o.int_or("poll_interval_secs", 1, MAX_POLL_INTERVAL_SECS, 60)?;
     let oauth = parse_oauth(&o, ctx)?;
     let password = secrets::resolve(&o, "password", ctx)?;

@@ -93,7 +93,7 @@ fn defaults_are_applied() {
     assert_eq!(m.after_processing, AfterProcessing::MarkRead);
     assert_eq!(m.max_attachment_bytes, DEFAULT_MAX_ATTACHMENT_BYTES);
     assert_eq!(m.max_attachment_bytes, 25 * 1024 * 1024);
-    assert_eq!(m.batch_size, 50);
+    assert_eq!(m.batch_size, 200);
     assert_eq!(m.poll_interval_secs, 60);
 }
 
