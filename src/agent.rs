@@ -838,6 +838,11 @@ impl Agent {
         }
         r
     }
+
+    /// Whether the open session's server offers IDLE (`None` without a session).
+    pub fn supports_idle(&self) -> Option<bool> {
+        self.session.as_ref().map(|(s, _)| s.supports_idle())
+    }
 }
 
 /// A ticket for a message mail parsing gave up on: nothing is dropped silently.

@@ -96,6 +96,14 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
                 match r {
                     Ok(()) => {
                         connected = true;
+                        w.status.status.idle_supported = agent.supports_idle();
+                        if agent.supports_idle() == Some(false) {
+                            log::info!(
+                                "mailbox {}: the server offers no IDLE; polling every {} s",
+                                w.name,
+                                mailbox.poll_interval_secs
+                            );
+                        }
                         w.drain(&mut agent, &mut delivered, &stop).await
                     }
                     Err(e) => Err(e),
