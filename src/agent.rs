@@ -339,6 +339,11 @@ impl Agent {
         let mut session = self.connect_and_authenticate(token).await?;
         // Servers announce MOVE, UIDPLUS, IDLE... only after authentication.
         session.refresh_capabilities().await?;
+        log::debug!(
+            "mailbox {}: server capabilities: {}",
+            self.mailbox.name,
+            session.capabilities().list()
+        );
         let folder = session.select(&self.mailbox.imap.folder).await?;
         log::info!(
             "mailbox {}: selected {} (UIDVALIDITY {}, {} messages)",
