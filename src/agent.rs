@@ -11,13 +11,15 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::imap::{self, auth::Credentials, Folder, Greeted, Session, Target};
 use crate::secret::Secret;
 use crate::state::{self, MailboxLock, MailboxState, StatePaths};
-use crate::ticket::{self, Address, Ticket, TicketOptions};
+use crate::ticket::{self, Address, ThreadIndex, Ticket, TicketOptions};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const STATE_VERSION: u32 = 1;
+/// How many sent Message-IDs the thread index remembers per mailbox.
+const THREAD_MEMORY: usize = 50_000;
 /// Bytes fetched in one UID FETCH at most (a single larger message is fetched alone).
 const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -142,13 +144,18 @@ impl Agent {
         } else {
             None
         };
-        let options = TicketOptions {
-            mailbox: mailbox.name.clone(),
-            add_attachments: mailbox.add_attachments,
-            add_ccs: mailbox.add_ccs,
-            max_attachment_bytes: mailbox.max_attachment_bytes,
-            ..TicketOptions::default()
+        let threads = match std::fs::read(&paths.threads) {
+            Ok(bytes) => ThreadIndex::load(&bytes, THREAD_MEMORY),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ThreadIndex::new(THREAD_MEMORY),
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("thread index {}: {e}", paths.threads.display()),
+                ))
+            }
         };
+        let mut options = TicketOptions::for_mailbox(&mailbox);
+        options.thread_index = Some(std::sync::Arc::new(threads));
         Ok(Agent {
             id: NEXT_AGENT_ID.fetch_add(1, Ordering::Relaxed),
             mailbox,
@@ -169,6 +176,20 @@ impl Agent {
     /// The mailbox settings.
     pub fn mailbox(&self) -> &Mailbox {
         &self.mailbox
+    }
+
+    /// Remembers that the helpdesk sent a mail with `message_id` for `ticket_number`, so a reply
+    /// that keeps only In-Reply-To/References (with an edited subject) is threaded to that
+    /// ticket. The map is bounded (least recently used entries go) and persisted under state_dir.
+    pub fn register_sent(&mut self, message_id: &str, ticket_number: &str) -> Result<()> {
+        let index = self.options.thread_index.as_ref().expect("set in new");
+        if !index.insert(message_id, ticket_number) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "register_sent: the Message-ID and ticket number must be non-empty, on one line",
+            ));
+        }
+        state::write_atomic(&self.paths.threads, &index.save())
     }
 
     /// In read-only mode nothing is acknowledged on the server and no state is written
