@@ -457,12 +457,7 @@ impl Session {
         capabilities: Capabilities,
         timeout: Duration,
     ) -> Self {
-        Session {
-            inner,
-            capabilities,
-            timeout,
-            news: false,
-        }
+        Session::new(inner, capabilities, timeout)
     }
 }
 
