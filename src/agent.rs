@@ -877,6 +877,16 @@ impl Agent {
             r
         }
     }
+
+    /// Opens the session now (connect, authenticate, select) unless one is open, so a caller
+    /// can pace connection setups (many mailboxes starting at once). A failure drops the session.
+    pub async fn connect(&mut self) -> Result<()> {
+        let r = self.ensure_session().await;
+        if let Err(e) = &r {
+            self.on_error(e);
+        }
+        r
+    }
 }
 
 /// A ticket for a message mail parsing gave up on: nothing is dropped silently.
