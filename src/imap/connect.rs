@@ -167,7 +167,7 @@ async fn read_greeting(client: &mut Client<MailStream>, target: &Target) -> Resu
         let resp = client
             .read_response()
             .await
-            .map_err(|e| Error::from(e).context(&what))?
+            .map_err(|e| super::stream_error(&what, e))?
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::ConnectionClosed,
