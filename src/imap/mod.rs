@@ -169,6 +169,48 @@ pub(crate) fn server_text(raw: &str) -> String {
     }
 }
 
+/// Fuzzing entry (not part of the API): `data` as bytes from a server, through our response
+/// limit, async-imap's response parser (a client over an in-memory stream, read response by
+/// response as the session does) and our mapping of server text into errors. Returns the number
+/// of responses parsed.
+#[doc(hidden)]
+pub fn fuzz_server_bytes(data: &[u8]) -> usize {
+    let mut limit = stream::ResponseLimit::new(4096, 4096);
+    let whole = limit.feed(data).is_ok();
+    // Fed in two pieces, the verdict must be the same.
+    let mut split = stream::ResponseLimit::new(4096, 4096);
+    let cut = data.len() / 2;
+    let pieces = split
+        .feed(&data[..cut])
+        .and_then(|()| split.feed(&data[cut..]));
+    assert_eq!(
+        whole,
+        pieces.is_ok(),
+        "response limit verdict depends on read boundaries"
+    );
+
+    let text = String::from_utf8_lossy(data);
+    let _ = server_text(&text);
+    for e in [
+        async_imap::error::Error::No(text.to_string()),
+        async_imap::error::Error::Bad(text.to_string()),
+    ] {
+        let e = map_err("FUZZ", e);
+        assert!(e.message().len() < 2 * MAX_QUOTED + 100);
+    }
+    let mut client = Client::new(futures::io::Cursor::new(data.to_vec()));
+    smol::block_on(async {
+        let mut n = 0;
+        while let Ok(Some(resp)) = client.read_response().await {
+            n += 1;
+            if let Response::Capabilities(list) = resp.parsed() {
+                let _ = connect::Capabilities::from_proto(list).list();
+            }
+        }
+        n
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,46 +261,4 @@ mod tests {
             "[TRYCREATE] Mailbox doesn't exist: X"
         );
     }
-}
-
-/// Fuzzing entry (not part of the API): `data` as bytes from a server, through our response
-/// limit, async-imap's response parser (a client over an in-memory stream, read response by
-/// response as the session does) and our mapping of server text into errors. Returns the number
-/// of responses parsed.
-#[doc(hidden)]
-pub fn fuzz_server_bytes(data: &[u8]) -> usize {
-    let mut limit = stream::ResponseLimit::new(4096, 4096);
-    let whole = limit.feed(data).is_ok();
-    // Fed in two pieces, the verdict must be the same.
-    let mut split = stream::ResponseLimit::new(4096, 4096);
-    let cut = data.len() / 2;
-    let pieces = split
-        .feed(&data[..cut])
-        .and_then(|()| split.feed(&data[cut..]));
-    assert_eq!(
-        whole,
-        pieces.is_ok(),
-        "response limit verdict depends on read boundaries"
-    );
-
-    let text = String::from_utf8_lossy(data);
-    let _ = server_text(&text);
-    for e in [
-        async_imap::error::Error::No(text.to_string()),
-        async_imap::error::Error::Bad(text.to_string()),
-    ] {
-        let e = map_err("FUZZ", e);
-        assert!(e.message().len() < 2 * MAX_QUOTED + 100);
-    }
-    let mut client = Client::new(futures::io::Cursor::new(data.to_vec()));
-    smol::block_on(async {
-        let mut n = 0;
-        while let Ok(Some(resp)) = client.read_response().await {
-            n += 1;
-            if let Response::Capabilities(list) = resp.parsed() {
-                let _ = connect::Capabilities::from_proto(list).list();
-            }
-        }
-        n
-    })
 }
