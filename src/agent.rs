@@ -417,6 +417,8 @@ impl Agent {
                 | ErrorKind::Connect
                 | ErrorKind::Protocol
                 | ErrorKind::Tls
+                // A BYE ends the session on the server's side.
+                | ErrorKind::ServerUnavailable
         ) {
             self.session = None;
         }
