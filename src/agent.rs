@@ -107,6 +107,7 @@ pub struct Agent {
     next_seq: u64,
     outstanding: Vec<u64>,
     read_only: bool,
+    attachment_bytes: bool,
     _lock: Option<MailboxLock>,
 }
 
@@ -169,6 +170,7 @@ impl Agent {
             next_seq: 1,
             outstanding: Vec::new(),
             read_only: false,
+            attachment_bytes: true,
             _lock: Some(lock),
         })
     }
@@ -196,6 +198,13 @@ impl Agent {
     /// (`fetch --no-ack`).
     pub fn set_read_only(&mut self, read_only: bool) {
         self.read_only = read_only;
+    }
+
+    /// Whether tickets keep their attachments' bytes (`Attachment::data`; default true). Only
+    /// the C API hands bytes over; outputs that write JSON turn this off, so a batch holds
+    /// attachment metadata only and memory stays bounded by the largest single message.
+    pub fn set_attachment_bytes(&mut self, keep: bool) {
+        self.attachment_bytes = keep;
     }
 
     /// The token provider, for sign-in (`login`) and diagnosis.
@@ -580,24 +589,41 @@ impl Agent {
             bytes += size;
             whole.push(*uid);
         }
-        let mut messages = session.fetch(&whole, bytes).await?;
-        messages.extend(session.fetch_headers(&headers).await?);
-        messages.sort_by_key(|m| m.uid);
+        // Each ticket is built as its message arrives, from the read buffer: parsing overlaps
+        // the transfer of the next messages and no batch of raw mail is held in memory.
+        let mut built = Vec::with_capacity(whole.len() + headers.len());
+        {
+            let (options, folder_name) = (&self.options, &self.mailbox.imap.folder);
+            let keep_bytes = self.attachment_bytes;
+            let mut on_message = |msg: imap::Arrived<'_>| {
+                let mut ticket = build_ticket(options, &msg, folder_name, uid_validity, too_big);
+                if !keep_bytes {
+                    for a in &mut ticket.attachments {
+                        a.data = Vec::new();
+                    }
+                }
+                built.push((msg.uid, ticket));
+            };
+            session.fetch_with(&whole, bytes, &mut on_message).await?;
+            session
+                .fetch_headers_with(&headers, &mut on_message)
+                .await?;
+        }
+        built.sort_by_key(|(uid, _)| *uid);
         let state = self.state.as_ref().expect("synced");
-        for msg in messages {
-            let ticket = self.build_ticket(&msg, &self.mailbox.imap.folder, uid_validity, too_big);
-            batch.uids.push(msg.uid);
+        for (uid, ticket) in built {
+            batch.uids.push(uid);
             if state.was_delivered(&ticket.dedupe_key) {
                 log::info!(
                     "mailbox {}: UID {} was delivered before (dedupe key known); acknowledging without a new ticket",
-                    self.mailbox.name, msg.uid
+                    self.mailbox.name, uid
                 );
                 continue;
             }
             if batch.keys.contains(&ticket.dedupe_key) {
                 log::info!(
                     "mailbox {}: UID {} repeats the dedupe key of another message in this batch; acknowledging without a second ticket",
-                    self.mailbox.name, msg.uid
+                    self.mailbox.name, uid
                 );
                 continue;
             }
@@ -612,27 +638,6 @@ impl Agent {
 
     fn max_message_bytes(&self) -> u64 {
         (self.mailbox.max_attachment_bytes.saturating_mul(2)).max(64 * 1024 * 1024)
-    }
-
-    fn build_ticket(
-        &self,
-        msg: &imap::FetchedMessage,
-        folder: &str,
-        uid_validity: u32,
-        too_big: u64,
-    ) -> Ticket {
-        let mut ticket = match ticket::build(&msg.raw, &self.options) {
-            Ok(t) => t,
-            Err(e) => unparseable_ticket(&self.options.mailbox, &msg.raw, &e),
-        };
-        if msg.header_only {
-            ticket.warnings.push(format!(
-                "message of {} bytes exceeds {} bytes: only its header was fetched; open it in the mailbox",
-                msg.size, too_big
-            ));
-        }
-        ticket.delivery_id = Some(format!("{folder}:{uid_validity}:{}", msg.uid));
-        ticket
     }
 
     /// Acknowledges a delivered batch: remembers its dedupe keys, then marks read, moves or deletes
@@ -889,6 +894,27 @@ impl Agent {
         }
         r
     }
+}
+
+fn build_ticket(
+    options: &TicketOptions,
+    msg: &imap::Arrived<'_>,
+    folder: &str,
+    uid_validity: u32,
+    too_big: u64,
+) -> Ticket {
+    let mut ticket = match ticket::build(msg.raw, options) {
+        Ok(t) => t,
+        Err(e) => unparseable_ticket(&options.mailbox, msg.raw, &e),
+    };
+    if msg.header_only {
+        ticket.warnings.push(format!(
+            "message of {} bytes exceeds {} bytes: only its header was fetched; open it in the mailbox",
+            msg.size, too_big
+        ));
+    }
+    ticket.delivery_id = Some(format!("{folder}:{uid_validity}:{}", msg.uid));
+    ticket
 }
 
 /// A ticket for a message mail parsing gave up on: nothing is dropped silently.
