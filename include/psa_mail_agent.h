@@ -69,8 +69,9 @@ enum pma_result
    */
   PMA_BUFFER_TOO_SMALL = 102,
   /**
-   * The handle is not one this library created for this purpose, or was freed (best-effort
-   * check: a freed handle must never be passed).
+   * The pointer is not a live handle of the expected kind: another kind of handle, one freed
+   * already, or not from this library. It was not read. (An address the allocator reused for
+   * a new handle of the same kind cannot be told apart: do not keep freed handles.)
    */
   PMA_INVALID_HANDLE = 103,
   /**
@@ -458,7 +459,8 @@ pma_result pma_init(const char *mailbox_json, const char *state_dir, struct pma_
  * Frees an agent: logs out of the server (bounded by the mailbox's timeout), releases the
  * mailbox lock, and wipes the secrets it held.
  *
- * NULL is accepted and does nothing. No other call on this handle may be running or follow.
+ * NULL is accepted and does nothing, as is a pointer that is not a live agent (a second
+ * free). No other call on this handle may be running or follow.
  * Batches and reports stay valid and must still be freed; batches of a freed agent can no
  * longer be acknowledged (their messages are fetched again by the next agent).
  *
@@ -483,6 +485,21 @@ void pma_free(struct pma_agent *agent);
  * `agent` is NULL or a live handle; string arguments are NULL or NUL-terminated.
  */
 pma_result pma_set_oauth_credentials(struct pma_agent *agent, const char *application_id, const char *directory_id, const char *client_secret);
+
+/**
+ * Registers a mail the PSA sent (a notification, a technician's answer): `message_id` (with
+ * or without `<>`) belongs to ticket `ticket_number`. A later reply that only keeps
+ * In-Reply-To/References (with an edited subject) then gets that ticket number in
+ * `thread.ticket_number`. The map is bounded (least recently used entries go) and persisted
+ * under the state directory, so it survives restarts.
+ *
+ * `PMA_CONFIG` for an empty value or one with line breaks. Thread-safe; serialised with the
+ * handle's other calls.
+ *
+ * # Safety
+ * `agent` is NULL or a live handle; string arguments are NULL or NUL-terminated.
+ */
+pma_result pma_register_sent(struct pma_agent *agent, const char *message_id, const char *ticket_number);
 
 /**
  * Tests the connection step by step (token, connect, TLS, capabilities, authenticate,
@@ -606,7 +623,8 @@ size_t pma_batch_attachment_count(const struct pma_batch *batch, size_t ticket_i
 pma_result pma_batch_attachment(const struct pma_batch *batch, size_t ticket_index, size_t attachment_index, const uint8_t **ptr, size_t *len);
 
 /**
- * Frees a batch and every pointer it handed out. NULL is accepted and does nothing.
+ * Frees a batch and every pointer it handed out. NULL is accepted and does nothing, as is a
+ * pointer that is not a live batch (a second free).
  * A batch freed without `pma_ack` is not lost: its messages are fetched again. No other call
  * on this batch may be running or follow. The agent that made it may be freed before or
  * after.
@@ -675,7 +693,8 @@ size_t pma_report_step_count(const struct pma_report *report);
 pma_result pma_report_step(const struct pma_report *report, size_t index, struct pma_step *out);
 
 /**
- * Frees a report and every pointer it handed out. NULL is accepted and does nothing.
+ * Frees a report and every pointer it handed out. NULL is accepted and does nothing, as is
+ * a pointer that is not a live report (a second free).
  *
  * # Safety
  * `report` is NULL or a live report, not used afterwards.

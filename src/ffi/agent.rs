@@ -2,6 +2,7 @@
 //! OAuth credentials set by the host, and the per-handle last error.
 
 use super::batch::pma_batch;
+use super::registry::{self, Kind};
 use super::report::pma_report;
 use super::result::pma_result;
 use super::{handleless_error, opt_str_arg, out_arg, set_handleless_error, str_arg, CallError};
@@ -14,7 +15,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-const AGENT_MAGIC: u64 = 0x706d_615f_6167_656e; // "pma_agen"
 const DEFAULT_STATE_DIR: &str = "./state";
 
 static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
@@ -25,7 +25,6 @@ static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
 /// (a second thread waits while a fetch runs). Each handle keeps the last error of its own
 /// calls, read with `pma_last_error`.
 pub struct pma_agent {
-    magic: u64,
     pub(crate) id: u64,
     inner: Mutex<Inner>,
     last_error: Mutex<Option<CallError>>,
@@ -75,7 +74,7 @@ impl pma_agent {
 /// The handle behind `p`, or the error to return.
 ///
 /// # Safety
-/// `p` is NULL or a pointer from `pma_init` not yet passed to `pma_free`.
+/// No `pma_free` of `p` may run concurrently (the registry check and the use are not atomic).
 unsafe fn handle<'a>(p: *const pma_agent) -> Result<&'a pma_agent, CallError> {
     if p.is_null() {
         return Err(CallError::new(
@@ -83,15 +82,14 @@ unsafe fn handle<'a>(p: *const pma_agent) -> Result<&'a pma_agent, CallError> {
             "agent is NULL",
         ));
     }
-    // SAFETY: non-NULL and, by the caller's contract, a live handle; the magic check only
-    // catches a handle of another kind passed by mistake.
-    let h = unsafe { &*p };
-    if h.magic != AGENT_MAGIC {
+    if !registry::is_live(p, Kind::Agent) {
         return Err(CallError::new(
             pma_result::PMA_INVALID_HANDLE,
-            "agent is not a pma_agent handle (wrong pointer, or already freed)",
+            "agent is not a live pma_agent handle (another kind of handle, or freed already)",
         ));
     }
+    // SAFETY: registered, hence created by pma_init and not freed.
+    let h = unsafe { &*p };
     Ok(h)
 }
 
@@ -149,7 +147,6 @@ fn build(mailbox_json: &str, state_dir: Option<&str>) -> Result<Box<pma_agent>, 
         Err(e) => (None, Some(e)),
     };
     Ok(Box::new(pma_agent {
-        magic: AGENT_MAGIC,
         id: NEXT_HANDLE_ID.fetch_add(1, Ordering::Relaxed),
         inner: Mutex::new(Inner {
             mailbox,
@@ -204,7 +201,7 @@ pub unsafe extern "C" fn pma_init(
             match made {
                 Ok(h) => {
                     // SAFETY: checked non-NULL above; the caller's contract makes it writable.
-                    unsafe { *out = Box::into_raw(h) };
+                    unsafe { *out = registry::into_handle(h, Kind::Agent) };
                     pma_result::PMA_OK
                 }
                 Err(e) => {
@@ -219,7 +216,8 @@ pub unsafe extern "C" fn pma_init(
 /// Frees an agent: logs out of the server (bounded by the mailbox's timeout), releases the
 /// mailbox lock, and wipes the secrets it held.
 ///
-/// NULL is accepted and does nothing. No other call on this handle may be running or follow.
+/// NULL is accepted and does nothing, as is a pointer that is not a live agent (a second
+/// free). No other call on this handle may be running or follow.
 /// Batches and reports stay valid and must still be freed; batches of a freed agent can no
 /// longer be acknowledged (their messages are fetched again by the next agent).
 ///
@@ -227,17 +225,12 @@ pub unsafe extern "C" fn pma_init(
 /// `agent` is NULL or a handle from `pma_init` not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn pma_free(agent: *mut pma_agent) {
-    if agent.is_null() {
-        return;
-    }
-    // SAFETY: non-NULL live handle by the caller's contract.
-    if unsafe { (*agent).magic } != AGENT_MAGIC {
-        return;
-    }
     super::boundary_value((), || {
-        // SAFETY: created by Box::into_raw in pma_init and not freed (caller's contract).
+        if !registry::take(agent, Kind::Agent) {
+            return; // NULL, another kind of handle, or freed already
+        }
+        // SAFETY: created by pma_init (Box) and just unregistered, so owned here.
         let mut boxed = unsafe { Box::from_raw(agent) };
-        boxed.magic = 0;
         let inner = boxed.inner.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = inner.agent.as_mut() {
             smol::block_on(a.disconnect());
@@ -303,6 +296,34 @@ pub unsafe extern "C" fn pma_set_oauth_credentials(
     }
 }
 
+/// Registers a mail the PSA sent (a notification, a technician's answer): `message_id` (with
+/// or without `<>`) belongs to ticket `ticket_number`. A later reply that only keeps
+/// In-Reply-To/References (with an edited subject) then gets that ticket number in
+/// `thread.ticket_number`. The map is bounded (least recently used entries go) and persisted
+/// under the state directory, so it survives restarts.
+///
+/// `PMA_CONFIG` for an empty value or one with line breaks. Thread-safe; serialised with the
+/// handle's other calls.
+///
+/// # Safety
+/// `agent` is NULL or a live handle; string arguments are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn pma_register_sent(
+    agent: *mut pma_agent,
+    message_id: *const c_char,
+    ticket_number: *const c_char,
+) -> pma_result {
+    // SAFETY: forwarded contracts.
+    unsafe {
+        with_agent(agent, |_, inner| {
+            let id = str_arg(message_id, "message_id")?;
+            let ticket = str_arg(ticket_number, "ticket_number")?;
+            inner.agent()?.register_sent(id, ticket)?;
+            Ok(())
+        })
+    }
+}
+
 /// Tests the connection step by step (token, connect, TLS, capabilities, authenticate,
 /// select), stopping at the first failure.
 ///
@@ -329,7 +350,7 @@ pub unsafe extern "C" fn pma_test_connection(
             let report = smol::block_on(a.test_connection());
             let boxed = Box::new(pma_report::new(report));
             // SAFETY: checked non-NULL; writable by the caller's contract.
-            *out = Box::into_raw(boxed);
+            *out = registry::into_handle(boxed, Kind::Report);
             Ok(())
         })
     }
@@ -373,7 +394,7 @@ pub unsafe extern "C" fn pma_fetch_tickets(
             live.fetch_add(1, Ordering::SeqCst);
             let boxed = Box::new(pma_batch::new(batch, h.id, generation, live));
             // SAFETY: checked non-NULL; writable by the caller's contract.
-            *out = Box::into_raw(boxed);
+            *out = registry::into_handle(boxed, Kind::Batch);
             Ok(())
         })
     }
@@ -489,7 +510,7 @@ mod tests {
     fn a_poisoned_handle_says_so() {
         let dir = std::env::temp_dir().join(format!("pma-ffi-poison-{}", std::process::id()));
         let json = r#"{"name":"poison","email":"p@contoso.test","username":"p@contoso.test","password":"x","imap":{"server":"127.0.0.1","port":1}}"#;
-        let h = Box::into_raw(build(json, dir.to_str()).expect("built"));
+        let h = registry::into_handle(build(json, dir.to_str()).expect("built"), Kind::Agent);
         let r = unsafe { with_agent(h, |_, _| panic!("inside the lock")) };
         assert_eq!(r, pma_result::PMA_PANIC);
         let r = unsafe { with_agent(h, |_, _| Ok(())) };
@@ -499,11 +520,12 @@ mod tests {
     }
 
     #[test]
-    fn handles_are_distinguishable_by_their_magic() {
-        // The magic check reads the first bytes of whatever it is given: make sure a batch or
-        // a report is large enough for that read to stay in bounds.
-        let end = std::mem::offset_of!(pma_agent, magic) + 8;
-        assert!(end <= std::mem::size_of::<pma_batch>());
-        assert!(end <= std::mem::size_of::<pma_report>());
+    fn a_freed_or_foreign_pointer_is_refused_unread() {
+        let mut x = 0u64;
+        let fake = (&mut x as *mut u64).cast::<pma_agent>();
+        let r = unsafe { pma_fetch_tickets(fake, 1, std::ptr::null_mut()) };
+        assert_eq!(r, pma_result::PMA_INVALID_HANDLE);
+        unsafe { pma_free(fake) }; // ignored, not freed
+        assert_eq!(x, 0);
     }
 }

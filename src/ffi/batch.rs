@@ -1,6 +1,7 @@
 //! The batch handle: the tickets of one fetch as JSON (all at once or one by one) and each
 //! attachment's raw bytes.
 
+use super::registry::{self, Kind};
 use super::result::pma_result;
 use super::{boundary_value, out_arg, CText, CallError};
 use crate::agent::Batch;
@@ -8,14 +9,11 @@ use std::os::raw::c_char;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-const BATCH_MAGIC: u64 = 0x706d_615f_6261_7463; // "pma_batc"
-
 /// The tickets of one `pma_fetch_tickets` call (opaque). Freed with `pma_batch_free`.
 ///
 /// Immutable once made: its accessors may be called from any thread at once. Pointers it
 /// hands out stay valid until the batch is freed.
 pub struct pma_batch {
-    magic: u64,
     pub(crate) handle_id: u64,
     pub(crate) generation: u64,
     pub(crate) batch: Batch,
@@ -35,7 +33,6 @@ impl pma_batch {
         let tickets: Vec<String> = batch.tickets.iter().map(|t| t.to_json()).collect();
         let json = format!("[{}]", tickets.join(","));
         pma_batch {
-            magic: BATCH_MAGIC,
             handle_id,
             generation,
             batch,
@@ -57,14 +54,14 @@ impl pma_batch {
                 "batch is NULL",
             ));
         }
-        // SAFETY: non-NULL live batch by the caller's contract.
-        let b = unsafe { &*p };
-        if b.magic != BATCH_MAGIC {
+        if !registry::is_live(p, Kind::Batch) {
             return Err(CallError::new(
                 pma_result::PMA_INVALID_HANDLE,
-                "batch is not a pma_batch handle (wrong pointer, or already freed)",
+                "batch is not a live pma_batch handle (another kind of handle, or freed already)",
             ));
         }
+        // SAFETY: registered, hence made by pma_fetch_tickets and not freed.
+        let b = unsafe { &*p };
         Ok(b)
     }
 
@@ -226,7 +223,8 @@ pub unsafe extern "C" fn pma_batch_attachment(
     })
 }
 
-/// Frees a batch and every pointer it handed out. NULL is accepted and does nothing.
+/// Frees a batch and every pointer it handed out. NULL is accepted and does nothing, as is a
+/// pointer that is not a live batch (a second free).
 /// A batch freed without `pma_ack` is not lost: its messages are fetched again. No other call
 /// on this batch may be running or follow. The agent that made it may be freed before or
 /// after.
@@ -235,17 +233,12 @@ pub unsafe extern "C" fn pma_batch_attachment(
 /// `batch` is NULL or a live batch.
 #[no_mangle]
 pub unsafe extern "C" fn pma_batch_free(batch: *mut pma_batch) {
-    if batch.is_null() {
-        return;
-    }
-    // SAFETY: non-NULL live batch by the caller's contract.
-    if unsafe { (*batch).magic } != BATCH_MAGIC {
-        return;
-    }
     boundary_value((), || {
-        // SAFETY: created by Box::into_raw in pma_fetch_tickets and not freed yet.
-        let mut b = unsafe { Box::from_raw(batch) };
-        b.magic = 0;
+        if !registry::take(batch, Kind::Batch) {
+            return; // NULL, another kind of handle, or freed already
+        }
+        // SAFETY: made by pma_fetch_tickets (Box) and just unregistered, so owned here.
+        let b = unsafe { Box::from_raw(batch) };
         if !b.is_acked() {
             b.live_unacked.fetch_sub(1, Ordering::SeqCst);
         }

@@ -187,16 +187,25 @@ mod tests {
     ) {
         // SAFETY: the forwarder passes NUL-terminated strings valid for the call.
         let (t, m) = unsafe { (CStr::from_ptr(target), CStr::from_ptr(message)) };
-        let m = m.to_string_lossy().into_owned();
-        if m.starts_with("ffi-log-test") {
-            SEEN.lock()
-                .unwrap()
-                .push((level as u32, t.to_string_lossy().into_owned(), m));
-        }
+        SEEN.lock().unwrap().push((
+            level as u32,
+            t.to_string_lossy().into_owned(),
+            m.to_string_lossy().into_owned(),
+        ));
     }
 
+    fn set_sink(level: LevelFilter) {
+        *SINK.write().unwrap() = Some(Sink {
+            cb: record,
+            userdata: std::ptr::null_mut(),
+            level,
+        });
+    }
+
+    // The forwarder is driven directly: installing it as the process logger would take the
+    // global logger away from other tests in this binary that capture logs themselves.
     fn emit(target: &str, level: Level, text: &str) {
-        log::logger().log(
+        Forwarder.log(
             &Record::builder()
                 .target(target)
                 .level(level)
@@ -207,59 +216,30 @@ mod tests {
 
     #[test]
     fn forwards_by_level_and_never_imap_traces() {
-        let r = unsafe { pma_set_log_callback(Some(record), std::ptr::null_mut(), 5) };
-        assert_eq!(r, pma_result::PMA_OK);
-        emit(
-            "async_imap::imap_stream",
-            Level::Trace,
-            "ffi-log-test LOGIN a secret",
-        );
-        emit("imap_proto::parser", Level::Trace, "ffi-log-test token");
-        emit("async_imap::client", Level::Debug, "ffi-log-test debug");
-        emit(
-            "psa_mail_agent::agent",
-            Level::Trace,
-            "ffi-log-test own trace",
-        );
-        emit(
-            "psa_mail_agent::agent",
-            Level::Info,
-            "ffi-log-test with\0nul",
-        );
-        assert_eq!(
-            unsafe { pma_set_log_callback(Some(record), std::ptr::null_mut(), 2) },
-            pma_result::PMA_OK
-        );
-        emit(
-            "psa_mail_agent::agent",
-            Level::Info,
-            "ffi-log-test above warn",
-        );
-        emit("psa_mail_agent::agent", Level::Warn, "ffi-log-test warn");
-        assert_eq!(
-            unsafe { pma_set_log_callback(None, std::ptr::null_mut(), 5) },
-            pma_result::PMA_OK
-        );
-        emit(
-            "psa_mail_agent::agent",
-            Level::Error,
-            "ffi-log-test after removal",
-        );
+        set_sink(LevelFilter::Trace);
+        emit("async_imap::imap_stream", Level::Trace, "LOGIN a secret");
+        emit("imap_proto::parser", Level::Trace, "token");
+        emit("async_imap::client", Level::Debug, "debug");
+        emit("psa_mail_agent::agent", Level::Trace, "own trace");
+        emit("psa_mail_agent::agent", Level::Info, "with\0nul");
+        assert!(!Forwarder.enabled(
+            &Metadata::builder()
+                .target("async_imap::imap_stream")
+                .level(Level::Trace)
+                .build()
+        ));
+        set_sink(LevelFilter::Warn);
+        emit("psa_mail_agent::agent", Level::Info, "above warn");
+        emit("psa_mail_agent::agent", Level::Warn, "warn");
+        *SINK.write().unwrap() = None;
+        emit("psa_mail_agent::agent", Level::Error, "after removal");
         assert_eq!(
             unsafe { pma_set_log_callback(Some(record), std::ptr::null_mut(), 6) },
             pma_result::PMA_INVALID_ARGUMENT
         );
         let seen = SEEN.lock().unwrap().clone();
         let texts: Vec<&str> = seen.iter().map(|(_, _, m)| m.as_str()).collect();
-        assert_eq!(
-            texts,
-            [
-                "ffi-log-test debug",
-                "ffi-log-test own trace",
-                "ffi-log-test with\u{fffd}nul",
-                "ffi-log-test warn"
-            ]
-        );
+        assert_eq!(texts, ["debug", "own trace", "with\u{fffd}nul", "warn"]);
         assert_eq!(seen[1].0, pma_log_level::PMA_LOG_TRACE as u32);
         assert_eq!(seen[1].1, "psa_mail_agent::agent");
     }

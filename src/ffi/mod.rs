@@ -3,9 +3,9 @@
 //! The only module with `unsafe` and `#[no_mangle]`. Every export runs inside [`boundary`]
 //! (a panic becomes `PMA_PANIC` instead of unwinding into C), checks every pointer for NULL
 //! and every string for UTF-8, and writes its out-parameters only on success. Handles are
-//! boxed Rust values behind opaque pointers; each has a magic number checked on entry, so a
-//! handle of the wrong kind is refused with `PMA_INVALID_HANDLE` (best effort: a freed
-//! handle must never be passed).
+//! boxed Rust values behind opaque pointers, registered while alive ([`registry`]): a pointer
+//! that is not a live handle of the expected kind is refused with `PMA_INVALID_HANDLE` before
+//! it is dereferenced.
 //!
 //! Layout by concern: [`result`] (codes), [`agent`] (the agent handle, init, fetch, ack, last
 //! error), [`batch`] (tickets and attachment bytes), [`report`] (connection test), [`log`]
@@ -16,6 +16,7 @@
 pub mod agent;
 pub mod batch;
 pub mod log;
+mod registry;
 pub mod report;
 pub mod result;
 

@@ -1,18 +1,16 @@
 //! The connection-test report handle: healthy or not, and every step with its duration,
 //! detail and (on failure) result code and administrator's fix.
 
+use super::registry::{self, Kind};
 use super::result::pma_result;
 use super::{boundary_value, out_arg, CText, CallError};
 use crate::agent::Report;
 use serde::Serialize;
 use std::os::raw::c_char;
 
-const REPORT_MAGIC: u64 = 0x706d_615f_7265_706f; // "pma_repo"
-
 /// The result of `pma_test_connection` (opaque). Freed with `pma_report_free`.
 /// Immutable: its accessors may be called from any thread at once.
 pub struct pma_report {
-    magic: u64,
     healthy: bool,
     json: CText,
     steps: Vec<StepText>,
@@ -117,7 +115,6 @@ impl pma_report {
                 .collect(),
         });
         pma_report {
-            magic: REPORT_MAGIC,
             healthy,
             json: CText::new(json),
             steps,
@@ -133,14 +130,14 @@ impl pma_report {
                 "report is NULL",
             ));
         }
-        // SAFETY: non-NULL live report by the caller's contract.
-        let r = unsafe { &*p };
-        if r.magic != REPORT_MAGIC {
+        if !registry::is_live(p, Kind::Report) {
             return Err(CallError::new(
                 pma_result::PMA_INVALID_HANDLE,
-                "report is not a pma_report handle (wrong pointer, or already freed)",
+                "report is not a live pma_report handle (another kind of handle, or freed already)",
             ));
         }
+        // SAFETY: registered, hence made by pma_test_connection and not freed.
+        let r = unsafe { &*p };
         Ok(r)
     }
 }
@@ -249,22 +246,18 @@ pub unsafe extern "C" fn pma_report_step(
     )
 }
 
-/// Frees a report and every pointer it handed out. NULL is accepted and does nothing.
+/// Frees a report and every pointer it handed out. NULL is accepted and does nothing, as is
+/// a pointer that is not a live report (a second free).
 ///
 /// # Safety
 /// `report` is NULL or a live report, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn pma_report_free(report: *mut pma_report) {
-    if report.is_null() {
-        return;
-    }
-    // SAFETY: non-NULL live report by the caller's contract.
-    if unsafe { (*report).magic } != REPORT_MAGIC {
-        return;
-    }
     boundary_value((), || {
-        // SAFETY: created by Box::into_raw in pma_test_connection and not freed yet.
-        let mut r = unsafe { Box::from_raw(report) };
-        r.magic = 0;
+        if !registry::take(report, Kind::Report) {
+            return; // NULL, another kind of handle, or freed already
+        }
+        // SAFETY: made by pma_test_connection (Box) and just unregistered, so owned here.
+        drop(unsafe { Box::from_raw(report) });
     });
 }

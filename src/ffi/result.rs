@@ -26,8 +26,9 @@ pub enum pma_result {
     /// The output buffer is too small; the size needed (including the NUL) was written to the
     /// size out-parameter.
     PMA_BUFFER_TOO_SMALL = 102,
-    /// The handle is not one this library created for this purpose, or was freed (best-effort
-    /// check: a freed handle must never be passed).
+    /// The pointer is not a live handle of the expected kind: another kind of handle, one freed
+    /// already, or not from this library. It was not read. (An address the allocator reused for
+    /// a new handle of the same kind cannot be told apart: do not keep freed handles.)
     PMA_INVALID_HANDLE = 103,
     /// `pma_ack` was given a batch fetched by another agent handle (or before the handle was
     /// rebuilt by `pma_set_oauth_credentials`).

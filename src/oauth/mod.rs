@@ -5,6 +5,33 @@
 //!
 //! Tokens know no mailbox: a [`TokenProvider`] hands out access tokens; the agent gives them to
 //! IMAP. Passwords, client secrets and tokens appear in no log, error or Debug output.
+//!
+//! ```no_run
+//! # async fn example(
+//! #     mailbox: &psa_mail_agent::config::Mailbox,
+//! #     state_dir: &std::path::Path,
+//! # ) -> psa_mail_agent::Result<()> {
+//! use psa_mail_agent::oauth::{ProviderOptions, TokenProvider};
+//! let mut tokens = TokenProvider::new(
+//!     &mailbox.oauth,
+//!     &mailbox.username,
+//!     mailbox.password.clone(),
+//!     ProviderOptions {
+//!         cache_path: Some(state_dir.join(format!("{}.token.json", mailbox.name))),
+//!         timeout: std::time::Duration::from_secs(mailbox.imap.timeout_secs),
+//!         sign_in_command: format!(
+//!             "psa-mail-agent login --config agent.json --mailbox {}",
+//!             mailbox.name
+//!         ),
+//!         ..ProviderOptions::default()
+//!     },
+//! )?;
+//! let token = tokens.access_token().await?; // token.expose() goes into AUTHENTICATE XOAUTH2
+//! // The server refused a token the identity platform issued: one new token, one retry.
+//! let token = tokens.invalidate_and_refresh().await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod cache;
 mod errors;
@@ -480,19 +507,11 @@ impl TokenProvider {
             );
             return Err(refusal);
         }
-        let mut body = zeroize::Zeroizing::new(resp.body);
-        let Some(mut answer) = wire::token_answer(&body) else {
-            let e = Error::new(
-                ErrorKind::Protocol,
-                format!(
-                    "token endpoint {}: HTTP 200 without a token answer ({} bytes)",
-                    self.endpoint,
-                    body.len()
-                ),
-            );
-            body.clear();
-            return Err(e.into());
+        let Some(mut answer) = wire::token_answer(&resp.body) else {
+            return Err(self.not_json(&resp, "OAuth token answer").into());
         };
+        // The body holds the tokens: wipe it now that they are parsed.
+        drop(zeroize::Zeroizing::new(resp.body));
         let Some(access) = answer.access_token.take().filter(|t| !t.is_empty()) else {
             return Err(Error::new(
                 ErrorKind::Protocol,
@@ -627,3 +646,28 @@ impl TokenProvider {
 
 #[cfg(test)]
 mod tests;
+
+/// Fuzzing entry (not part of the API): `data` as the token endpoint's answer, through the HTTP
+/// response parser and every JSON shape the flows read (token, device code, Microsoft error with
+/// its AADSTS mapping). Returns the error message when the answer is an error.
+#[doc(hidden)]
+pub fn fuzz_token_endpoint_answer(data: &[u8]) -> Option<String> {
+    let body = match http::fuzz_response(data) {
+        Some(r) => r.body,
+        None => data.to_vec(),
+    };
+    if let Some(t) = wire::token_answer(&body) {
+        let _ = (
+            t.access_token.is_some(),
+            t.expires_in,
+            t.token_type.is_some(),
+        );
+    }
+    if let Some(d) = wire::device_code_answer(&body) {
+        let _ = (d.device_code.is_some(), d.interval, d.message.is_some());
+    }
+    let answer = wire::error_answer(&body)?;
+    let _ = answer.is_invalid_grant();
+    let e = errors::map_error("login.example", 400, &answer, "sign in again");
+    Some(e.message().to_string())
+}

@@ -128,6 +128,7 @@ static void test_init_misuse(void) {
     CHECK_RC(pma_ack(agent, batch), PMA_NULL_ARGUMENT);
     CHECK_RC(pma_set_oauth_credentials(agent, "app", "tenant", NULL), PMA_NULL_ARGUMENT);
     CHECK(strstr(last_error(NULL), "agent is NULL") != NULL);
+    CHECK_RC(pma_register_sent(agent, "<a@b>", "T-1"), PMA_NULL_ARGUMENT);
     pma_free(agent);
     pma_batch_free(NULL);
     pma_report_free(NULL);
@@ -241,6 +242,10 @@ static void test_report(pma_agent *agent) {
     /* A report is not an agent. */
     CHECK_RC(pma_fetch_tickets((pma_agent *)(void *)report, 1, NULL), PMA_INVALID_HANDLE);
     pma_report_free(report);
+    /* Freed handles are refused, never read; a second free is ignored. */
+    CHECK(pma_report_step_count(report) == 0);
+    CHECK_RC(pma_report_json(report, &json, &len), PMA_INVALID_HANDLE);
+    pma_report_free(report);
 }
 
 /* The ticket JSON of the message carrying hello.txt, if any. */
@@ -323,6 +328,16 @@ static void test_fetch_and_ack(pma_agent *agent, pma_agent *other) {
     CHECK_RC(pma_ack(agent, batch), PMA_OK);
     CHECK_RC(pma_ack(agent, batch), PMA_ALREADY_ACKED);
     pma_batch_free(batch);
+    CHECK_RC(pma_ack(agent, batch), PMA_INVALID_HANDLE); /* freed: refused, never read */
+    CHECK(pma_batch_count(batch) == 0);
+    pma_batch_free(batch); /* a second free is ignored */
+
+    /* Sent mail registered for threading: misuse, then a real registration. */
+    CHECK_RC(pma_register_sent(agent, NULL, "T-1"), PMA_NULL_ARGUMENT);
+    CHECK_RC(pma_register_sent(agent, "<a@b>", NULL), PMA_NULL_ARGUMENT);
+    CHECK_RC(pma_register_sent(agent, "<a@b>", "\xff\xfe"), PMA_INVALID_UTF8);
+    CHECK_RC(pma_register_sent(agent, "", "T-1"), PMA_CONFIG);
+    CHECK_RC(pma_register_sent(agent, "<notify-1@helpdesk.example>", "T-1"), PMA_OK);
 
     /* Acknowledged mail does not come again. */
     batch = NULL;
@@ -367,6 +382,9 @@ static void test_failures(const char *state) {
     CHECK(twin == NULL);
     CHECK(strstr(last_error(NULL), "already") != NULL);
     pma_free(bad);
+    CHECK_RC(pma_fetch_tickets(bad, 1, &batch), PMA_INVALID_HANDLE); /* freed: refused */
+    CHECK(strstr(last_error(NULL), "not a live pma_agent") != NULL);
+    pma_free(bad); /* a second free is ignored */
     /* Freed: the lock is released. */
     CHECK_RC(pma_init(mailbox_json("wrong-password", env("PMA_TEST_USER"), "password", "x", ""),
                       state, &twin),
@@ -399,16 +417,46 @@ static void test_oauth_credentials(const char *state, pma_agent *basic) {
     CHECK_RC(pma_set_oauth_credentials(agent, "11111111-2222-3333-4444-555555555555",
                                        "contoso.test", "client-secret-value"),
              PMA_OK);
-    /* Now complete: the connection test starts with the token step. */
+    /* Now complete: the connection test starts with the token step, and the identity
+     * platform's refusal (AADSTS700016: unknown application) comes back as its own code. */
     pma_report *report = NULL;
     CHECK_RC(pma_test_connection(agent, &report), PMA_OK);
     pma_step s;
     memset(&s, 0, sizeof s);
     CHECK_RC(pma_report_step(report, 0, &s), PMA_OK);
     CHECK(s.name != NULL && strcmp(s.name, "token") == 0);
+    CHECK(s.status == PMA_STEP_FAILED);
+    CHECK(s.result == PMA_OAUTH_APPLICATION_NOT_FOUND);
+    CHECK(s.fix != NULL);
     CHECK(pma_report_step_count(report) == 6);
+    CHECK(!pma_report_healthy(report));
     pma_report_free(report);
+    CHECK_RC(pma_fetch_tickets(agent, 1, &batch), PMA_OAUTH_APPLICATION_NOT_FOUND);
     CHECK(strstr(last_error(agent), "client-secret-value") == NULL);
+
+    /* A client secret given once stays (NULL keeps it): the public client app refuses it. */
+    CHECK_RC(pma_set_oauth_credentials(agent, "app-public", "contoso-tenant", NULL), PMA_OK);
+    CHECK_RC(pma_fetch_tickets(agent, 1, &batch), PMA_OAUTH_INVALID_CLIENT_SECRET);
+    pma_free(agent);
+
+    /* The test tenant's public client app: XOAUTH2 into the user's own mailbox works. */
+    agent = NULL;
+    CHECK_RC(pma_init(mailbox_json("oauth-own", env("PMA_TEST_USER2"), "password_env",
+                                   "PMA_PASSWORD", extra),
+                      state, &agent),
+             PMA_OK);
+    CHECK_RC(pma_set_oauth_credentials(agent, "app-public", "contoso-tenant", NULL), PMA_OK);
+    report = NULL;
+    CHECK_RC(pma_test_connection(agent, &report), PMA_OK);
+    CHECK(pma_report_healthy(report));
+    CHECK_RC(pma_report_step(report, 4, &s), PMA_OK);
+    CHECK(s.name != NULL && strcmp(s.name, "authenticate") == 0);
+    CHECK(s.detail != NULL && strstr(s.detail, "XOAUTH2") != NULL);
+    pma_report_free(report);
+    batch = NULL;
+    CHECK_RC(pma_fetch_tickets(agent, 5, &batch), PMA_OK);
+    CHECK(pma_batch_count(batch) == 0); /* this mailbox holds no mail */
+    pma_batch_free(batch);
 
     /* A batch fetched before the agent was rebuilt can no longer be acknowledged. */
     pma_agent *regen = NULL;

@@ -232,15 +232,28 @@ static class Tests
         string shared = Environment.GetEnvironmentVariable("PMA_TEST_OAUTH_SHARED");
         if (string.IsNullOrEmpty(shared))
         {
-            Console.WriteLine("OAuth + shared mailbox: not run (the harness offers no XOAUTH2 yet)");
+            Console.WriteLine("OAuth + shared mailbox: not run (PMA_TEST_OAUTH_SHARED not set; scripts/test-csharp sets it)");
             return;
         }
         string user = Env("PMA_TEST_OAUTH_USER");
-        string json = "{\"name\": \"cs-oauth-shared\", \"email\": \"" + shared + "\", \"username\": \"" + user + "\"," +
-                      " \"password_env\": \"PMA_PASSWORD\", \"imap\": {\"server\": \"127.0.0.1\", \"port\": " +
-                      Env("PMA_IMAPS_PORT") + ", \"ca_file\": \"" + Env("PMA_CA_FILE") + "\"}," +
-                      " \"oauth\": {\"enabled\": true, \"shared_mailbox\": true, \"flow\": \"password\"," +
-                      " \"authority\": \"" + Env("PMA_IDP_URL") + "\"}}";
+        Func<string, string, string> sharedJson = (name, mailbox) =>
+            "{\"name\": \"" + name + "\", \"email\": \"" + mailbox + "\", \"username\": \"" + user + "\"," +
+            " \"password_env\": \"PMA_PASSWORD\", \"imap\": {\"server\": \"127.0.0.1\", \"port\": " +
+            Env("PMA_IMAPS_PORT") + ", \"ca_file\": \"" + Env("PMA_CA_FILE") + "\"}," +
+            " \"oauth\": {\"enabled\": true, \"shared_mailbox\": true, \"flow\": \"password\"," +
+            " \"authority\": \"" + Env("PMA_IDP_URL") + "\"}}";
+        // Without Full Access the shared mailbox is refused, and the fix says what to grant.
+        using (var denied = new Agent(sharedJson("cs-oauth-ungranted", Env("PMA_TEST_OAUTH_UNGRANTED")), state))
+        {
+            denied.SetOAuthCredentials(Env("PMA_TEST_OAUTH_APP"), Env("PMA_TEST_OAUTH_TENANT"));
+            using (Report report = denied.TestConnection())
+            {
+                Step failed = Array.Find(report.Steps, s => s.Status == PmaStepStatus.Failed);
+                Check(failed != null && failed.Name == "authenticate" && failed.Result == PmaResult.SharedMailboxDenied
+                      && failed.Fix != null && failed.Fix.Contains("Full Access"), "ungranted shared mailbox: " + report.Json);
+            }
+        }
+        string json = sharedJson("cs-oauth-shared", shared);
         using (var agent = new Agent(json, state))
         {
             agent.SetOAuthCredentials(Env("PMA_TEST_OAUTH_APP"), Env("PMA_TEST_OAUTH_TENANT"));
@@ -249,6 +262,16 @@ static class Tests
                 Check(report.Healthy, "OAuth shared mailbox healthy: " + report.Json);
                 Check(report.Steps.Length == 6 && report.Steps[0].Name == "token", "token step first");
                 Check(report.Json.Contains("XOAUTH2 as " + shared), "XOAUTH2 names the shared mailbox");
+            }
+            agent.RegisterSent("<cs-notify-1@helpdesk.example>", "T-1");
+            try
+            {
+                agent.RegisterSent("", "T-1");
+                Check(false, "an empty Message-ID is refused");
+            }
+            catch (PmaException e)
+            {
+                Check(e.Code == PmaResult.Config, "empty Message-ID: " + e.Code);
             }
             using (Batch batch = agent.Fetch(10))
             {
