@@ -730,3 +730,48 @@ fn revoked_grant_is_never_silent() {
     assert_eq!(status_of(&config).0, 0);
     assert_eq!(d.terminate(), Some(0));
 }
+
+#[test]
+fn without_idle_the_mailbox_is_polled() {
+    use support::fakeimap::{FakeImap, Stored};
+    let server = FakeImap::start(vec![mail("first", "poll-1@fabrikam.test")]);
+    let dir = workdir("poll");
+    let mailbox = format!(
+        r#"{{"name": "Poll", "email": "poll@contoso.test", "password": "pw", "poll_interval_secs": 1,
+             "imap": {{"server": "127.0.0.1", "port": {}, "encryption": "none",
+                      "allow_plaintext": true, "timeout_secs": 5}}}}"#,
+        server.port
+    );
+    let config = write_config(&dir, &spool_output(&dir), &[mailbox], "");
+    let spool = dir.join("spool");
+    let d = Daemon::start(&config, "poll");
+    wait_until(DEADLINE, "the first ticket", Some(&d), || {
+        json_names(&spool).len() == 1
+    });
+    // New mail on a server without IDLE: found by the next poll (NOOP, then UID SEARCH).
+    server.state.lock().unwrap().messages.push(Stored {
+        uid: 2,
+        raw: mail("second", "poll-2@fabrikam.test"),
+        seen: false,
+        moved_to: None,
+    });
+    let took = wait_until(DEADLINE, "the polled ticket", Some(&d), || {
+        json_names(&spool).len() == 2
+    });
+    eprintln!("polling (poll_interval_secs 1): new mail -> ticket in {took:?}");
+    assert!(spool
+        .join(format!(
+            "{}.json",
+            ticket_stem("Poll", "poll-2@fabrikam.test")
+        ))
+        .exists());
+    assert_eq!(server.seen(), vec![1, 2]);
+    let status = std::fs::read_to_string(dir.join("state/Poll.status.json")).unwrap();
+    assert!(status.contains("\"idle_supported\":false"), "{status}");
+    assert!(
+        d.log().contains("offers no IDLE; polling every 1 s"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(d.terminate(), Some(0));
+}
