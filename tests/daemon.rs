@@ -748,6 +748,10 @@ fn without_idle_the_mailbox_is_polled() {
     wait_until(DEADLINE, "the first ticket", Some(&d), || {
         json_names(&spool).len() == 1
     });
+    let status_path = dir.join("state/Poll.status.json");
+    wait_until(DEADLINE, "the mailbox waiting", Some(&d), || {
+        std::fs::read_to_string(&status_path).is_ok_and(|s| s.contains("\"state\":\"idle\""))
+    });
     // New mail on a server without IDLE: found by the next poll (NOOP, then UID SEARCH).
     server.state.lock().unwrap().messages.push(Stored {
         uid: 2,
@@ -765,8 +769,11 @@ fn without_idle_the_mailbox_is_polled() {
             ticket_stem("Poll", "poll-2@fabrikam.test")
         ))
         .exists());
-    assert_eq!(server.seen(), vec![1, 2]);
-    let status = std::fs::read_to_string(dir.join("state/Poll.status.json")).unwrap();
+    // The ticket file comes first, the acknowledgement right after it.
+    wait_until(DEADLINE, "both acknowledged", Some(&d), || {
+        server.seen() == vec![1, 2]
+    });
+    let status = std::fs::read_to_string(&status_path).unwrap();
     assert!(status.contains("\"idle_supported\":false"), "{status}");
     assert!(
         d.log().contains("offers no IDLE; polling every 1 s"),
