@@ -782,3 +782,33 @@ fn without_idle_the_mailbox_is_polled() {
     );
     assert_eq!(d.terminate(), Some(0));
 }
+
+#[test]
+fn spool_attachments_are_complete_beside_the_ticket() {
+    let h = Harness::get();
+    let dir = workdir("att");
+    let user = h.unique_user("att");
+    let id = format!("att-{user}");
+    let raw = format!(
+        "From: Customer <customer@fabrikam.test>\r\nTo: helpdesk@contoso.test\r\nSubject: printer\r\n\
+         Message-ID: <{id}>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe printer is broken.\r\n\
+         --b1\r\nContent-Type: application/pdf; name=\"report.pdf\"\r\n\
+         Content-Disposition: attachment; filename=\"../report.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcOkw7zDtsOfCg==\r\n--b1--\r\n"
+    );
+    h.append(&user, "INBOX", raw.as_bytes(), &[]);
+    let config = write_config(&dir, &spool_output(&dir), &[basic(h, &user, "")], "");
+    let spool = dir.join("spool");
+    let d = Daemon::start(&config, "att");
+    wait_until(DEADLINE, "the ticket", Some(&d), || {
+        json_names(&spool).len() == 1
+    });
+    let stem = ticket_stem(&user, &id);
+    // Written before the ticket was renamed in: complete as soon as the ticket is visible.
+    let att = std::fs::read(spool.join(format!("{stem}.att/0-report.pdf"))).unwrap();
+    assert_eq!(att, b"%PDF-1.4\n%\xc3\xa4\xc3\xbc\xc3\xb6\xc3\x9f\n");
+    let json = std::fs::read_to_string(spool.join(format!("{stem}.json"))).unwrap();
+    assert!(json.contains("\"filename\":\"report.pdf\""), "{json}");
+    assert_eq!(d.terminate(), Some(0));
+}

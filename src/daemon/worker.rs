@@ -72,7 +72,10 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
     // admin-level failure, so `psa-mail-agent login` can take the lock while the mailbox waits.
     'agent: while !stop.is_set() {
         let mut agent = match Agent::new(mailbox.clone(), w.shared.state_dir.clone()) {
-            Ok(a) => a,
+            Ok(mut a) => {
+                a.set_attachment_bytes(w.shared.sink.needs_attachment_bytes());
+                a
+            }
             Err(e) => {
                 if w.failed(&e, &stop).await {
                     continue;
