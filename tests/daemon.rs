@@ -812,3 +812,81 @@ fn spool_attachments_are_complete_beside_the_ticket() {
     assert!(json.contains("\"filename\":\"report.pdf\""), "{json}");
     assert_eq!(d.terminate(), Some(0));
 }
+
+/// A local HTTP endpoint answering every request with `status`; returns its URL and the bodies.
+fn start_recorder(status: u16) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let b2 = bodies.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let (_, body) = read_request(&mut s);
+            b2.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, bodies)
+}
+
+#[test]
+fn notify_webhook_receives_failed_event_as_json() {
+    let h = Harness::get();
+    let dir = workdir("notifyhook");
+    let user = h.unique_user("notifyhook");
+    let (url, events) = start_recorder(204);
+    let bad = basic(h, &user, "").replace(&h.password, "Wrong-Password-2");
+    let top = format!(r#", "notify_webhook": "{url}""#);
+    let config = write_config(&dir, &spool_output(&dir), &[bad], &top);
+    let d = Daemon::start(&config, "notifyhook");
+    wait_until(DEADLINE, "the failed event", Some(&d), || {
+        !events.lock().unwrap().is_empty()
+    });
+    let event = events.lock().unwrap()[0].clone();
+    assert!(
+        event.contains(&format!("\"mailbox\":\"{user}\"")),
+        "{event}"
+    );
+    assert!(event.contains("\"event\":\"failed\""), "{event}");
+    assert!(event.contains("\"kind\":\"LoginFailed\""), "{event}");
+    assert!(event.contains("\"fix\":\""), "{event}");
+    assert!(!event.contains("Wrong-Password-2"), "{event}");
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[test]
+fn sigterm_during_failing_webhook_deliveries_exits_promptly() {
+    let h = Harness::get();
+    let dir = workdir("termhook");
+    let user = h.unique_user("termhook");
+    h.append(
+        &user,
+        "INBOX",
+        &mail("never accepted", &format!("t-{user}")),
+        &[],
+    );
+    let (url, posts) = start_recorder(503);
+    let output = format!(r#"{{"kind": "webhook", "url": "{url}"}}"#);
+    let config = write_config(&dir, &output, &[basic(h, &user, "")], "");
+    let d = Daemon::start(&config, "termhook");
+    wait_until(DEADLINE, "a first attempt", Some(&d), || {
+        !posts.lock().unwrap().is_empty()
+    });
+    let t = Instant::now();
+    assert_eq!(d.terminate(), Some(0));
+    eprintln!(
+        "SIGTERM while the webhook keeps failing: exit 0 after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        seen_count(h, &user),
+        0,
+        "nothing acknowledged without a 2xx"
+    );
+}

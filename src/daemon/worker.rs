@@ -181,7 +181,7 @@ impl Worker {
                 if delivered.contains(&t.dedupe_key) {
                     continue;
                 }
-                self.shared.sink.deliver(t).await?;
+                self.shared.sink.deliver_until(t, stop.wait()).await?;
                 delivered.insert(t.dedupe_key.clone());
             }
             agent.ack(&batch).await?;
