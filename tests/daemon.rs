@@ -549,6 +549,15 @@ fn sighup_adds_a_mailbox_without_stopping_the_others() {
     wait_until(DEADLINE, "mailbox a's ticket", Some(&d), || {
         json_names(&spool).len() == 1
     });
+    // A second agent on the same state directory is refused (it would fight over the locks).
+    let second = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("already uses the state directory"), "{err}");
     let pid_before = d.child.id();
     write_config(
         &dir,
@@ -572,6 +581,22 @@ fn sighup_adds_a_mailbox_without_stopping_the_others() {
         log.matches(&format!("mailbox {a}: started")).count(),
         1,
         "{log}"
+    );
+    // Removing a mailbox stops only that one.
+    write_config(&dir, &spool_output(&dir), &[basic(h, &b, "")], "");
+    d.signal("-HUP");
+    wait_until(DEADLINE, "a stopped", Some(&d), || {
+        status_of(&config).1.contains(&format!("{a}: inactive"))
+            || d.log().contains(&format!("mailbox {a}: stopped"))
+    });
+    h.append(&b, "INBOX", &mail("b2", &format!("b2-{b}")), &[]);
+    wait_until(DEADLINE, "b's second ticket", Some(&d), || {
+        json_names(&spool).len() == 4
+    });
+    assert_eq!(
+        d.log().matches(&format!("mailbox {b}: started")).count(),
+        1,
+        "b kept running"
     );
     assert_eq!(d.terminate(), Some(0));
 }

@@ -128,8 +128,42 @@ impl Settings {
 pub fn run(config_path: &Path) -> Result<()> {
     let signals = signals()?;
     let config = Config::load(config_path)?;
+    let _run_lock = run_lock(&config.state_dir)?;
     let ex = Rc::new(LocalExecutor::new());
     smol::block_on(ex.run(supervise(ex.clone(), config_path, config, signals)))
+}
+
+/// One `run` per state directory: a second would fight over every mailbox's lock and overwrite
+/// the first one's status files with its own failures.
+fn run_lock(state_dir: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(state_dir).map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("create {}: {e}", state_dir.display()),
+        )
+    })?;
+    let path = state_dir.join("run.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("lock {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "another `psa-mail-agent run` already uses the state directory {}",
+                state_dir.display()
+            ),
+        )
+        .with_fix("stop the other agent, or give this configuration its own state_dir")),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::new(
+            ErrorKind::Io,
+            format!("lock {}: {e}", path.display()),
+        )),
+    }
 }
 
 #[cfg(unix)]
