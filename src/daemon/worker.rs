@@ -87,6 +87,9 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
         // batch comes again and these are not delivered twice.
         let mut delivered: HashSet<String> = HashSet::new();
         let mut connected = false;
+        // A server that accepts the session but fails every IDLE must not be reconnected to
+        // every second: the backoff only resets once a wait succeeded.
+        let mut wait_failed = false;
         while !stop.is_set() {
             w.status.set_state(states::RUNNING);
             let r = if connected {
@@ -132,6 +135,9 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
                 continue;
             }
             w.succeeded().await;
+            if !wait_failed {
+                w.backoff.reset();
+            }
             if stop.is_set() {
                 break;
             }
@@ -139,10 +145,15 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
             let refresh = w.shared.idle_refresh;
             match agent.wait_for_mail(refresh, stop.wait()).await {
                 Ok(Wake::Stopped) => break,
-                Ok(wake) => log::debug!("mailbox {}: woke up ({wake:?})", w.name),
+                Ok(wake) => {
+                    wait_failed = false;
+                    w.backoff.reset();
+                    log::debug!("mailbox {}: woke up ({wake:?})", w.name)
+                }
                 Err(e) => {
                     agent.release_unacked();
                     connected = false;
+                    wait_failed = true;
                     if needs_admin(e.kind()) {
                         agent.disconnect().await;
                         drop(agent);
@@ -201,7 +212,6 @@ impl Worker {
     }
 
     async fn succeeded(&mut self) {
-        self.backoff.reset();
         self.parked.set(false);
         let s = &mut self.status.status;
         s.last_success = Some(status::now());
