@@ -915,3 +915,80 @@ fn sigterm_during_failing_webhook_deliveries_exits_promptly() {
         "nothing acknowledged without a 2xx"
     );
 }
+
+#[test]
+fn network_faults_lose_and_duplicate_nothing() {
+    use support::faultproxy::{FaultProxy, Plan};
+    let h = Harness::get();
+    let dir = workdir("chaos");
+    let user = h.unique_user("chaos");
+    let ids = append_many(h, &user, 60, "c");
+    let target: std::net::SocketAddr = format!("127.0.0.1:{}", h.imaps_port).parse().unwrap();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("fault proxy seed {seed}");
+    let plan = Plan {
+        fault_percent: 50,
+        ..Plan::default()
+    };
+    let proxy = FaultProxy::start(target, seed, plan);
+    let mailbox = format!(
+        r#"{{"name": "{user}", "email": "{user}", "password": "{pw}", "batch_size": 5,
+             "imap": {{"server": "127.0.0.1", "port": {port}, "ca_file": "{ca}", "timeout_secs": 2}}}}"#,
+        pw = h.password,
+        port = proxy.port(),
+        ca = h.ca_file.display(),
+    );
+    let config = write_config(&dir, &spool_output(&dir), &[mailbox], "");
+    let spool = dir.join("spool");
+    let d = Daemon::start(&config, "chaos");
+    // Every connection draws a fault (or none); cutting them all now and then makes many.
+    let proxy = Arc::new(proxy);
+    let cutting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let cutter = {
+        let (proxy, cutting) = (proxy.clone(), cutting.clone());
+        std::thread::spawn(move || {
+            while cutting.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(150));
+                proxy.cut_all();
+            }
+        })
+    };
+    let took = wait_until(
+        Duration::from_secs(180),
+        "60 tickets through the faults",
+        Some(&d),
+        || json_names(&spool).len() >= 60,
+    );
+    cutting.store(false, std::sync::atomic::Ordering::SeqCst);
+    cutter.join().unwrap();
+    // Then the line heals; the IDLE connection is cut once more and new mail still arrives.
+    proxy.set_enabled(false);
+    proxy.cut_all();
+    let late = append_many(h, &user, 5, "late");
+    wait_until(Duration::from_secs(120), "65 tickets", Some(&d), || {
+        json_names(&spool).len() >= 65
+    });
+    wait_until(Duration::from_secs(60), "65 \\Seen", Some(&d), || {
+        seen_count(h, &user) == 65
+    });
+    let expected: BTreeSet<String> = ids
+        .iter()
+        .chain(late.iter())
+        .map(|id| format!("{}.json", ticket_stem(&user, id)))
+        .collect();
+    assert_eq!(json_names(&spool), expected, "every message exactly once");
+    let status = std::fs::read_to_string(dir.join("state").join(format!(
+        "{}.status.json",
+        psa_mail_agent::state::file_stem(&user)
+    )))
+    .unwrap();
+    eprintln!(
+        "network faults: 60 tickets after {took:?}, proxy {:?}; status {status}",
+        proxy.stats()
+    );
+    assert!(status.contains("\"tickets_delivered\":65,"), "{status}");
+    assert_eq!(d.terminate(), Some(0));
+}

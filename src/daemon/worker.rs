@@ -53,6 +53,9 @@ struct Worker {
     status: StatusFile,
     backoff: Backoff,
     parked: Rc<Cell<bool>>,
+    /// A batch was acknowledged since the last failure: the line works, if poorly, so the next
+    /// retry starts again at the shortest delay instead of waiting minutes.
+    progressed: bool,
 }
 
 /// Runs `mailbox` until `stop`. `parked` tells the supervisor the mailbox waits for an admin (a
@@ -66,6 +69,7 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
         shared,
         backoff: Backoff::new(RETRY_FIRST, RETRY_MAX),
         parked,
+        progressed: false,
     };
     log::info!("mailbox {}: started", w.name);
     // Outer loop: one agent (connection, token provider, state, lock) per attempt after an
@@ -188,23 +192,27 @@ impl Worker {
             if batch.is_void() {
                 return Ok(());
             }
+            let mut fresh = 0u64;
             for t in &batch.tickets {
                 if delivered.contains(&t.dedupe_key) {
                     continue;
                 }
                 self.shared.sink.deliver_until(t, stop.wait()).await?;
                 delivered.insert(t.dedupe_key.clone());
+                fresh += 1;
             }
+            // Counted once delivered, whether or not the acknowledgement below gets through.
+            self.status.status.tickets_delivered += fresh;
             agent.ack(&batch).await?;
-            for t in &batch.tickets {
-                delivered.remove(&t.dedupe_key);
-            }
+            self.progressed = true;
+            // Nothing is in flight after an acknowledgement (tickets of a batch whose ack
+            // failed are suppressed by the agent's state when they come again).
+            delivered.clear();
             if !batch.is_empty() {
                 log::info!("mailbox {}: {} ticket(s) delivered", self.name, batch.len());
-                self.status.status.tickets_delivered += batch.len() as u64;
-                self.status.status.last_success = Some(status::now());
-                self.status.save();
             }
+            self.status.status.last_success = Some(status::now());
+            self.status.save();
             if stop.is_set() {
                 return Ok(());
             }
@@ -238,6 +246,10 @@ impl Worker {
     /// attempt. Returns false when a stop was requested meanwhile.
     async fn failed(&mut self, e: &Error, stop: &Stop) -> bool {
         let admin = needs_admin(e.kind());
+        if std::mem::take(&mut self.progressed) {
+            self.backoff.reset();
+            self.status.status.consecutive_failures = 0;
+        }
         let delay = if admin {
             jitter(PARKED_RETRY)
         } else {
