@@ -894,6 +894,11 @@ impl Agent {
         }
         r
     }
+
+    /// Whether the open session's server offers IDLE (`None` without a session).
+    pub fn supports_idle(&self) -> Option<bool> {
+        self.session.as_ref().map(|(s, _)| s.supports_idle())
+    }
 }
 
 fn build_ticket(

@@ -18,6 +18,9 @@ use support::Harness;
 
 const BIN: &str = env!("CARGO_BIN_EXE_psa-mail-agent");
 const DEADLINE: Duration = Duration::from_secs(30);
+/// New mail under IDLE: well below our own polling (60 s), above Dovecot's 30 s fallback when
+/// the machine runs out of inotify instances (many Dovecot processes of parallel test runs).
+const IDLE_DEADLINE: Duration = Duration::from_secs(45);
 
 fn workdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -258,12 +261,9 @@ fn basic_oauth_and_shared_mailboxes_idle_spool_exactly_once_and_sigterm() {
         let t0 = Instant::now();
         h.append(u, "INBOX", &mail("arrived while idle", &id), &[]);
         let appended = t0.elapsed();
-        let took = wait_until(
-            Duration::from_secs(10),
-            "the new mail's ticket",
-            Some(&d),
-            || spool.join(&name).exists(),
-        );
+        let took = wait_until(IDLE_DEADLINE, "the new mail's ticket", Some(&d), || {
+            spool.join(&name).exists()
+        });
         latencies.push((appended + took, took));
     }
     eprintln!(
@@ -301,6 +301,15 @@ fn basic_oauth_and_shared_mailboxes_idle_spool_exactly_once_and_sigterm() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".token.json"))
         .count();
     assert_eq!(caches, 2, "two OAuth mailboxes, two token caches");
+    for u in &users {
+        let path = dir.join("state").join(format!(
+            "{}.status.json",
+            psa_mail_agent::state::file_stem(u)
+        ));
+        let status = std::fs::read_to_string(&path).unwrap();
+        assert!(status.contains("\"idle_supported\":true"), "{status}");
+        assert!(status.contains("\"tickets_delivered\":2"), "{status}");
+    }
     let log = d.log();
     assert!(!log.contains(&h.password), "the log shows no password");
 
@@ -719,5 +728,87 @@ fn revoked_grant_is_never_silent() {
         std::fs::read_to_string(&notes).is_ok_and(|t| t.contains("|recovered|"))
     });
     assert_eq!(status_of(&config).0, 0);
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[test]
+fn without_idle_the_mailbox_is_polled() {
+    use support::fakeimap::{FakeImap, Stored};
+    let server = FakeImap::start(vec![mail("first", "poll-1@fabrikam.test")]);
+    let dir = workdir("poll");
+    let mailbox = format!(
+        r#"{{"name": "Poll", "email": "poll@contoso.test", "password": "pw", "poll_interval_secs": 1,
+             "imap": {{"server": "127.0.0.1", "port": {}, "encryption": "none",
+                      "allow_plaintext": true, "timeout_secs": 5}}}}"#,
+        server.port
+    );
+    let config = write_config(&dir, &spool_output(&dir), &[mailbox], "");
+    let spool = dir.join("spool");
+    let d = Daemon::start(&config, "poll");
+    wait_until(DEADLINE, "the first ticket", Some(&d), || {
+        json_names(&spool).len() == 1
+    });
+    let status_path = dir.join("state/Poll.status.json");
+    wait_until(DEADLINE, "the mailbox waiting", Some(&d), || {
+        std::fs::read_to_string(&status_path).is_ok_and(|s| s.contains("\"state\":\"idle\""))
+    });
+    // New mail on a server without IDLE: found by the next poll (NOOP, then UID SEARCH).
+    server.state.lock().unwrap().messages.push(Stored {
+        uid: 2,
+        raw: mail("second", "poll-2@fabrikam.test"),
+        seen: false,
+        moved_to: None,
+    });
+    let took = wait_until(DEADLINE, "the polled ticket", Some(&d), || {
+        json_names(&spool).len() == 2
+    });
+    eprintln!("polling (poll_interval_secs 1): new mail -> ticket in {took:?}");
+    assert!(spool
+        .join(format!(
+            "{}.json",
+            ticket_stem("Poll", "poll-2@fabrikam.test")
+        ))
+        .exists());
+    // The ticket file comes first, the acknowledgement right after it.
+    wait_until(DEADLINE, "both acknowledged", Some(&d), || {
+        server.seen() == vec![1, 2]
+    });
+    let status = std::fs::read_to_string(&status_path).unwrap();
+    assert!(status.contains("\"idle_supported\":false"), "{status}");
+    assert!(
+        d.log().contains("offers no IDLE; polling every 1 s"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[test]
+fn spool_attachments_are_complete_beside_the_ticket() {
+    let h = Harness::get();
+    let dir = workdir("att");
+    let user = h.unique_user("att");
+    let id = format!("att-{user}");
+    let raw = format!(
+        "From: Customer <customer@fabrikam.test>\r\nTo: helpdesk@contoso.test\r\nSubject: printer\r\n\
+         Message-ID: <{id}>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe printer is broken.\r\n\
+         --b1\r\nContent-Type: application/pdf; name=\"report.pdf\"\r\n\
+         Content-Disposition: attachment; filename=\"../report.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcOkw7zDtsOfCg==\r\n--b1--\r\n"
+    );
+    h.append(&user, "INBOX", raw.as_bytes(), &[]);
+    let config = write_config(&dir, &spool_output(&dir), &[basic(h, &user, "")], "");
+    let spool = dir.join("spool");
+    let d = Daemon::start(&config, "att");
+    wait_until(DEADLINE, "the ticket", Some(&d), || {
+        json_names(&spool).len() == 1
+    });
+    let stem = ticket_stem(&user, &id);
+    // Written before the ticket was renamed in: complete as soon as the ticket is visible.
+    let att = std::fs::read(spool.join(format!("{stem}.att/0-report.pdf"))).unwrap();
+    assert_eq!(att, b"%PDF-1.4\n%\xc3\xa4\xc3\xbc\xc3\xb6\xc3\x9f\n");
+    let json = std::fs::read_to_string(spool.join(format!("{stem}.json"))).unwrap();
+    assert!(json.contains("\"filename\":\"report.pdf\""), "{json}");
     assert_eq!(d.terminate(), Some(0));
 }

@@ -72,7 +72,10 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
     // admin-level failure, so `psa-mail-agent login` can take the lock while the mailbox waits.
     'agent: while !stop.is_set() {
         let mut agent = match Agent::new(mailbox.clone(), w.shared.state_dir.clone()) {
-            Ok(a) => a,
+            Ok(mut a) => {
+                a.set_attachment_bytes(w.shared.sink.needs_attachment_bytes());
+                a
+            }
             Err(e) => {
                 if w.failed(&e, &stop).await {
                     continue;
@@ -96,6 +99,14 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
                 match r {
                     Ok(()) => {
                         connected = true;
+                        w.status.status.idle_supported = agent.supports_idle();
+                        if agent.supports_idle() == Some(false) {
+                            log::info!(
+                                "mailbox {}: the server offers no IDLE; polling every {} s",
+                                w.name,
+                                mailbox.poll_interval_secs
+                            );
+                        }
                         w.drain(&mut agent, &mut delivered, &stop).await
                     }
                     Err(e) => Err(e),

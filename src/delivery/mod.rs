@@ -37,6 +37,12 @@ impl Sink {
         })
     }
 
+    /// Whether tickets must carry their attachments' bytes (only the spool writes them; the
+    /// other outputs carry metadata, so the agent can drop the bytes and bound its memory).
+    pub fn needs_attachment_bytes(&self) -> bool {
+        matches!(self, Sink::Spool(_))
+    }
+
     /// Delivers one ticket; `Ok` means it is durable at the destination.
     pub async fn deliver(&self, ticket: &Ticket) -> Result<()> {
         match self {
