@@ -212,5 +212,9 @@ fn kill_9_at_random_points_loses_nothing_and_corrupts_nothing() {
         .collect();
     assert!(unseen.is_empty(), "not acknowledged: UIDs {unseen:?}");
     assert!(killed > 0, "no run was killed: the delays are too long");
+    assert_eq!(
+        leftovers, 0,
+        "temporary files of killed writes are cleaned up at the next start"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
