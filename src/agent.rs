@@ -11,13 +11,15 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::imap::{self, auth::Credentials, Folder, Greeted, Session, Target};
 use crate::secret::Secret;
 use crate::state::{self, MailboxLock, MailboxState, StatePaths};
-use crate::ticket::{self, Address, Ticket, TicketOptions};
+use crate::ticket::{self, Address, ThreadIndex, Ticket, TicketOptions};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const STATE_VERSION: u32 = 1;
+/// How many sent Message-IDs the thread index remembers per mailbox.
+const THREAD_MEMORY: usize = 50_000;
 /// Bytes fetched in one UID FETCH at most (a single larger message is fetched alone).
 const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -105,6 +107,7 @@ pub struct Agent {
     next_seq: u64,
     outstanding: Vec<u64>,
     read_only: bool,
+    attachment_bytes: bool,
     _lock: Option<MailboxLock>,
 }
 
@@ -143,13 +146,18 @@ impl Agent {
         } else {
             None
         };
-        let options = TicketOptions {
-            mailbox: mailbox.name.clone(),
-            add_attachments: mailbox.add_attachments,
-            add_ccs: mailbox.add_ccs,
-            max_attachment_bytes: mailbox.max_attachment_bytes,
-            ..TicketOptions::default()
+        let threads = match std::fs::read(&paths.threads) {
+            Ok(bytes) => ThreadIndex::load(&bytes, THREAD_MEMORY),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ThreadIndex::new(THREAD_MEMORY),
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("thread index {}: {e}", paths.threads.display()),
+                ))
+            }
         };
+        let mut options = TicketOptions::for_mailbox(&mailbox);
+        options.thread_index = Some(std::sync::Arc::new(threads));
         Ok(Agent {
             id: NEXT_AGENT_ID.fetch_add(1, Ordering::Relaxed),
             mailbox,
@@ -163,6 +171,7 @@ impl Agent {
             next_seq: 1,
             outstanding: Vec::new(),
             read_only: false,
+            attachment_bytes: true,
             _lock: Some(lock),
         })
     }
@@ -172,10 +181,31 @@ impl Agent {
         &self.mailbox
     }
 
+    /// Remembers that the helpdesk sent a mail with `message_id` for `ticket_number`, so a reply
+    /// that keeps only In-Reply-To/References (with an edited subject) is threaded to that
+    /// ticket. The map is bounded (least recently used entries go) and persisted under state_dir.
+    pub fn register_sent(&mut self, message_id: &str, ticket_number: &str) -> Result<()> {
+        let index = self.options.thread_index.as_ref().expect("set in new");
+        if !index.insert(message_id, ticket_number) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "register_sent: the Message-ID and ticket number must be non-empty, on one line",
+            ));
+        }
+        state::write_atomic(&self.paths.threads, &index.save())
+    }
+
     /// In read-only mode nothing is acknowledged on the server and no state is written
     /// (`fetch --no-ack`).
     pub fn set_read_only(&mut self, read_only: bool) {
         self.read_only = read_only;
+    }
+
+    /// Whether tickets keep their attachments' bytes (`Attachment::data`; default true). Only
+    /// the C API hands bytes over; outputs that write JSON turn this off, so a batch holds
+    /// attachment metadata only and memory stays bounded by the largest single message.
+    pub fn set_attachment_bytes(&mut self, keep: bool) {
+        self.attachment_bytes = keep;
     }
 
     /// The token provider, for sign-in (`login`) and diagnosis.
@@ -340,6 +370,11 @@ impl Agent {
         let mut session = self.connect_and_authenticate(token).await?;
         // Servers announce MOVE, UIDPLUS, IDLE... only after authentication.
         session.refresh_capabilities().await?;
+        log::debug!(
+            "mailbox {}: server capabilities: {}",
+            self.mailbox.name,
+            session.capabilities().list()
+        );
         let folder = session.select(&self.mailbox.imap.folder).await?;
         log::info!(
             "mailbox {}: selected {} (UIDVALIDITY {}, {} messages)",
@@ -555,24 +590,41 @@ impl Agent {
             bytes += size;
             whole.push(*uid);
         }
-        let mut messages = session.fetch(&whole, bytes).await?;
-        messages.extend(session.fetch_headers(&headers).await?);
-        messages.sort_by_key(|m| m.uid);
+        // Each ticket is built as its message arrives, from the read buffer: parsing overlaps
+        // the transfer of the next messages and no batch of raw mail is held in memory.
+        let mut built = Vec::with_capacity(whole.len() + headers.len());
+        {
+            let (options, folder_name) = (&self.options, &self.mailbox.imap.folder);
+            let keep_bytes = self.attachment_bytes;
+            let mut on_message = |msg: imap::Arrived<'_>| {
+                let mut ticket = build_ticket(options, &msg, folder_name, uid_validity, too_big);
+                if !keep_bytes {
+                    for a in &mut ticket.attachments {
+                        a.data = Vec::new();
+                    }
+                }
+                built.push((msg.uid, ticket));
+            };
+            session.fetch_with(&whole, bytes, &mut on_message).await?;
+            session
+                .fetch_headers_with(&headers, &mut on_message)
+                .await?;
+        }
+        built.sort_by_key(|(uid, _)| *uid);
         let state = self.state.as_ref().expect("synced");
-        for msg in messages {
-            let ticket = self.build_ticket(&msg, &self.mailbox.imap.folder, uid_validity, too_big);
-            batch.uids.push(msg.uid);
+        for (uid, ticket) in built {
+            batch.uids.push(uid);
             if state.was_delivered(&ticket.dedupe_key) {
                 log::info!(
                     "mailbox {}: UID {} was delivered before (dedupe key known); acknowledging without a new ticket",
-                    self.mailbox.name, msg.uid
+                    self.mailbox.name, uid
                 );
                 continue;
             }
             if batch.keys.contains(&ticket.dedupe_key) {
                 log::info!(
                     "mailbox {}: UID {} repeats the dedupe key of another message in this batch; acknowledging without a second ticket",
-                    self.mailbox.name, msg.uid
+                    self.mailbox.name, uid
                 );
                 continue;
             }
@@ -587,27 +639,6 @@ impl Agent {
 
     fn max_message_bytes(&self) -> u64 {
         (self.mailbox.max_attachment_bytes.saturating_mul(2)).max(64 * 1024 * 1024)
-    }
-
-    fn build_ticket(
-        &self,
-        msg: &imap::FetchedMessage,
-        folder: &str,
-        uid_validity: u32,
-        too_big: u64,
-    ) -> Ticket {
-        let mut ticket = match ticket::build(&msg.raw, &self.options) {
-            Ok(t) => t,
-            Err(e) => unparseable_ticket(&self.options.mailbox, &msg.raw, &e),
-        };
-        if msg.header_only {
-            ticket.warnings.push(format!(
-                "message of {} bytes exceeds {} bytes: only its header was fetched; open it in the mailbox",
-                msg.size, too_big
-            ));
-        }
-        ticket.delivery_id = Some(format!("{folder}:{uid_validity}:{}", msg.uid));
-        ticket
     }
 
     /// Acknowledges a delivered batch: remembers its dedupe keys, then marks read, moves or deletes
@@ -854,6 +885,37 @@ impl Agent {
             r
         }
     }
+
+    /// Opens the session now (connect, authenticate, select) unless one is open, so a caller
+    /// can pace connection setups (many mailboxes starting at once). A failure drops the session.
+    pub async fn connect(&mut self) -> Result<()> {
+        let r = self.ensure_session().await;
+        if let Err(e) = &r {
+            self.on_error(e);
+        }
+        r
+    }
+}
+
+fn build_ticket(
+    options: &TicketOptions,
+    msg: &imap::Arrived<'_>,
+    folder: &str,
+    uid_validity: u32,
+    too_big: u64,
+) -> Ticket {
+    let mut ticket = match ticket::build(msg.raw, options) {
+        Ok(t) => t,
+        Err(e) => unparseable_ticket(&options.mailbox, msg.raw, &e),
+    };
+    if msg.header_only {
+        ticket.warnings.push(format!(
+            "message of {} bytes exceeds {} bytes: only its header was fetched; open it in the mailbox",
+            msg.size, too_big
+        ));
+    }
+    ticket.delivery_id = Some(format!("{folder}:{uid_validity}:{}", msg.uid));
+    ticket
 }
 
 /// A ticket for a message mail parsing gave up on: nothing is dropped silently.

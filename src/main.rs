@@ -415,6 +415,8 @@ fn cmd_fetch(args: &Args, config: &Config, mailboxes: Vec<Mailbox>) -> u8 {
             }
         };
         agent.set_read_only(args.no_ack);
+        // Tickets go out as JSON, which carries no attachment bytes.
+        agent.set_attachment_bytes(false);
         let mut progress = Progress::new();
         let mut remaining = args.max.unwrap_or(usize::MAX);
         let result: Result<(), Error> = smol::block_on(async {

@@ -36,8 +36,13 @@ use std::time::Duration;
 /// How long a stopping mailbox may take to finish its current delivery.
 pub const STOP_GRACE: Duration = Duration::from_secs(8);
 
+/// Connection setups (TCP, TLS, token, sign-in, SELECT) running at once at most: 200 mailboxes
+/// starting together must not look like an attack to the server or the identity platform.
+pub const CONNECT_CONCURRENCY: usize = 8;
+
 /// What every mailbox task shares.
 pub(crate) struct Shared {
+    pub(crate) connect_gate: Rc<smol::lock::Semaphore>,
     pub(crate) sink: Sink,
     pub(crate) state_dir: PathBuf,
     pub(crate) idle_refresh: Duration,
@@ -106,6 +111,7 @@ impl Settings {
 
     fn shared(&self) -> Result<Rc<Shared>> {
         Ok(Rc::new(Shared {
+            connect_gate: Rc::new(smol::lock::Semaphore::new(CONNECT_CONCURRENCY)),
             sink: Sink::new(&self.output, None)?,
             state_dir: self.state_dir.clone(),
             idle_refresh: Duration::from_secs(self.idle_refresh_secs),

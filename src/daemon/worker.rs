@@ -83,9 +83,27 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
         // Tickets delivered whose messages are not acknowledged yet: after a failed ack the
         // batch comes again and these are not delivered twice.
         let mut delivered: HashSet<String> = HashSet::new();
+        let mut connected = false;
         while !stop.is_set() {
             w.status.set_state(states::RUNNING);
-            let r = w.drain(&mut agent, &mut delivered, &stop).await;
+            let r = if connected {
+                w.drain(&mut agent, &mut delivered, &stop).await
+            } else {
+                let gate = w.shared.connect_gate.clone();
+                let permit = gate.acquire().await;
+                let r = agent.connect().await;
+                drop(permit);
+                match r {
+                    Ok(()) => {
+                        connected = true;
+                        w.drain(&mut agent, &mut delivered, &stop).await
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            if r.is_err() {
+                connected = false;
+            }
             if let Err(e) = r {
                 agent.release_unacked();
                 agent.disconnect().await;
@@ -113,6 +131,7 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
                 Ok(wake) => log::debug!("mailbox {}: woke up ({wake:?})", w.name),
                 Err(e) => {
                     agent.release_unacked();
+                    connected = false;
                     if needs_admin(e.kind()) {
                         agent.disconnect().await;
                         drop(agent);

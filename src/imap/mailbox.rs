@@ -38,6 +38,37 @@ pub struct FetchedMessage {
     pub header_only: bool,
 }
 
+/// A message as [`Session::fetch_with`] hands it over, borrowed from the read buffer.
+pub struct Arrived<'a> {
+    /// Its UID in the selected folder.
+    pub uid: u32,
+    /// RFC822.SIZE.
+    pub size: u32,
+    /// The raw message (or only its header when it was too large to fetch whole).
+    pub raw: &'a [u8],
+    /// Whether `raw` is only the header.
+    pub header_only: bool,
+    flags: Vec<String>,
+}
+
+impl Arrived<'_> {
+    /// Flags as the server reported them (`\Seen`, ...).
+    pub fn flags(&self) -> Vec<String> {
+        self.flags.clone()
+    }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> FetchedMessage {
+        FetchedMessage {
+            uid: self.uid,
+            flags: self.flags(),
+            size: self.size,
+            raw: self.raw.to_vec(),
+            header_only: self.header_only,
+        }
+    }
+}
+
 /// An authenticated session.
 pub struct Session {
     inner: async_imap::Session<MailStream>,
@@ -337,19 +368,56 @@ impl Session {
         uids: &[u32],
         expected_bytes: u64,
     ) -> Result<Vec<FetchedMessage>> {
+        let mut out = Vec::with_capacity(uids.len());
+        self.fetch_with(uids, expected_bytes, |m| out.push(m.to_owned()))
+            .await?;
+        out.sort_by_key(|m| m.uid);
+        Ok(out)
+    }
+
+    /// UID FETCH only the header of `uids` (for messages too large to carry).
+    pub async fn fetch_headers(&mut self, uids: &[u32]) -> Result<Vec<FetchedMessage>> {
+        let mut out = Vec::with_capacity(uids.len());
+        self.fetch_headers_with(uids, |m| out.push(m.to_owned()))
+            .await?;
+        out.sort_by_key(|m| m.uid);
+        Ok(out)
+    }
+
+    /// Like [`Session::fetch`], but hands every message to `on_message` as it arrives, borrowed
+    /// from the read buffer: the caller works on one message while the server sends the next,
+    /// and no batch of raw messages is ever held. Each UID is handed over at most once, in the
+    /// server's order.
+    pub async fn fetch_with(
+        &mut self,
+        uids: &[u32],
+        expected_bytes: u64,
+        on_message: impl FnMut(Arrived<'_>),
+    ) -> Result<()> {
         self.fetch_items(
             uids,
             "(UID FLAGS RFC822.SIZE BODY.PEEK[])",
             expected_bytes,
             false,
+            on_message,
         )
         .await
     }
 
-    /// UID FETCH only the header of `uids` (for messages too large to carry).
-    pub async fn fetch_headers(&mut self, uids: &[u32]) -> Result<Vec<FetchedMessage>> {
-        self.fetch_items(uids, "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])", 0, true)
-            .await
+    /// Like [`Session::fetch_headers`], handing every header over as it arrives.
+    pub async fn fetch_headers_with(
+        &mut self,
+        uids: &[u32],
+        on_message: impl FnMut(Arrived<'_>),
+    ) -> Result<()> {
+        self.fetch_items(
+            uids,
+            "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])",
+            0,
+            true,
+            on_message,
+        )
+        .await
     }
 
     async fn fetch_items(
@@ -358,9 +426,10 @@ impl Session {
         items: &str,
         expected_bytes: u64,
         header_only: bool,
-    ) -> Result<Vec<FetchedMessage>> {
+        mut on_message: impl FnMut(Arrived<'_>),
+    ) -> Result<()> {
         if uids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let set = uid_set(uids);
         let what = format!("UID FETCH {set}");
@@ -377,14 +446,14 @@ impl Session {
         };
         self.inner.get_mut().set_max_literal(max_literal);
         let command = format!("UID FETCH {set} {items}");
-        let mut out: Vec<FetchedMessage> = Vec::with_capacity(uids.len());
+        let mut seen = std::collections::BTreeSet::new();
         let r = with_timeout(limit, &what, async {
             self.run_checked(&command, |r| {
                 let Response::Fetch(_, attrs) = r else { return };
                 let mut uid = None;
                 let mut size = None;
                 let mut flags = Vec::new();
-                let mut raw = None;
+                let mut raw: Option<&[u8]> = None;
                 for a in attrs {
                     match a {
                         AttributeValue::Uid(u) => uid = Some(*u),
@@ -392,23 +461,24 @@ impl Session {
                         AttributeValue::Flags(f) => {
                             flags = f.iter().map(|x| flag_name(x)).collect()
                         }
-                        AttributeValue::BodySection { data: Some(d), .. } => raw = Some(d.to_vec()),
+                        AttributeValue::BodySection { data: Some(d), .. } => raw = Some(d),
                         _ => {}
                     }
                 }
-                // `UID n:*` semantics or an unsolicited FETCH (flags) for another message.
+                // `UID n:*` semantics, an unsolicited FETCH (flags) for another message, or a
+                // repeated one.
                 let (Some(uid), Some(raw)) = (uid, raw) else {
                     return;
                 };
-                if !uids.contains(&uid) {
+                if !uids.contains(&uid) || !seen.insert(uid) {
                     return;
                 }
-                out.push(FetchedMessage {
+                on_message(Arrived {
                     uid,
-                    flags,
                     size: size.unwrap_or(raw.len() as u32),
                     raw,
                     header_only,
+                    flags,
                 });
             })
             .await
@@ -419,9 +489,7 @@ impl Session {
             .set_max_literal(super::stream::DEFAULT_MAX_LITERAL);
         r?;
         self.drain_unsolicited();
-        out.sort_by_key(|m| m.uid);
-        out.dedup_by_key(|m| m.uid);
-        Ok(out)
+        Ok(())
     }
 
     async fn store(&mut self, uids: &[u32], change: &str) -> Result<()> {
@@ -533,12 +601,7 @@ impl Session {
         capabilities: Capabilities,
         timeout: Duration,
     ) -> Self {
-        Session {
-            inner,
-            capabilities,
-            timeout,
-            news: false,
-        }
+        Session::new(inner, capabilities, timeout)
     }
 }
 

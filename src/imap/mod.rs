@@ -10,7 +10,7 @@ pub mod stream;
 pub use auth::{AuthFailure, Credentials};
 pub use connect::{Capabilities, Greeted, Target};
 pub use idle::Wake;
-pub use mailbox::{FetchedMessage, Folder, Session};
+pub use mailbox::{Arrived, FetchedMessage, Folder, Session};
 pub use stream::MailStream;
 
 use crate::error::{Error, ErrorKind, Result};

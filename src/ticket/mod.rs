@@ -33,6 +33,7 @@
 
 mod attach;
 mod autogen;
+mod body;
 mod build;
 mod charset;
 mod entities;
