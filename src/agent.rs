@@ -123,6 +123,7 @@ impl Agent {
     pub fn new(mailbox: Mailbox, state_dir: PathBuf) -> Result<Self> {
         let paths = StatePaths::new(&state_dir, &mailbox.name);
         let lock = MailboxLock::acquire(&paths.lock, &mailbox.name)?;
+        state::remove_stale_temp_files(&paths);
         let state = state::load(&paths.state)?;
         let tls = crate::tls::client_config(mailbox.imap.ca_file.as_deref())?;
         let tokens = if mailbox.oauth.enabled {

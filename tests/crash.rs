@@ -167,7 +167,18 @@ fn kill_9_at_random_points_loses_nothing_and_corrupts_nothing() {
     let mut clean_runs = 0;
     loop {
         let out = dir.join(format!("final-{clean_runs}.out"));
-        let status = launch(&out).wait().unwrap();
+        let mut child = launch(&out);
+        let t = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                panic!("a recovery run hangs: still running after 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         let err = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
         assert!(status.success(), "final run failed ({status}):\n{err}");
         let n = delivered_keys(&out).len();
@@ -212,5 +223,9 @@ fn kill_9_at_random_points_loses_nothing_and_corrupts_nothing() {
         .collect();
     assert!(unseen.is_empty(), "not acknowledged: UIDs {unseen:?}");
     assert!(killed > 0, "no run was killed: the delays are too long");
+    assert_eq!(
+        leftovers, 0,
+        "temporary files of killed writes are cleaned up at the next start"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -65,6 +65,8 @@ struct Outcome {
     foreign: usize,
     attempts: usize,
     errors: BTreeMap<String, usize>,
+    /// The last message of each error kind, for diagnosis.
+    samples: BTreeMap<String, String>,
     failure: Option<String>,
 }
 
@@ -99,9 +101,9 @@ fn all_seen(h: &Harness, user: &str, n: usize) -> bool {
 }
 
 fn note(out: &mut Outcome, what: &str, e: &psa_mail_agent::Error) {
-    *out.errors
-        .entry(format!("{what}:{:?}", e.kind()))
-        .or_default() += 1;
+    let key = format!("{what}:{:?}", e.kind());
+    *out.errors.entry(key.clone()).or_default() += 1;
+    out.samples.insert(key, e.message().to_string());
 }
 
 /// One seed: fresh mailbox, proxies, and the loop until everything is acknowledged.
@@ -117,8 +119,12 @@ fn one_seed(seed: u64, oauth: bool) -> Outcome {
     }
     let imap_target: SocketAddr = format!("127.0.0.1:{}", h.imaps_port).parse().unwrap();
     let imap_proxy = FaultProxy::start(imap_target, seed, Plan::default());
-    let idp_proxy =
-        oauth.then(|| FaultProxy::start(idp_addr(h), seed.wrapping_mul(31), Plan::default()));
+    // The identity endpoint speaks plain HTTP on loopback: no garbage there (see Plan::garbage).
+    let idp_plan = Plan {
+        garbage: false,
+        ..Plan::default()
+    };
+    let idp_proxy = oauth.then(|| FaultProxy::start(idp_addr(h), seed.wrapping_mul(31), idp_plan));
     let mb = mailbox(
         h,
         &user,
@@ -212,8 +218,8 @@ fn one_seed(seed: u64, oauth: bool) -> Outcome {
     out.foreign = got.difference(&expected).count();
     if !done {
         out.failure = Some(format!(
-            "not finished after {} attempts (errors {:?})",
-            out.attempts, out.errors
+            "not finished after {} attempts (errors {:?}, last of each: {:?})",
+            out.attempts, out.errors, out.samples
         ));
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -172,6 +172,21 @@ fn a_refused_mark_read_is_an_error_not_a_silent_success() {
     assert_eq!(server.seen(), [1, 2]);
 }
 
+#[test]
+fn a_status_line_that_makes_the_imap_parser_panic_is_a_protocol_error() {
+    // Found by the imap_response fuzz target: imap-proto 0.17 slices `text[1..]` after a
+    // response code and panics when the text starts with a multi-byte character.
+    let server = FakeImap::start(vec![mail("panic", 0)]);
+    server.set_quirk(Quirk::NonAsciiAfterCodeOnSelect, 1);
+    let mut agent = Agent::new(fake_mailbox(server.port, ""), state_dir("panic")).unwrap();
+    let e = run(agent.fetch(10)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
+    assert!(e.message().contains("could not be parsed"), "{e}");
+    let (keys, errors) = drain(&mut agent, Duration::from_secs(30));
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(unique(&keys).len(), 1);
+}
+
 fn delete_folder(h: &Harness, user: &str, folder: &str) {
     run(async {
         let mut s = h.login(user).await;

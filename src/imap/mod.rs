@@ -199,16 +199,22 @@ pub fn fuzz_server_bytes(data: &[u8]) -> usize {
         assert!(e.message().len() < 2 * MAX_QUOTED + 100);
     }
     let mut client = Client::new(futures::io::Cursor::new(data.to_vec()));
-    smol::block_on(async {
-        let mut n = 0;
-        while let Ok(Some(resp)) = client.read_response().await {
-            n += 1;
-            if let Response::Capabilities(list) = resp.parsed() {
-                let _ = connect::Capabilities::from_proto(list).list();
+    // Read as the session reads: inside with_timeout, which turns a parser panic into an error.
+    let mut n = 0;
+    let _ = smol::block_on(crate::net::with_timeout(
+        std::time::Duration::from_secs(10),
+        "FUZZ",
+        async {
+            while let Ok(Some(resp)) = client.read_response().await {
+                n += 1;
+                if let Response::Capabilities(list) = resp.parsed() {
+                    let _ = connect::Capabilities::from_proto(list).list();
+                }
             }
-        }
-        n
-    })
+            Ok(())
+        },
+    ));
+    n
 }
 
 #[cfg(test)]

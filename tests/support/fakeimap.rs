@@ -25,6 +25,9 @@ pub enum Quirk {
     OverQuotaOnMove,
     /// UID STORE answers `NO` (async-imap's own store stream would ignore it).
     NoOnStore,
+    /// SELECT answers with a status line whose text starts with non-ASCII right after the
+    /// response code (imap-proto 0.17 panics on it).
+    NonAsciiAfterCodeOnSelect,
 }
 
 /// One stored message.
@@ -197,6 +200,11 @@ fn serve(client: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                     )?;
                     continue;
                 }
+                if take_quirk(state, |q| matches!(q, Quirk::NonAsciiAfterCodeOnSelect)).is_some() {
+                    w.write_all(b"* 1 EXISTS\r\n* OK [UIDVALIDITY 4242]\xff\xff\x17s  bad\r\n")?;
+                    w.write_all(format!("{tag} OK Select completed\r\n").as_bytes())?;
+                    continue;
+                }
                 let (n, uv, next) = {
                     let st = state.lock().unwrap();
                     let live: Vec<_> = st
@@ -283,7 +291,12 @@ fn uid_command(
             let body = items.to_ascii_uppercase().contains("BODY");
             if body {
                 if let Some(q) = take_quirk(state, |q| {
-                    !matches!(q, Quirk::OverQuotaOnMove | Quirk::NoOnStore)
+                    !matches!(
+                        q,
+                        Quirk::OverQuotaOnMove
+                            | Quirk::NoOnStore
+                            | Quirk::NonAsciiAfterCodeOnSelect
+                    )
                 }) {
                     return misbehave(w, tag, q, set, state);
                 }
@@ -443,6 +456,8 @@ fn misbehave(
             out.extend_from_slice(format!("{tag} OK Fetch completed\r\n").as_bytes());
             w.write_all(&out)
         }
-        Quirk::OverQuotaOnMove | Quirk::NoOnStore => unreachable!("not a fetch quirk"),
+        Quirk::OverQuotaOnMove | Quirk::NoOnStore | Quirk::NonAsciiAfterCodeOnSelect => {
+            unreachable!("not a fetch quirk")
+        }
     }
 }
