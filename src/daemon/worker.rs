@@ -100,7 +100,10 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
                 w.drain(&mut agent, &mut delivered, &stop).await
             } else {
                 let gate = w.shared.connect_gate.clone();
-                let permit = gate.acquire().await;
+                let permit = futures::select_biased! {
+                    _ = stop.wait().fuse() => break,
+                    p = gate.acquire().fuse() => p,
+                };
                 let r = agent.connect().await;
                 drop(permit);
                 match r {
