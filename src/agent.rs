@@ -450,6 +450,9 @@ impl Agent {
                 let mut s = s;
                 if s.pending.iter().all(|u| self.in_flight.contains(u)) {
                     let from = s.high_water.saturating_add(1);
+                    // Dovecot (and others) announce mail delivered since the last command only
+                    // in a command's untagged answers; without this NOOP the SEARCH may miss it.
+                    session.noop().await?;
                     let found = session.search(&format!("UID {from}:*")).await?;
                     let new: Vec<u32> = found.into_iter().filter(|u| *u > s.high_water).collect();
                     if let Some(max) = new.iter().max() {

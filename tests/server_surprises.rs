@@ -187,6 +187,28 @@ fn a_status_line_that_makes_the_imap_parser_panic_is_a_protocol_error() {
     assert_eq!(unique(&keys).len(), 1);
 }
 
+#[test]
+fn a_message_that_makes_the_mime_parser_panic_still_becomes_a_ticket() {
+    // Found by the parse_mail fuzz target: mail-parser 0.11 panics on this nested message.
+    let raw = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/fuzz/mail-parser-panic-nested-rfc822.bin"),
+    )
+    .unwrap();
+    let server = FakeImap::start(vec![raw]);
+    let mut agent = Agent::new(fake_mailbox(server.port, ""), state_dir("mimepanic")).unwrap();
+    let batch = run(agent.fetch(10)).unwrap();
+    assert_eq!(batch.len(), 1, "not dropped");
+    let t = &batch.tickets[0];
+    assert!(
+        t.warnings.iter().any(|w| w.contains("could not be parsed")),
+        "{:?}",
+        t.warnings
+    );
+    run(agent.ack(&batch)).unwrap();
+    assert_eq!(server.seen(), [1]);
+}
+
 fn delete_folder(h: &Harness, user: &str, folder: &str) {
     run(async {
         let mut s = h.login(user).await;
