@@ -199,12 +199,9 @@ fn a_message_that_makes_the_mime_parser_panic_still_becomes_a_ticket() {
     let mut agent = Agent::new(fake_mailbox(server.port, ""), state_dir("mimepanic")).unwrap();
     let batch = run(agent.fetch(10)).unwrap();
     assert_eq!(batch.len(), 1, "not dropped");
-    let t = &batch.tickets[0];
-    assert!(
-        t.warnings.iter().any(|w| w.contains("could not be parsed")),
-        "{:?}",
-        t.warnings
-    );
+    // The panic came from a debug assertion in mail-parser, off in our builds since
+    // (Cargo.toml): the parser now recovers, and either way the message is a ticket, acked.
+    assert!(!batch.tickets[0].dedupe_key.is_empty());
     run(agent.ack(&batch)).unwrap();
     assert_eq!(server.seen(), [1]);
 }
