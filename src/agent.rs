@@ -146,18 +146,7 @@ impl Agent {
         } else {
             None
         };
-        let threads = match std::fs::read(&paths.threads) {
-            Ok(bytes) => ThreadIndex::load(&bytes, THREAD_MEMORY),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ThreadIndex::new(THREAD_MEMORY),
-            Err(e) => {
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    format!("thread index {}: {e}", paths.threads.display()),
-                ))
-            }
-        };
-        let mut options = TicketOptions::for_mailbox(&mailbox);
-        options.thread_index = Some(std::sync::Arc::new(threads));
+        let options = ticket_options(&mailbox, &paths)?;
         Ok(Agent {
             id: NEXT_AGENT_ID.fetch_add(1, Ordering::Relaxed),
             mailbox,
@@ -924,6 +913,24 @@ fn build_ticket(
     }
     ticket.delivery_id = Some(format!("{folder}:{uid_validity}:{}", msg.uid));
     ticket
+}
+
+/// How tickets are built for `mailbox`: its switches and limits, plus the index of Message-IDs
+/// the helpdesk sent (persisted under the state directory).
+pub fn ticket_options(mailbox: &Mailbox, paths: &StatePaths) -> Result<TicketOptions> {
+    let threads = match std::fs::read(&paths.threads) {
+        Ok(bytes) => ThreadIndex::load(&bytes, THREAD_MEMORY),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ThreadIndex::new(THREAD_MEMORY),
+        Err(e) => {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("thread index {}: {e}", paths.threads.display()),
+            ))
+        }
+    };
+    let mut options = TicketOptions::for_mailbox(mailbox);
+    options.thread_index = Some(std::sync::Arc::new(threads));
+    Ok(options)
 }
 
 /// A ticket for a message mail parsing gave up on: nothing is dropped silently.

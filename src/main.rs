@@ -12,7 +12,7 @@ const USAGE: &str = "\
 psa-mail-agent: turns support email into PSA tickets
 
 Usage:
-  psa-mail-agent parse FILE...                      ticket JSON per file, offline
+  psa-mail-agent parse [--config F] FILE...         ticket JSON per file, offline
   psa-mail-agent test  --config F [--mailbox NAME]  step-by-step diagnosis; exit 0 = healthy
   psa-mail-agent fetch --config F [--mailbox NAME] [--max N] [--no-ack]
   psa-mail-agent login --config F --mailbox NAME    device-code sign-in (MFA-capable)
@@ -29,10 +29,13 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 sign-in or permission r
 ";
 
 const PARSE_HELP: &str = "\
-psa-mail-agent parse FILE...
+psa-mail-agent parse [--config F [--mailbox NAME]] FILE...
 
 Builds the ticket of each .eml file offline and prints it as one JSON line per file.
-A file that cannot be read is reported on stderr and makes the exit code 1.
+With --config, the tickets are built as that mailbox's would be (its name, Add Attachments,
+Add CCs, size limit, own address, and the Message-IDs registered as sent); --mailbox picks one
+when the config has several. A file that cannot be read is reported on stderr and makes the
+exit code 1.
 ";
 
 const TEST_HELP: &str = "\
@@ -261,12 +264,42 @@ fn with_config(args: &Args, f: fn(&Args, &Config, Vec<Mailbox>) -> u8) -> u8 {
     f(args, &config, mailboxes)
 }
 
+fn parse_options(args: &Args) -> Result<ticket::TicketOptions, Error> {
+    let Some(path) = &args.config else {
+        return Ok(ticket::TicketOptions::default());
+    };
+    let config = Config::load(path)?;
+    let mailbox = match &args.mailbox {
+        Some(name) => config.mailbox(name).ok_or_else(|| {
+            Error::config(
+                "--mailbox",
+                format!("no mailbox named {name:?} in {}", path.display()),
+            )
+        })?,
+        None if config.mailboxes.len() == 1 => &config.mailboxes[0],
+        None => {
+            return Err(Error::config(
+                "--mailbox",
+                "the config has several mailboxes: name one",
+            ))
+        }
+    };
+    let paths = psa_mail_agent::state::StatePaths::new(&config.state_dir, &mailbox.name);
+    psa_mail_agent::agent::ticket_options(mailbox, &paths)
+}
+
 fn cmd_parse(args: &Args) -> u8 {
     if args.files.is_empty() {
         eprintln!("error: parse needs at least one FILE\n\n{PARSE_HELP}");
         return 2;
     }
-    let opts = ticket::TicketOptions::default();
+    let opts = match parse_options(args) {
+        Ok(o) => o,
+        Err(e) => {
+            report_error(&e);
+            return exit_code_for(&e);
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut code = 0;
