@@ -23,6 +23,7 @@ Usage:
 Options for every command:
   -v, -vv, -vvv    more logging on stderr (or PMA_LOG=error|warn|info|debug|trace)
   -h, --help       this help
+  -V, --version    the version
 
 Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 sign-in or permission refused,
             5 temporary (network, timeout, server unavailable: try again), 6 delivery failed
@@ -94,6 +95,7 @@ struct Args {
     no_ack: bool,
     verbosity: u8,
     help: bool,
+    version: bool,
 }
 
 fn parse_args(raw: Vec<String>) -> Result<Args, String> {
@@ -106,12 +108,14 @@ fn parse_args(raw: Vec<String>) -> Result<Args, String> {
         no_ack: false,
         verbosity: 0,
         help: false,
+        version: false,
     };
     let mut it = raw.into_iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
             "-h" | "--help" => args.help = true,
+            "-V" | "--version" => args.version = true,
             "-v" => args.verbosity += 1,
             "-vv" => args.verbosity += 2,
             "-vvv" => args.verbosity += 3,
@@ -201,6 +205,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.version {
+        println!("psa-mail-agent {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     cli_log::init(args.verbosity, std::env::var("PMA_LOG").ok().as_deref());
     let help = match args.command.as_str() {
         "parse" => PARSE_HELP,
