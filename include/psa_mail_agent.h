@@ -487,6 +487,21 @@ void pma_free(struct pma_agent *agent);
 pma_result pma_set_oauth_credentials(struct pma_agent *agent, const char *application_id, const char *directory_id, const char *client_secret);
 
 /**
+ * Registers a mail the PSA sent (a notification, a technician's answer): `message_id` (with
+ * or without `<>`) belongs to ticket `ticket_number`. A later reply that only keeps
+ * In-Reply-To/References (with an edited subject) then gets that ticket number in
+ * `thread.ticket_number`. The map is bounded (least recently used entries go) and persisted
+ * under the state directory, so it survives restarts.
+ *
+ * `PMA_CONFIG` for an empty value or one with line breaks. Thread-safe; serialised with the
+ * handle's other calls.
+ *
+ * # Safety
+ * `agent` is NULL or a live handle; string arguments are NULL or NUL-terminated.
+ */
+pma_result pma_register_sent(struct pma_agent *agent, const char *message_id, const char *ticket_number);
+
+/**
  * Tests the connection step by step (token, connect, TLS, capabilities, authenticate,
  * select), stopping at the first failure.
  *

@@ -11,13 +11,15 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::imap::{self, auth::Credentials, Folder, Greeted, Session, Target};
 use crate::secret::Secret;
 use crate::state::{self, MailboxLock, MailboxState, StatePaths};
-use crate::ticket::{self, Address, Ticket, TicketOptions};
+use crate::ticket::{self, Address, ThreadIndex, Ticket, TicketOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const STATE_VERSION: u32 = 1;
+/// How many sent Message-IDs the thread index remembers per mailbox.
+const THREAD_MEMORY: usize = 50_000;
 /// Bytes fetched in one UID FETCH at most (a single larger message is fetched alone).
 const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 /// Batches whose message sizes are asked for in one round trip (at most 1000 UIDs).
@@ -125,6 +127,7 @@ impl Agent {
     pub fn new(mailbox: Mailbox, state_dir: PathBuf) -> Result<Self> {
         let paths = StatePaths::new(&state_dir, &mailbox.name);
         let lock = MailboxLock::acquire(&paths.lock, &mailbox.name)?;
+        state::remove_stale_temp_files(&paths);
         let state = state::load(&paths.state)?;
         let tls = crate::tls::client_config(mailbox.imap.ca_file.as_deref())?;
         let tokens = if mailbox.oauth.enabled {
@@ -147,13 +150,7 @@ impl Agent {
         } else {
             None
         };
-        let options = TicketOptions {
-            mailbox: mailbox.name.clone(),
-            add_attachments: mailbox.add_attachments,
-            add_ccs: mailbox.add_ccs,
-            max_attachment_bytes: mailbox.max_attachment_bytes,
-            ..TicketOptions::default()
-        };
+        let options = ticket_options(&mailbox, &paths)?;
         Ok(Agent {
             id: NEXT_AGENT_ID.fetch_add(1, Ordering::Relaxed),
             mailbox,
@@ -176,6 +173,20 @@ impl Agent {
     /// The mailbox settings.
     pub fn mailbox(&self) -> &Mailbox {
         &self.mailbox
+    }
+
+    /// Remembers that the helpdesk sent a mail with `message_id` for `ticket_number`, so a reply
+    /// that keeps only In-Reply-To/References (with an edited subject) is threaded to that
+    /// ticket. The map is bounded (least recently used entries go) and persisted under state_dir.
+    pub fn register_sent(&mut self, message_id: &str, ticket_number: &str) -> Result<()> {
+        let index = self.options.thread_index.as_ref().expect("set in new");
+        if !index.insert(message_id, ticket_number) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "register_sent: the Message-ID and ticket number must be non-empty, on one line",
+            ));
+        }
+        state::write_atomic(&self.paths.threads, &index.save())
     }
 
     /// In read-only mode nothing is acknowledged on the server and no state is written
@@ -353,6 +364,11 @@ impl Agent {
         let mut session = self.connect_and_authenticate(token).await?;
         // Servers announce MOVE, UIDPLUS, IDLE... only after authentication.
         session.refresh_capabilities().await?;
+        log::debug!(
+            "mailbox {}: server capabilities: {}",
+            self.mailbox.name,
+            session.capabilities().list()
+        );
         let folder = session.select(&self.mailbox.imap.folder).await?;
         log::info!(
             "mailbox {}: selected {} (UIDVALIDITY {}, {} messages)",
@@ -405,6 +421,8 @@ impl Agent {
                 | ErrorKind::Connect
                 | ErrorKind::Protocol
                 | ErrorKind::Tls
+                // A BYE ends the session on the server's side.
+                | ErrorKind::ServerUnavailable
         ) {
             self.session = None;
         }
@@ -426,6 +444,9 @@ impl Agent {
                 let mut s = s;
                 if s.pending.iter().all(|u| self.in_flight.contains(u)) {
                     let from = s.high_water.saturating_add(1);
+                    // Dovecot (and others) announce mail delivered since the last command only
+                    // in a command's untagged answers; without this NOOP the SEARCH may miss it.
+                    session.noop().await?;
                     let found = session.search(&format!("UID {from}:*")).await?;
                     let new: Vec<u32> = found.into_iter().filter(|u| *u > s.high_water).collect();
                     if let Some(max) = new.iter().max() {
@@ -902,6 +923,21 @@ impl Agent {
             r
         }
     }
+
+    /// Opens the session now (connect, authenticate, select) unless one is open, so a caller
+    /// can pace connection setups (many mailboxes starting at once). A failure drops the session.
+    pub async fn connect(&mut self) -> Result<()> {
+        let r = self.ensure_session().await;
+        if let Err(e) = &r {
+            self.on_error(e);
+        }
+        r
+    }
+
+    /// Whether the open session's server offers IDLE (`None` without a session).
+    pub fn supports_idle(&self) -> Option<bool> {
+        self.session.as_ref().map(|(s, _)| s.supports_idle())
+    }
 }
 
 /// Drops UIDs deleted on the server before they were fetched from `pending`.
@@ -942,6 +978,24 @@ fn build_ticket(
     }
     ticket.delivery_id = Some(format!("{folder}:{uid_validity}:{}", msg.uid));
     ticket
+}
+
+/// How tickets are built for `mailbox`: its switches and limits, plus the index of Message-IDs
+/// the helpdesk sent (persisted under the state directory).
+pub fn ticket_options(mailbox: &Mailbox, paths: &StatePaths) -> Result<TicketOptions> {
+    let threads = match std::fs::read(&paths.threads) {
+        Ok(bytes) => ThreadIndex::load(&bytes, THREAD_MEMORY),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ThreadIndex::new(THREAD_MEMORY),
+        Err(e) => {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("thread index {}: {e}", paths.threads.display()),
+            ))
+        }
+    };
+    let mut options = TicketOptions::for_mailbox(mailbox);
+    options.thread_index = Some(std::sync::Arc::new(threads));
+    Ok(options)
 }
 
 /// A ticket for a message mail parsing gave up on: nothing is dropped silently.

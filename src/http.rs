@@ -757,3 +757,11 @@ impl ChunkedDecoder {
 
 #[cfg(test)]
 mod tests;
+
+/// Fuzzing entry (not part of the API): parses `data` as an HTTP/1.1 response arriving on a
+/// connection, as the token client does, with a 64 KiB body limit.
+#[doc(hidden)]
+pub fn fuzz_response(data: &[u8]) -> Option<Response> {
+    let mut stream = futures::io::Cursor::new(data.to_vec());
+    smol::block_on(read_response(&mut stream, false, 64 * 1024)).ok()
+}

@@ -12,7 +12,7 @@ const USAGE: &str = "\
 psa-mail-agent: turns support email into PSA tickets
 
 Usage:
-  psa-mail-agent parse FILE...                      ticket JSON per file, offline
+  psa-mail-agent parse [--config F] FILE...         ticket JSON per file, offline
   psa-mail-agent test  --config F [--mailbox NAME]  step-by-step diagnosis; exit 0 = healthy
   psa-mail-agent fetch --config F [--mailbox NAME] [--max N] [--no-ack]
   psa-mail-agent login --config F --mailbox NAME    device-code sign-in (MFA-capable)
@@ -23,16 +23,20 @@ Usage:
 Options for every command:
   -v, -vv, -vvv    more logging on stderr (or PMA_LOG=error|warn|info|debug|trace)
   -h, --help       this help
+  -V, --version    the version
 
 Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 sign-in or permission refused,
             5 temporary (network, timeout, server unavailable: try again), 6 delivery failed
 ";
 
 const PARSE_HELP: &str = "\
-psa-mail-agent parse FILE...
+psa-mail-agent parse [--config F [--mailbox NAME]] FILE...
 
 Builds the ticket of each .eml file offline and prints it as one JSON line per file.
-A file that cannot be read is reported on stderr and makes the exit code 1.
+With --config, the tickets are built as that mailbox's would be (its name, Add Attachments,
+Add CCs, size limit, own address, and the Message-IDs registered as sent); --mailbox picks one
+when the config has several. A file that cannot be read is reported on stderr and makes the
+exit code 1.
 ";
 
 const TEST_HELP: &str = "\
@@ -91,6 +95,7 @@ struct Args {
     no_ack: bool,
     verbosity: u8,
     help: bool,
+    version: bool,
 }
 
 fn parse_args(raw: Vec<String>) -> Result<Args, String> {
@@ -103,12 +108,14 @@ fn parse_args(raw: Vec<String>) -> Result<Args, String> {
         no_ack: false,
         verbosity: 0,
         help: false,
+        version: false,
     };
     let mut it = raw.into_iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
             "-h" | "--help" => args.help = true,
+            "-V" | "--version" => args.version = true,
             "-v" => args.verbosity += 1,
             "-vv" => args.verbosity += 2,
             "-vvv" => args.verbosity += 3,
@@ -198,6 +205,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.version {
+        println!("psa-mail-agent {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     cli_log::init(args.verbosity, std::env::var("PMA_LOG").ok().as_deref());
     let help = match args.command.as_str() {
         "parse" => PARSE_HELP,
@@ -261,12 +272,42 @@ fn with_config(args: &Args, f: fn(&Args, &Config, Vec<Mailbox>) -> u8) -> u8 {
     f(args, &config, mailboxes)
 }
 
+fn parse_options(args: &Args) -> Result<ticket::TicketOptions, Error> {
+    let Some(path) = &args.config else {
+        return Ok(ticket::TicketOptions::default());
+    };
+    let config = Config::load(path)?;
+    let mailbox = match &args.mailbox {
+        Some(name) => config.mailbox(name).ok_or_else(|| {
+            Error::config(
+                "--mailbox",
+                format!("no mailbox named {name:?} in {}", path.display()),
+            )
+        })?,
+        None if config.mailboxes.len() == 1 => &config.mailboxes[0],
+        None => {
+            return Err(Error::config(
+                "--mailbox",
+                "the config has several mailboxes: name one",
+            ))
+        }
+    };
+    let paths = psa_mail_agent::state::StatePaths::new(&config.state_dir, &mailbox.name);
+    psa_mail_agent::agent::ticket_options(mailbox, &paths)
+}
+
 fn cmd_parse(args: &Args) -> u8 {
     if args.files.is_empty() {
         eprintln!("error: parse needs at least one FILE\n\n{PARSE_HELP}");
         return 2;
     }
-    let opts = ticket::TicketOptions::default();
+    let opts = match parse_options(args) {
+        Ok(o) => o,
+        Err(e) => {
+            report_error(&e);
+            return exit_code_for(&e);
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut code = 0;

@@ -6,12 +6,29 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Runs `fut`, failing with [`ErrorKind::Timeout`] naming `what` when it takes longer than `limit`.
+///
+/// A panic inside `fut` becomes a [`ErrorKind::Protocol`] error: every network step parses what
+/// a remote peer sent, partly with third-party parsers (imap-proto panics on some malformed
+/// status lines), and a hostile server must not bring the agent down. The connection is then
+/// in an unknown state; callers drop it on Protocol errors.
 pub async fn with_timeout<T>(
     limit: Duration,
     what: &str,
     fut: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     use futures::FutureExt;
+    let fut = std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .map(|r| match r {
+            Ok(r) => r,
+            Err(payload) => Err(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{what}: the answer could not be parsed (parser failure: {})",
+                    panic_text(payload.as_ref())
+                ),
+            )),
+        });
     let timer = async {
         smol::Timer::after(limit).await;
         Err(Error::new(
@@ -23,6 +40,20 @@ pub async fn with_timeout<T>(
         r = fut.fuse() => r,
         t = timer.fuse() => t,
     }
+}
+
+/// The message of a panic payload, bounded.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".to_string());
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// Opens a TCP connection to `host:port` (DNS included) within `limit`.
@@ -69,6 +100,22 @@ mod tests {
         assert!(is_loopback_host("LOCALHOST"));
         assert!(!is_loopback_host("login.microsoftonline.com"));
         assert!(!is_loopback_host("10.0.0.1"));
+    }
+
+    #[test]
+    fn a_panic_inside_becomes_a_protocol_error() {
+        let r: Result<()> = smol::block_on(with_timeout(Duration::from_secs(5), "SELECT", async {
+            let s = String::from("\u{fffd}x");
+            let _ = &s[1..];
+            Ok(())
+        }));
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+        assert!(
+            e.message()
+                .starts_with("SELECT: the answer could not be parsed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -206,6 +206,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Removes temporary files a crash left beside the state file and the token cache (written by
+/// [`write_atomic`] and the token cache as `.NAME.PID.tmp` / `.NAME.tmp-PID`). Call with the
+/// mailbox's lock held: no other process writes these files then. Failures are ignored (the
+/// files are only clutter).
+pub fn remove_stale_temp_files(paths: &StatePaths) {
+    for target in [&paths.state, &paths.token_cache] {
+        let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+            continue;
+        };
+        let name = name.to_string_lossy();
+        let state_style = format!(".{name}.");
+        let cache_style = format!(".{name}.tmp-");
+        let Ok(entries) = fs::read_dir(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        }) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let file = file.to_string_lossy();
+            let stale = (file.starts_with(&state_style) && file.ends_with(".tmp"))
+                || file.starts_with(&cache_style);
+            if stale {
+                log::info!(
+                    "removing {} left by an interrupted write",
+                    entry.path().display()
+                );
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
 /// An exclusive lock on a mailbox's state, held while an agent works on it, so two processes
 /// never fetch the same mailbox at once (that would duplicate tickets).
 #[derive(Debug)]
@@ -313,6 +348,29 @@ mod tests {
         assert!(a.starts_with("Support_EU-") && b.starts_with("Support_EU-"));
         assert_ne!(a, b);
         assert!(!file_stem("../etc").contains('/'));
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_and_nothing_else() {
+        let dir = tempdir("stale");
+        let paths = StatePaths::new(&dir, "m");
+        let keep = [
+            "m.state.json",
+            "m.token.json",
+            "other.state.json",
+            ".other.state.json.9.tmp",
+        ];
+        let stale = [".m.state.json.123.tmp", ".m.token.json.tmp-456"];
+        for f in keep.iter().chain(stale.iter()) {
+            fs::write(dir.join(f), "x").unwrap();
+        }
+        remove_stale_temp_files(&paths);
+        for f in keep {
+            assert!(dir.join(f).exists(), "{f} kept");
+        }
+        for f in stale {
+            assert!(!dir.join(f).exists(), "{f} removed");
+        }
     }
 
     #[test]

@@ -52,6 +52,12 @@ fn every_command_has_help() {
     let out = bin().arg("--help").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("Exit codes"));
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("psa-mail-agent {}", env!("CARGO_PKG_VERSION"))
+    );
     let out = bin().arg("bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

@@ -18,6 +18,9 @@ use support::Harness;
 
 const BIN: &str = env!("CARGO_BIN_EXE_psa-mail-agent");
 const DEADLINE: Duration = Duration::from_secs(30);
+/// New mail under IDLE: well below our own polling (60 s), above Dovecot's 30 s fallback when
+/// the machine runs out of inotify instances (many Dovecot processes of parallel test runs).
+const IDLE_DEADLINE: Duration = Duration::from_secs(45);
 
 fn workdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -258,12 +261,9 @@ fn basic_oauth_and_shared_mailboxes_idle_spool_exactly_once_and_sigterm() {
         let t0 = Instant::now();
         h.append(u, "INBOX", &mail("arrived while idle", &id), &[]);
         let appended = t0.elapsed();
-        let took = wait_until(
-            Duration::from_secs(10),
-            "the new mail's ticket",
-            Some(&d),
-            || spool.join(&name).exists(),
-        );
+        let took = wait_until(IDLE_DEADLINE, "the new mail's ticket", Some(&d), || {
+            spool.join(&name).exists()
+        });
         latencies.push((appended + took, took));
     }
     eprintln!(
@@ -301,6 +301,15 @@ fn basic_oauth_and_shared_mailboxes_idle_spool_exactly_once_and_sigterm() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".token.json"))
         .count();
     assert_eq!(caches, 2, "two OAuth mailboxes, two token caches");
+    for u in &users {
+        let path = dir.join("state").join(format!(
+            "{}.status.json",
+            psa_mail_agent::state::file_stem(u)
+        ));
+        let status = std::fs::read_to_string(&path).unwrap();
+        assert!(status.contains("\"idle_supported\":true"), "{status}");
+        assert!(status.contains("\"tickets_delivered\":2"), "{status}");
+    }
     let log = d.log();
     assert!(!log.contains(&h.password), "the log shows no password");
 
@@ -540,6 +549,15 @@ fn sighup_adds_a_mailbox_without_stopping_the_others() {
     wait_until(DEADLINE, "mailbox a's ticket", Some(&d), || {
         json_names(&spool).len() == 1
     });
+    // A second agent on the same state directory is refused (it would fight over the locks).
+    let second = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("already uses the state directory"), "{err}");
     let pid_before = d.child.id();
     write_config(
         &dir,
@@ -563,6 +581,22 @@ fn sighup_adds_a_mailbox_without_stopping_the_others() {
         log.matches(&format!("mailbox {a}: started")).count(),
         1,
         "{log}"
+    );
+    // Removing a mailbox stops only that one.
+    write_config(&dir, &spool_output(&dir), &[basic(h, &b, "")], "");
+    d.signal("-HUP");
+    wait_until(DEADLINE, "a stopped", Some(&d), || {
+        status_of(&config).1.contains(&format!("{a}: inactive"))
+            || d.log().contains(&format!("mailbox {a}: stopped"))
+    });
+    h.append(&b, "INBOX", &mail("b2", &format!("b2-{b}")), &[]);
+    wait_until(DEADLINE, "b's second ticket", Some(&d), || {
+        json_names(&spool).len() == 4
+    });
+    assert_eq!(
+        d.log().matches(&format!("mailbox {b}: started")).count(),
+        1,
+        "b kept running"
     );
     assert_eq!(d.terminate(), Some(0));
 }
@@ -719,5 +753,242 @@ fn revoked_grant_is_never_silent() {
         std::fs::read_to_string(&notes).is_ok_and(|t| t.contains("|recovered|"))
     });
     assert_eq!(status_of(&config).0, 0);
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[test]
+fn without_idle_the_mailbox_is_polled() {
+    use support::fakeimap::{FakeImap, Stored};
+    let server = FakeImap::start(vec![mail("first", "poll-1@fabrikam.test")]);
+    let dir = workdir("poll");
+    let mailbox = format!(
+        r#"{{"name": "Poll", "email": "poll@contoso.test", "password": "pw", "poll_interval_secs": 1,
+             "imap": {{"server": "127.0.0.1", "port": {}, "encryption": "none",
+                      "allow_plaintext": true, "timeout_secs": 5}}}}"#,
+        server.port
+    );
+    let config = write_config(&dir, &spool_output(&dir), &[mailbox], "");
+    let spool = dir.join("spool");
+    let d = Daemon::start(&config, "poll");
+    wait_until(DEADLINE, "the first ticket", Some(&d), || {
+        json_names(&spool).len() == 1
+    });
+    let status_path = dir.join("state/Poll.status.json");
+    wait_until(DEADLINE, "the mailbox waiting", Some(&d), || {
+        std::fs::read_to_string(&status_path).is_ok_and(|s| s.contains("\"state\":\"idle\""))
+    });
+    // New mail on a server without IDLE: found by the next poll (NOOP, then UID SEARCH).
+    server.state.lock().unwrap().messages.push(Stored {
+        uid: 2,
+        raw: mail("second", "poll-2@fabrikam.test"),
+        seen: false,
+        moved_to: None,
+    });
+    let took = wait_until(DEADLINE, "the polled ticket", Some(&d), || {
+        json_names(&spool).len() == 2
+    });
+    eprintln!("polling (poll_interval_secs 1): new mail -> ticket in {took:?}");
+    assert!(spool
+        .join(format!(
+            "{}.json",
+            ticket_stem("Poll", "poll-2@fabrikam.test")
+        ))
+        .exists());
+    // The ticket file comes first, the acknowledgement right after it.
+    wait_until(DEADLINE, "both acknowledged", Some(&d), || {
+        server.seen() == vec![1, 2]
+    });
+    let status = std::fs::read_to_string(&status_path).unwrap();
+    assert!(status.contains("\"idle_supported\":false"), "{status}");
+    assert!(
+        d.log().contains("offers no IDLE; polling every 1 s"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[test]
+fn spool_attachments_are_complete_beside_the_ticket() {
+    let h = Harness::get();
+    let dir = workdir("att");
+    let user = h.unique_user("att");
+    let id = format!("att-{user}");
+    let raw = format!(
+        "From: Customer <customer@fabrikam.test>\r\nTo: helpdesk@contoso.test\r\nSubject: printer\r\n\
+         Message-ID: <{id}>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe printer is broken.\r\n\
+         --b1\r\nContent-Type: application/pdf; name=\"report.pdf\"\r\n\
+         Content-Disposition: attachment; filename=\"../report.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcOkw7zDtsOfCg==\r\n--b1--\r\n"
+    );
+    h.append(&user, "INBOX", raw.as_bytes(), &[]);
+    let config = write_config(&dir, &spool_output(&dir), &[basic(h, &user, "")], "");
+    let spool = dir.join("spool");
+    let d = Daemon::start(&config, "att");
+    wait_until(DEADLINE, "the ticket", Some(&d), || {
+        json_names(&spool).len() == 1
+    });
+    let stem = ticket_stem(&user, &id);
+    // Written before the ticket was renamed in: complete as soon as the ticket is visible.
+    let att = std::fs::read(spool.join(format!("{stem}.att/0-report.pdf"))).unwrap();
+    assert_eq!(att, b"%PDF-1.4\n%\xc3\xa4\xc3\xbc\xc3\xb6\xc3\x9f\n");
+    let json = std::fs::read_to_string(spool.join(format!("{stem}.json"))).unwrap();
+    assert!(json.contains("\"filename\":\"report.pdf\""), "{json}");
+    assert_eq!(d.terminate(), Some(0));
+}
+
+/// A local HTTP endpoint answering every request with `status`; returns its URL and the bodies.
+fn start_recorder(status: u16) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let b2 = bodies.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let (_, body) = read_request(&mut s);
+            b2.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, bodies)
+}
+
+#[test]
+fn notify_webhook_receives_failed_event_as_json() {
+    let h = Harness::get();
+    let dir = workdir("notifyhook");
+    let user = h.unique_user("notifyhook");
+    let (url, events) = start_recorder(204);
+    let bad = basic(h, &user, "").replace(&h.password, "Wrong-Password-2");
+    let top = format!(r#", "notify_webhook": "{url}""#);
+    let config = write_config(&dir, &spool_output(&dir), &[bad], &top);
+    let d = Daemon::start(&config, "notifyhook");
+    wait_until(DEADLINE, "the failed event", Some(&d), || {
+        !events.lock().unwrap().is_empty()
+    });
+    let event = events.lock().unwrap()[0].clone();
+    assert!(
+        event.contains(&format!("\"mailbox\":\"{user}\"")),
+        "{event}"
+    );
+    assert!(event.contains("\"event\":\"failed\""), "{event}");
+    assert!(event.contains("\"kind\":\"LoginFailed\""), "{event}");
+    assert!(event.contains("\"fix\":\""), "{event}");
+    assert!(!event.contains("Wrong-Password-2"), "{event}");
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[test]
+fn sigterm_during_failing_webhook_deliveries_exits_promptly() {
+    let h = Harness::get();
+    let dir = workdir("termhook");
+    let user = h.unique_user("termhook");
+    h.append(
+        &user,
+        "INBOX",
+        &mail("never accepted", &format!("t-{user}")),
+        &[],
+    );
+    let (url, posts) = start_recorder(503);
+    let output = format!(r#"{{"kind": "webhook", "url": "{url}"}}"#);
+    let config = write_config(&dir, &output, &[basic(h, &user, "")], "");
+    let d = Daemon::start(&config, "termhook");
+    wait_until(DEADLINE, "a first attempt", Some(&d), || {
+        !posts.lock().unwrap().is_empty()
+    });
+    let t = Instant::now();
+    assert_eq!(d.terminate(), Some(0));
+    eprintln!(
+        "SIGTERM while the webhook keeps failing: exit 0 after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        seen_count(h, &user),
+        0,
+        "nothing acknowledged without a 2xx"
+    );
+}
+
+#[test]
+fn network_faults_lose_and_duplicate_nothing() {
+    use support::faultproxy::{FaultProxy, Plan};
+    let h = Harness::get();
+    let dir = workdir("chaos");
+    let user = h.unique_user("chaos");
+    let ids = append_many(h, &user, 60, "c");
+    let target: std::net::SocketAddr = format!("127.0.0.1:{}", h.imaps_port).parse().unwrap();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("fault proxy seed {seed}");
+    let plan = Plan {
+        fault_percent: 50,
+        ..Plan::default()
+    };
+    let proxy = FaultProxy::start(target, seed, plan);
+    let mailbox = format!(
+        r#"{{"name": "{user}", "email": "{user}", "password": "{pw}", "batch_size": 5,
+             "imap": {{"server": "127.0.0.1", "port": {port}, "ca_file": "{ca}", "timeout_secs": 2}}}}"#,
+        pw = h.password,
+        port = proxy.port(),
+        ca = h.ca_file.display(),
+    );
+    let config = write_config(&dir, &spool_output(&dir), &[mailbox], "");
+    let spool = dir.join("spool");
+    let d = Daemon::start(&config, "chaos");
+    // Every connection draws a fault (or none); cutting them all now and then makes many.
+    let proxy = Arc::new(proxy);
+    let cutting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let cutter = {
+        let (proxy, cutting) = (proxy.clone(), cutting.clone());
+        std::thread::spawn(move || {
+            while cutting.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(150));
+                proxy.cut_all();
+            }
+        })
+    };
+    let took = wait_until(
+        Duration::from_secs(180),
+        "60 tickets through the faults",
+        Some(&d),
+        || json_names(&spool).len() >= 60,
+    );
+    cutting.store(false, std::sync::atomic::Ordering::SeqCst);
+    cutter.join().unwrap();
+    // Then the line heals; the IDLE connection is cut once more and new mail still arrives.
+    proxy.set_enabled(false);
+    proxy.cut_all();
+    let late = append_many(h, &user, 5, "late");
+    wait_until(Duration::from_secs(120), "65 tickets", Some(&d), || {
+        json_names(&spool).len() >= 65
+    });
+    wait_until(Duration::from_secs(60), "65 \\Seen", Some(&d), || {
+        seen_count(h, &user) == 65
+    });
+    let expected: BTreeSet<String> = ids
+        .iter()
+        .chain(late.iter())
+        .map(|id| format!("{}.json", ticket_stem(&user, id)))
+        .collect();
+    assert_eq!(json_names(&spool), expected, "every message exactly once");
+    let status = std::fs::read_to_string(dir.join("state").join(format!(
+        "{}.status.json",
+        psa_mail_agent::state::file_stem(&user)
+    )))
+    .unwrap();
+    eprintln!(
+        "network faults: 60 tickets after {took:?}, proxy {:?}; status {status}",
+        proxy.stats()
+    );
+    assert!(status.contains("\"tickets_delivered\":65,"), "{status}");
     assert_eq!(d.terminate(), Some(0));
 }

@@ -473,6 +473,33 @@ fn second_agent_on_the_same_mailbox_is_refused() {
 }
 
 #[test]
+fn replies_to_registered_sent_mail_find_their_ticket_across_restarts() {
+    let h = Harness::get();
+    let user = h.unique_user("threads");
+    let dir = state_dir("threads");
+    {
+        let mut agent = Agent::new(mailbox(h, &user, "", ""), dir.clone()).unwrap();
+        agent
+            .register_sent("<notify-4711@helpdesk.contoso.test>", "T-4711")
+            .unwrap();
+        assert!(agent.register_sent("", "T-1").is_err());
+    }
+    let reply = b"From: customer@fabrikam.test\r\nTo: helpdesk@contoso.test\r\nSubject: Re: your request\r\n\
+Message-ID: <reply-1@fabrikam.test>\r\nIn-Reply-To: <notify-4711@helpdesk.contoso.test>\r\n\r\nStill broken.\r\n";
+    h.append(&user, "INBOX", reply, &[]);
+    let mut agent = Agent::new(mailbox(h, &user, "", ""), dir).unwrap();
+    let batch = run(agent.fetch(10)).unwrap();
+    assert_eq!(
+        batch.tickets[0].thread.ticket_number.as_deref(),
+        Some("T-4711")
+    );
+    assert_eq!(
+        batch.tickets[0].thread.in_reply_to.as_deref(),
+        Some("notify-4711@helpdesk.contoso.test")
+    );
+}
+
+#[test]
 fn message_deleted_after_its_size_was_read_ahead_is_skipped() {
     use futures::StreamExt;
     let h = Harness::get();

@@ -397,3 +397,23 @@ fn oversized_message_gives_headers_only() {
     assert!(t.body.is_empty() && t.attachments.is_empty());
     assert!(t.warnings.iter().any(|w| w.contains("only its headers")));
 }
+
+#[test]
+fn us_ascii_label_with_8bit_bytes_is_read_as_what_the_bytes_are() {
+    let utf8 = "From: a@example.com\r\nSubject: x\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nGrüße\r\n";
+    let t = build(utf8.as_bytes(), &TicketOptions::default()).expect("ticket");
+    assert_eq!(t.body, "Grüße");
+    assert!(t.warnings.iter().any(|w| w.contains("decoded as UTF-8")));
+    let latin1 = b"From: a@example.com\r\nSubject: x\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nGr\xfc\xdfe\r\n";
+    let t = build(latin1, &TicketOptions::default()).expect("ticket");
+    assert_eq!(t.body, "Grüße");
+    assert!(t.warnings.iter().any(|w| w.contains("windows-1252")));
+    // Plain ASCII under us-ascii: nothing to say.
+    let ascii = b"From: a@example.com\r\nSubject: x\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nHello\r\n";
+    let t = build(ascii, &TicketOptions::default()).expect("ticket");
+    assert!(
+        !t.warnings.iter().any(|w| w.contains("8-bit")),
+        "{:?}",
+        t.warnings
+    );
+}

@@ -189,6 +189,12 @@ public:
         raw_.reset(raw);
     }
 
+    /// Registers a mail the PSA sent for a ticket, so replies to it are threaded to that ticket.
+    void register_sent(const std::string &message_id, const std::string &ticket_number) {
+        detail::check(pma_register_sent(raw_.get(), message_id.c_str(), ticket_number.c_str()),
+                      raw_.get());
+    }
+
     /// Enables OAuth 2.0 with the app registration's IDs (and client secret for app-only).
     void set_oauth_credentials(const std::string &application_id, const std::string &directory_id,
                                const std::optional<std::string> &client_secret = std::nullopt) {

@@ -208,6 +208,8 @@ namespace PsaMailAgent
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         public static extern PmaResult pma_set_oauth_credentials(AgentHandle agent, byte[] applicationId, byte[] directoryId, byte[] clientSecret);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern PmaResult pma_register_sent(AgentHandle agent, byte[] messageId, byte[] ticketNumber);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         public static extern PmaResult pma_test_connection(AgentHandle agent, out ReportHandle report);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         public static extern PmaResult pma_fetch_tickets(AgentHandle agent, UIntPtr max, out BatchHandle batch);
@@ -514,6 +516,22 @@ namespace PsaMailAgent
 
         /// <summary>The library version, "MAJOR.MINOR.PATCH".</summary>
         public static string Version { get { return PmaNative.FromUtf8Z(PmaNative.pma_version()); } }
+
+        /// <summary>Registers a mail the PSA sent (Message-ID, with or without &lt;&gt;) for a
+        /// ticket, so replies that keep only In-Reply-To/References are threaded to it.</summary>
+        public void RegisterSent(string messageId, string ticketNumber)
+        {
+            if (messageId == null)
+            {
+                throw new ArgumentNullException("messageId");
+            }
+            if (ticketNumber == null)
+            {
+                throw new ArgumentNullException("ticketNumber");
+            }
+            PmaNative.Check(PmaNative.pma_register_sent(handle, PmaNative.ToUtf8Z(messageId),
+                PmaNative.ToUtf8Z(ticketNumber)), handle);
+        }
 
         /// <summary>Enables OAuth 2.0 with the app registration's Application (client) ID and
         /// Directory (tenant) ID; <paramref name="clientSecret"/> only for app-only access.</summary>

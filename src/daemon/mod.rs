@@ -36,8 +36,13 @@ use std::time::Duration;
 /// How long a stopping mailbox may take to finish its current delivery.
 pub const STOP_GRACE: Duration = Duration::from_secs(8);
 
+/// Connection setups (TCP, TLS, token, sign-in, SELECT) running at once at most: 200 mailboxes
+/// starting together must not look like an attack to the server or the identity platform.
+pub const CONNECT_CONCURRENCY: usize = 8;
+
 /// What every mailbox task shares.
 pub(crate) struct Shared {
+    pub(crate) connect_gate: Rc<smol::lock::Semaphore>,
     pub(crate) sink: Sink,
     pub(crate) state_dir: PathBuf,
     pub(crate) idle_refresh: Duration,
@@ -106,6 +111,7 @@ impl Settings {
 
     fn shared(&self) -> Result<Rc<Shared>> {
         Ok(Rc::new(Shared {
+            connect_gate: Rc::new(smol::lock::Semaphore::new(CONNECT_CONCURRENCY)),
             sink: Sink::new(&self.output, None)?,
             state_dir: self.state_dir.clone(),
             idle_refresh: Duration::from_secs(self.idle_refresh_secs),
@@ -122,8 +128,42 @@ impl Settings {
 pub fn run(config_path: &Path) -> Result<()> {
     let signals = signals()?;
     let config = Config::load(config_path)?;
+    let _run_lock = run_lock(&config.state_dir)?;
     let ex = Rc::new(LocalExecutor::new());
     smol::block_on(ex.run(supervise(ex.clone(), config_path, config, signals)))
+}
+
+/// One `run` per state directory: a second would fight over every mailbox's lock and overwrite
+/// the first one's status files with its own failures.
+fn run_lock(state_dir: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(state_dir).map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("create {}: {e}", state_dir.display()),
+        )
+    })?;
+    let path = state_dir.join("run.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("lock {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "another `psa-mail-agent run` already uses the state directory {}",
+                state_dir.display()
+            ),
+        )
+        .with_fix("stop the other agent, or give this configuration its own state_dir")),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::new(
+            ErrorKind::Io,
+            format!("lock {}: {e}", path.display()),
+        )),
+    }
 }
 
 #[cfg(unix)]

@@ -53,6 +53,9 @@ struct Worker {
     status: StatusFile,
     backoff: Backoff,
     parked: Rc<Cell<bool>>,
+    /// A batch was acknowledged since the last failure: the line works, if poorly, so the next
+    /// retry starts again at the shortest delay instead of waiting minutes.
+    progressed: bool,
 }
 
 /// Runs `mailbox` until `stop`. `parked` tells the supervisor the mailbox waits for an admin (a
@@ -66,13 +69,17 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
         shared,
         backoff: Backoff::new(RETRY_FIRST, RETRY_MAX),
         parked,
+        progressed: false,
     };
     log::info!("mailbox {}: started", w.name);
     // Outer loop: one agent (connection, token provider, state, lock) per attempt after an
     // admin-level failure, so `psa-mail-agent login` can take the lock while the mailbox waits.
     'agent: while !stop.is_set() {
         let mut agent = match Agent::new(mailbox.clone(), w.shared.state_dir.clone()) {
-            Ok(a) => a,
+            Ok(mut a) => {
+                a.set_attachment_bytes(w.shared.sink.needs_attachment_bytes());
+                a
+            }
             Err(e) => {
                 if w.failed(&e, &stop).await {
                     continue;
@@ -83,9 +90,41 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
         // Tickets delivered whose messages are not acknowledged yet: after a failed ack the
         // batch comes again and these are not delivered twice.
         let mut delivered: HashSet<String> = HashSet::new();
+        let mut connected = false;
+        // A server that accepts the session but fails every IDLE must not be reconnected to
+        // every second: the backoff only resets once a wait succeeded.
+        let mut wait_failed = false;
         while !stop.is_set() {
             w.status.set_state(states::RUNNING);
-            let r = w.drain(&mut agent, &mut delivered, &stop).await;
+            let r = if connected {
+                w.drain(&mut agent, &mut delivered, &stop).await
+            } else {
+                let gate = w.shared.connect_gate.clone();
+                let permit = futures::select_biased! {
+                    _ = stop.wait().fuse() => break,
+                    p = gate.acquire().fuse() => p,
+                };
+                let r = agent.connect().await;
+                drop(permit);
+                match r {
+                    Ok(()) => {
+                        connected = true;
+                        w.status.status.idle_supported = agent.supports_idle();
+                        if agent.supports_idle() == Some(false) {
+                            log::info!(
+                                "mailbox {}: the server offers no IDLE; polling every {} s",
+                                w.name,
+                                mailbox.poll_interval_secs
+                            );
+                        }
+                        w.drain(&mut agent, &mut delivered, &stop).await
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            if r.is_err() {
+                connected = false;
+            }
             if let Err(e) = r {
                 agent.release_unacked();
                 agent.disconnect().await;
@@ -103,6 +142,9 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
                 continue;
             }
             w.succeeded().await;
+            if !wait_failed {
+                w.backoff.reset();
+            }
             if stop.is_set() {
                 break;
             }
@@ -110,9 +152,15 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
             let refresh = w.shared.idle_refresh;
             match agent.wait_for_mail(refresh, stop.wait()).await {
                 Ok(Wake::Stopped) => break,
-                Ok(wake) => log::debug!("mailbox {}: woke up ({wake:?})", w.name),
+                Ok(wake) => {
+                    wait_failed = false;
+                    w.backoff.reset();
+                    log::debug!("mailbox {}: woke up ({wake:?})", w.name)
+                }
                 Err(e) => {
                     agent.release_unacked();
+                    connected = false;
+                    wait_failed = true;
                     if needs_admin(e.kind()) {
                         agent.disconnect().await;
                         drop(agent);
@@ -147,23 +195,27 @@ impl Worker {
             if batch.is_void() {
                 return Ok(());
             }
+            let mut fresh = 0u64;
             for t in &batch.tickets {
                 if delivered.contains(&t.dedupe_key) {
                     continue;
                 }
-                self.shared.sink.deliver(t).await?;
+                self.shared.sink.deliver_until(t, stop.wait()).await?;
                 delivered.insert(t.dedupe_key.clone());
+                fresh += 1;
             }
+            // Counted once delivered, whether or not the acknowledgement below gets through.
+            self.status.status.tickets_delivered += fresh;
             agent.ack(&batch).await?;
-            for t in &batch.tickets {
-                delivered.remove(&t.dedupe_key);
-            }
+            self.progressed = true;
+            // Nothing is in flight after an acknowledgement (tickets of a batch whose ack
+            // failed are suppressed by the agent's state when they come again).
+            delivered.clear();
             if !batch.is_empty() {
                 log::info!("mailbox {}: {} ticket(s) delivered", self.name, batch.len());
-                self.status.status.tickets_delivered += batch.len() as u64;
-                self.status.status.last_success = Some(status::now());
-                self.status.save();
             }
+            self.status.status.last_success = Some(status::now());
+            self.status.save();
             if stop.is_set() {
                 return Ok(());
             }
@@ -171,7 +223,6 @@ impl Worker {
     }
 
     async fn succeeded(&mut self) {
-        self.backoff.reset();
         self.parked.set(false);
         let s = &mut self.status.status;
         s.last_success = Some(status::now());
@@ -198,6 +249,10 @@ impl Worker {
     /// attempt. Returns false when a stop was requested meanwhile.
     async fn failed(&mut self, e: &Error, stop: &Stop) -> bool {
         let admin = needs_admin(e.kind());
+        if std::mem::take(&mut self.progressed) {
+            self.backoff.reset();
+            self.status.status.consecutive_failures = 0;
+        }
         let delay = if admin {
             jitter(PARKED_RETRY)
         } else {

@@ -37,12 +37,28 @@ impl Sink {
         })
     }
 
+    /// Whether tickets must carry their attachments' bytes (only the spool writes them; the
+    /// other outputs carry metadata, so the agent can drop the bytes and bound its memory).
+    pub fn needs_attachment_bytes(&self) -> bool {
+        matches!(self, Sink::Spool(_))
+    }
+
     /// Delivers one ticket; `Ok` means it is durable at the destination.
     pub async fn deliver(&self, ticket: &Ticket) -> Result<()> {
+        self.deliver_until(ticket, std::future::pending()).await
+    }
+
+    /// Like [`Sink::deliver`], but gives up between webhook retries once `stop` completes
+    /// (shutdown): never in the middle of a request, and the ticket is not acknowledged.
+    pub async fn deliver_until(
+        &self,
+        ticket: &Ticket,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
         match self {
             Sink::Stdout => write_line(&mut std::io::stdout().lock(), ticket),
             Sink::Spool(s) => s.write(ticket),
-            Sink::Webhook(w) => w.post(ticket).await,
+            Sink::Webhook(w) => w.post_until(ticket, stop).await,
         }
     }
 }

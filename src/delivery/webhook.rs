@@ -52,6 +52,18 @@ impl Webhook {
 
     /// Posts `ticket`, retrying temporary failures; `Ok` only after a 2xx answer.
     pub async fn post(&self, ticket: &Ticket) -> Result<()> {
+        self.post_until(ticket, std::future::pending()).await
+    }
+
+    /// [`Webhook::post`] that stops retrying once `stop` completes.
+    pub async fn post_until(
+        &self,
+        ticket: &Ticket,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        use futures::FutureExt;
+        let stop = stop.fuse();
+        futures::pin_mut!(stop);
         let body = ticket.to_json();
         let auth = self
             .token
@@ -98,7 +110,13 @@ impl Webhook {
                 failure.message(),
                 delay.as_millis()
             );
-            smol::Timer::after(delay).await;
+            let stopped = futures::select_biased! {
+                _ = stop => true,
+                _ = FutureExt::fuse(smol::Timer::after(delay)) => false,
+            };
+            if stopped {
+                return Err(failure.context("stopping; not retried"));
+            }
             attempt += 1;
         }
     }

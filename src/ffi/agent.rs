@@ -296,6 +296,34 @@ pub unsafe extern "C" fn pma_set_oauth_credentials(
     }
 }
 
+/// Registers a mail the PSA sent (a notification, a technician's answer): `message_id` (with
+/// or without `<>`) belongs to ticket `ticket_number`. A later reply that only keeps
+/// In-Reply-To/References (with an edited subject) then gets that ticket number in
+/// `thread.ticket_number`. The map is bounded (least recently used entries go) and persisted
+/// under the state directory, so it survives restarts.
+///
+/// `PMA_CONFIG` for an empty value or one with line breaks. Thread-safe; serialised with the
+/// handle's other calls.
+///
+/// # Safety
+/// `agent` is NULL or a live handle; string arguments are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn pma_register_sent(
+    agent: *mut pma_agent,
+    message_id: *const c_char,
+    ticket_number: *const c_char,
+) -> pma_result {
+    // SAFETY: forwarded contracts.
+    unsafe {
+        with_agent(agent, |_, inner| {
+            let id = str_arg(message_id, "message_id")?;
+            let ticket = str_arg(ticket_number, "ticket_number")?;
+            inner.agent()?.register_sent(id, ticket)?;
+            Ok(())
+        })
+    }
+}
+
 /// Tests the connection step by step (token, connect, TLS, capabilities, authenticate,
 /// select), stopping at the first failure.
 ///

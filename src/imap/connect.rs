@@ -48,7 +48,7 @@ impl Capabilities {
         Capabilities(names.into_iter().collect())
     }
 
-    fn from_proto(caps: &[Capability<'_>]) -> Self {
+    pub(crate) fn from_proto(caps: &[Capability<'_>]) -> Self {
         Capabilities(
             caps.iter()
                 .map(|c| match c {
@@ -82,17 +82,17 @@ pub async fn secure(target: &Target, tcp: TcpStream) -> Result<Client<MailStream
             let tls =
                 crate::tls::handshake(target.tls.clone(), &target.server, tcp, target.timeout)
                     .await?;
-            let mut client = Client::new(MailStream::Tls(Box::new(tls)));
+            let mut client = Client::new(MailStream::tls(tls));
             read_greeting(&mut client, target).await?;
             Ok(client)
         }
         Encryption::None => {
-            let mut client = Client::new(MailStream::Plain(tcp));
+            let mut client = Client::new(MailStream::plain(tcp));
             read_greeting(&mut client, target).await?;
             Ok(client)
         }
         Encryption::StartTls => {
-            let mut client = Client::new(MailStream::Plain(tcp));
+            let mut client = Client::new(MailStream::plain(tcp));
             read_greeting(&mut client, target).await?;
             let caps = capabilities(&mut client, target.timeout).await?;
             if !caps.has("STARTTLS") {
@@ -117,13 +117,13 @@ pub async fn secure(target: &Target, tcp: TcpStream) -> Result<Client<MailStream
             }
             // Anything the server sent after its OK and before the handshake is discarded with
             // the old client: accepting it would let an attacker inject responses (RFC 2595).
-            let MailStream::Plain(tcp) = client.into_inner() else {
+            let Some(tcp) = client.into_inner().into_plain() else {
                 return Err(protocol_error("STARTTLS on an already encrypted stream"));
             };
             let tls =
                 crate::tls::handshake(target.tls.clone(), &target.server, tcp, target.timeout)
                     .await?;
-            Ok(Client::new(MailStream::Tls(Box::new(tls))))
+            Ok(Client::new(MailStream::tls(tls)))
         }
     }
 }
@@ -167,7 +167,7 @@ async fn read_greeting(client: &mut Client<MailStream>, target: &Target) -> Resu
         let resp = client
             .read_response()
             .await
-            .map_err(|e| Error::from(e).context(&what))?
+            .map_err(|e| super::stream_error(&what, e))?
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::ConnectionClosed,

@@ -6,6 +6,7 @@ use super::map_err;
 use super::stream::MailStream;
 use crate::error::{Error, ErrorKind, Result};
 use crate::net::with_timeout;
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, Status};
 use futures::TryStreamExt;
 use std::time::Duration;
 
@@ -47,13 +48,13 @@ pub struct Arrived<'a> {
     pub raw: &'a [u8],
     /// Whether `raw` is only the header.
     pub header_only: bool,
-    flags: &'a async_imap::types::Fetch,
+    flags: Vec<String>,
 }
 
 impl Arrived<'_> {
     /// Flags as the server reported them (`\Seen`, ...).
     pub fn flags(&self) -> Vec<String> {
-        self.flags.flags().map(|fl| format!("{fl:?}")).collect()
+        self.flags.clone()
     }
 
     /// An owned copy.
@@ -129,6 +130,70 @@ impl Session {
         while let Ok(r) = self.inner.unsolicited_responses.try_recv() {
             if matches!(r, U::Exists(_) | U::Recent(_)) {
                 self.news = true;
+            }
+        }
+    }
+
+    /// Runs `command` and reads every response up to its tagged completion, handing each
+    /// untagged one to `on_untagged`. async-imap's FETCH/STORE/EXPUNGE streams end quietly when
+    /// the connection closes and ignore a tagged NO; here a close before the completion, a BYE
+    /// and a NO/BAD are errors, so an acknowledgement is never taken for done when it was not.
+    async fn run_checked(
+        &mut self,
+        command: &str,
+        mut on_untagged: impl FnMut(&Response<'_>),
+    ) -> Result<()> {
+        let id = self
+            .inner
+            .run_command(command)
+            .await
+            .map_err(|e| map_err(command, e))?;
+        loop {
+            let resp = self
+                .inner
+                .read_response()
+                .await
+                .map_err(|e| super::stream_error(command, e))?
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::ConnectionClosed,
+                        format!("{command}: the server closed the connection before it answered"),
+                    )
+                })?;
+            match resp.parsed() {
+                Response::Done {
+                    tag,
+                    status,
+                    outcome,
+                } if *tag == id => {
+                    return match status {
+                        Status::Ok => Ok(()),
+                        Status::Bad => Err(map_err(
+                            command,
+                            async_imap::error::Error::Bad(format!("{outcome:?}")),
+                        )),
+                        _ => Err(map_err(
+                            command,
+                            async_imap::error::Error::No(format!("{outcome:?}")),
+                        )),
+                    };
+                }
+                Response::Data {
+                    status: Status::Bye,
+                    outcome,
+                } => {
+                    return Err(Error::new(
+                        ErrorKind::ServerUnavailable,
+                        format!(
+                            "{command}: the server ended the session (BYE {})",
+                            super::bounded(outcome.information.as_deref().unwrap_or(""), 300)
+                        ),
+                    ));
+                }
+                Response::MailboxData(MailboxDatum::Exists(_) | MailboxDatum::Recent(_)) => {
+                    self.news = true;
+                }
+                other => on_untagged(other),
             }
         }
     }
@@ -246,16 +311,19 @@ impl Session {
     /// UID SEARCH `query`, ascending.
     pub async fn search(&mut self, query: &str) -> Result<Vec<u32>> {
         let what = format!("UID SEARCH {query}");
-        let set = with_timeout(self.timeout, &what, async {
-            self.inner
-                .uid_search(query)
-                .await
-                .map_err(|e| map_err(&what, e))
+        let mut uids: Vec<u32> = Vec::new();
+        with_timeout(self.timeout, &what, async {
+            self.run_checked(&what, |r| {
+                if let Response::MailboxData(MailboxDatum::Search(ids)) = r {
+                    uids.extend(ids);
+                }
+            })
+            .await
         })
         .await?;
         self.drain_unsolicited();
-        let mut uids: Vec<u32> = set.into_iter().collect();
         uids.sort_unstable();
+        uids.dedup();
         Ok(uids)
     }
 
@@ -265,18 +333,25 @@ impl Session {
             return Ok(Vec::new());
         }
         let set = uid_set(uids);
-        let what = format!("UID FETCH {set} (RFC822.SIZE)");
-        let mut out = with_timeout(self.timeout, &what, async {
-            let stream = self
-                .inner
-                .uid_fetch(&set, "(UID RFC822.SIZE)")
-                .await
-                .map_err(|e| map_err(&what, e))?;
-            let fetches: Vec<_> = stream.try_collect().await.map_err(|e| map_err(&what, e))?;
-            Ok(fetches
-                .iter()
-                .filter_map(|f| Some((f.uid?, f.size.unwrap_or(0))))
-                .collect::<Vec<_>>())
+        let what = format!("UID FETCH {set} (UID RFC822.SIZE)");
+        let mut out: Vec<(u32, u32)> = Vec::new();
+        with_timeout(self.timeout, &what, async {
+            self.run_checked(&what, |r| {
+                if let Response::Fetch(_, attrs) = r {
+                    let uid = attrs.iter().find_map(|a| match a {
+                        AttributeValue::Uid(u) => Some(*u),
+                        _ => None,
+                    });
+                    let size = attrs.iter().find_map(|a| match a {
+                        AttributeValue::Rfc822Size(s) => Some(*s),
+                        _ => None,
+                    });
+                    if let Some(uid) = uid {
+                        out.push((uid, size.unwrap_or(0)));
+                    }
+                }
+            })
+            .await
         })
         .await?;
         self.drain_unsolicited();
@@ -360,36 +435,59 @@ impl Session {
         let what = format!("UID FETCH {set}");
         // A slow link still moves 256 KiB/s; beyond that the timeout is the configured one.
         let limit = self.timeout + Duration::from_secs(expected_bytes / (256 * 1024));
-        with_timeout(limit, &what, async {
-            let mut stream = self
-                .inner
-                .uid_fetch(&set, items)
-                .await
-                .map_err(|e| map_err(&what, e))?;
-            let mut seen = std::collections::BTreeSet::new();
-            while let Some(f) = stream.try_next().await.map_err(|e| map_err(&what, e))? {
-                let Some(uid) = f.uid else { continue };
-                if !uids.contains(&uid) || !seen.insert(uid) {
-                    // `UID n:*` semantics, an unsolicited FETCH for another message, or a
-                    // repeated one.
-                    continue;
+        // The server announced the sizes: a literal far beyond them is refused as it is
+        // announced, before anything is buffered (servers' RFC822.SIZE may be a little off).
+        let max_literal = if header_only {
+            16 * 1024 * 1024
+        } else {
+            expected_bytes
+                .saturating_mul(2)
+                .saturating_add(super::stream::DEFAULT_MAX_LITERAL)
+        };
+        self.inner.get_mut().set_max_literal(max_literal);
+        let command = format!("UID FETCH {set} {items}");
+        let mut seen = std::collections::BTreeSet::new();
+        let r = with_timeout(limit, &what, async {
+            self.run_checked(&command, |r| {
+                let Response::Fetch(_, attrs) = r else { return };
+                let mut uid = None;
+                let mut size = None;
+                let mut flags = Vec::new();
+                let mut raw: Option<&[u8]> = None;
+                for a in attrs {
+                    match a {
+                        AttributeValue::Uid(u) => uid = Some(*u),
+                        AttributeValue::Rfc822Size(s) => size = Some(*s),
+                        AttributeValue::Flags(f) => {
+                            flags = f.iter().map(|x| flag_name(x)).collect()
+                        }
+                        AttributeValue::BodySection { data: Some(d), .. } => raw = Some(d),
+                        _ => {}
+                    }
                 }
-                let raw = if header_only { f.header() } else { f.body() };
-                let Some(raw) = raw else {
-                    seen.remove(&uid);
-                    continue;
+                // `UID n:*` semantics, an unsolicited FETCH (flags) for another message, or a
+                // repeated one.
+                let (Some(uid), Some(raw)) = (uid, raw) else {
+                    return;
                 };
+                if !uids.contains(&uid) || !seen.insert(uid) {
+                    return;
+                }
                 on_message(Arrived {
                     uid,
-                    flags: &f,
-                    size: f.size.unwrap_or(raw.len() as u32),
+                    size: size.unwrap_or(raw.len() as u32),
                     raw,
                     header_only,
+                    flags,
                 });
-            }
-            Ok(())
+            })
+            .await
         })
-        .await?;
+        .await;
+        self.inner
+            .get_mut()
+            .set_max_literal(super::stream::DEFAULT_MAX_LITERAL);
+        r?;
         self.drain_unsolicited();
         Ok(())
     }
@@ -398,13 +496,7 @@ impl Session {
         let set = uid_set(uids);
         let what = format!("UID STORE {set} {change}");
         with_timeout(self.timeout, &what, async {
-            let stream = self
-                .inner
-                .uid_store(&set, change)
-                .await
-                .map_err(|e| map_err(&what, e))?;
-            let _: Vec<_> = stream.try_collect().await.map_err(|e| map_err(&what, e))?;
-            Ok(())
+            self.run_checked(&what, |_| ()).await
         })
         .await?;
         self.drain_unsolicited();
@@ -467,33 +559,15 @@ impl Session {
         }
         self.store(uids, "+FLAGS.SILENT (\\Deleted)").await?;
         let set = uid_set(uids);
-        if self.capabilities.has("UIDPLUS") {
-            let what = format!("UID EXPUNGE {set}");
-            with_timeout(self.timeout, &what, async {
-                let stream = self
-                    .inner
-                    .uid_expunge(&set)
-                    .await
-                    .map_err(|e| map_err(&what, e))?;
-                let _: Vec<_> = stream.try_collect().await.map_err(|e| map_err(&what, e))?;
-                Ok(())
-            })
-            .await?;
+        let what = if self.capabilities.has("UIDPLUS") {
+            format!("UID EXPUNGE {set}")
         } else {
-            with_timeout(self.timeout, "EXPUNGE", async {
-                let stream = self
-                    .inner
-                    .expunge()
-                    .await
-                    .map_err(|e| map_err("EXPUNGE", e))?;
-                let _: Vec<_> = stream
-                    .try_collect()
-                    .await
-                    .map_err(|e| map_err("EXPUNGE", e))?;
-                Ok(())
-            })
-            .await?;
-        }
+            "EXPUNGE".to_string()
+        };
+        with_timeout(self.timeout, &what, async {
+            self.run_checked(&what, |_| ()).await
+        })
+        .await?;
         self.drain_unsolicited();
         Ok(())
     }
@@ -527,18 +601,35 @@ impl Session {
         capabilities: Capabilities,
         timeout: Duration,
     ) -> Self {
-        Session {
-            inner,
-            capabilities,
-            timeout,
-            news: false,
+        Session::new(inner, capabilities, timeout)
+    }
+}
+
+/// A flag as the agent reports it (`Seen`, `Deleted`, or the keyword itself), matching
+/// async-imap's `Flag` Debug form used before.
+fn flag_name(raw: &str) -> String {
+    match raw.strip_prefix('\\') {
+        Some(system) => {
+            let mut c = system.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + &c.as_str().to_ascii_lowercase(),
+                None => raw.to_string(),
+            }
         }
+        None => format!("Custom({raw:?})"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flag_names() {
+        assert_eq!(flag_name("\\Seen"), "Seen");
+        assert_eq!(flag_name("\\SEEN"), "Seen");
+        assert_eq!(flag_name("$Label1"), "Custom(\"$Label1\")");
+    }
 
     #[test]
     fn uid_sets_are_compact() {

@@ -39,7 +39,7 @@ pub(crate) async fn raw_command(
         let resp = client
             .read_response()
             .await
-            .map_err(|e| Error::from(e).context(command))?
+            .map_err(|e| stream_error(command, e))?
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::ConnectionClosed,
@@ -71,13 +71,13 @@ pub(crate) async fn raw_command(
 pub(crate) fn map_err(command: &str, e: async_imap::error::Error) -> Error {
     use async_imap::error::Error as E;
     match e {
-        E::Io(io) => Error::from(io).context(command),
+        E::Io(io) => stream_error(command, io),
         E::ConnectionLost => Error::new(
             ErrorKind::ConnectionClosed,
             format!("{command}: connection lost"),
         ),
         E::No(text) | E::Bad(text) => {
-            let info = server_text(&text);
+            let info = bounded(&server_text(&text), MAX_QUOTED);
             let kind = if info.to_ascii_uppercase().contains("[UNAVAILABLE]") {
                 ErrorKind::ServerUnavailable
             } else {
@@ -85,10 +85,52 @@ pub(crate) fn map_err(command: &str, e: async_imap::error::Error) -> Error {
             };
             Error::new(kind, format!("{command}: the server answered: {info}"))
         }
-        E::Parse(p) => protocol_error(format!("{command}: unreadable server response: {p}")),
+        E::Parse(p) => protocol_error(format!(
+            "{command}: unreadable server response: {}",
+            bounded(&p.to_string(), MAX_QUOTED)
+        )),
         E::Validate(v) => Error::new(ErrorKind::Config, format!("{command}: {v}")),
-        other => Error::new(ErrorKind::Protocol, format!("{command}: {other}")),
+        other => Error::new(
+            ErrorKind::Protocol,
+            format!("{command}: {}", bounded(&other.to_string(), MAX_QUOTED)),
+        ),
     }
+}
+
+/// Longest piece of server data quoted in an error message (async-imap's parse errors carry the
+/// whole unparsed buffer, which a hostile server can make arbitrarily large).
+const MAX_QUOTED: usize = 300;
+
+/// Maps a failure reading or writing the IMAP stream. Anything that is not a plain network
+/// condition (timeout, reset, EOF) means the bytes made no sense: corrupt TLS records, an
+/// unparseable response, a response over the size limit. That is a protocol error, so the
+/// session is dropped and the next call reconnects instead of reusing a stream in an unknown
+/// state.
+pub(crate) fn stream_error(command: &str, e: std::io::Error) -> Error {
+    let mapped = Error::from(e);
+    let message = bounded(mapped.message(), MAX_QUOTED);
+    let kind = match mapped.kind() {
+        ErrorKind::Io => ErrorKind::Protocol,
+        k => k,
+    };
+    let what = if kind == ErrorKind::Protocol {
+        format!("{command}: unreadable data from the server: {message}")
+    } else {
+        format!("{command}: {message}")
+    };
+    Error::new(kind, what)
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, marked when cut.
+pub(crate) fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], text.len())
 }
 
 /// The server's words in an async-imap error, for messages.
@@ -127,9 +169,77 @@ pub(crate) fn server_text(raw: &str) -> String {
     }
 }
 
+/// Fuzzing entry (not part of the API): `data` as bytes from a server, through our response
+/// limit, async-imap's response parser (a client over an in-memory stream, read response by
+/// response as the session does) and our mapping of server text into errors. Returns the number
+/// of responses parsed.
+#[doc(hidden)]
+pub fn fuzz_server_bytes(data: &[u8]) -> usize {
+    let mut limit = stream::ResponseLimit::new(4096, 4096);
+    let whole = limit.feed(data).is_ok();
+    // Fed in two pieces, the verdict must be the same.
+    let mut split = stream::ResponseLimit::new(4096, 4096);
+    let cut = data.len() / 2;
+    let pieces = split
+        .feed(&data[..cut])
+        .and_then(|()| split.feed(&data[cut..]));
+    assert_eq!(
+        whole,
+        pieces.is_ok(),
+        "response limit verdict depends on read boundaries"
+    );
+
+    let text = String::from_utf8_lossy(data);
+    let _ = server_text(&text);
+    for e in [
+        async_imap::error::Error::No(text.to_string()),
+        async_imap::error::Error::Bad(text.to_string()),
+    ] {
+        let e = map_err("FUZZ", e);
+        assert!(e.message().len() < 2 * MAX_QUOTED + 100);
+    }
+    let mut client = Client::new(futures::io::Cursor::new(data.to_vec()));
+    // Read as the session reads: inside with_timeout, which turns a parser panic into an error.
+    let mut n = 0;
+    let _ = smol::block_on(crate::net::with_timeout(
+        std::time::Duration::from_secs(10),
+        "FUZZ",
+        async {
+            while let Ok(Some(resp)) = client.read_response().await {
+                n += 1;
+                if let Response::Capabilities(list) = resp.parsed() {
+                    let _ = connect::Capabilities::from_proto(list).list();
+                }
+            }
+            Ok(())
+        },
+    ));
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_errors_are_protocol_errors_and_bounded() {
+        let huge = "x".repeat(1_000_000);
+        let e = stream_error(
+            "UID FETCH 1",
+            std::io::Error::other(format!("Error during parsing of {huge}")),
+        );
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+        assert!(e.message().len() < 500, "{}", e.message().len());
+        assert!(e.message().contains("unreadable data from the server"));
+        let e = stream_error(
+            "NOOP",
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof"),
+        );
+        assert_eq!(e.kind(), ErrorKind::ConnectionClosed);
+        let e = map_err("LOGIN", async_imap::error::Error::No(huge.clone()));
+        assert!(e.message().len() < 500);
+        assert_eq!(bounded("äöü", 3), "ä… (6 bytes in all)");
+    }
 
     #[test]
     fn server_text_keeps_the_words() {

@@ -646,3 +646,28 @@ impl TokenProvider {
 
 #[cfg(test)]
 mod tests;
+
+/// Fuzzing entry (not part of the API): `data` as the token endpoint's answer, through the HTTP
+/// response parser and every JSON shape the flows read (token, device code, Microsoft error with
+/// its AADSTS mapping). Returns the error message when the answer is an error.
+#[doc(hidden)]
+pub fn fuzz_token_endpoint_answer(data: &[u8]) -> Option<String> {
+    let body = match http::fuzz_response(data) {
+        Some(r) => r.body,
+        None => data.to_vec(),
+    };
+    if let Some(t) = wire::token_answer(&body) {
+        let _ = (
+            t.access_token.is_some(),
+            t.expires_in,
+            t.token_type.is_some(),
+        );
+    }
+    if let Some(d) = wire::device_code_answer(&body) {
+        let _ = (d.device_code.is_some(), d.interval, d.message.is_some());
+    }
+    let answer = wire::error_answer(&body)?;
+    let _ = answer.is_invalid_grant();
+    let e = errors::map_error("login.example", 400, &answer, "sign in again");
+    Some(e.message().to_string())
+}

@@ -24,6 +24,14 @@ fn is_utf8_label(label: &str) -> bool {
     )
 }
 
+fn is_ascii_label(label: &str) -> bool {
+    let l = label.trim().to_ascii_lowercase();
+    matches!(
+        l.as_str(),
+        "us-ascii" | "ascii" | "ansi_x3.4-1968" | "iso646-us" | "us" | "csascii"
+    )
+}
+
 /// The text of a text/* part as mail-parser decoded it, corrected where the declared charset
 /// was missing, unknown or wrong. `raw` is the buffer the part's offsets point into; `what`
 /// names the part in warnings.
@@ -40,6 +48,20 @@ pub fn part_text(
         .map(|c| c.trim().trim_matches('"').to_string())
         .filter(|c| !c.is_empty());
     if let Some(label) = &declared {
+        if is_ascii_label(label) && !decoded.is_ascii() {
+            // "us-ascii" with 8-bit bytes is provably wrong: read the bytes as what they are.
+            if let Some(bytes) = transfer_decoded(raw, part) {
+                let (text, as_what) = match String::from_utf8(bytes) {
+                    Ok(text) => (text, "UTF-8"),
+                    Err(e) => (decode_cp1252(e.as_bytes()), "windows-1252"),
+                };
+                warnings.push(format!(
+                    "{what}: declared \"{}\" but has 8-bit bytes; decoded as {as_what}",
+                    sanitize_label(label)
+                ));
+                return text;
+            }
+        }
         if !is_utf8_label(label) && charset_decoder(label.as_bytes()).is_some() {
             // Declared and known: mail-parser decoded it with that charset. Trust it.
             return decoded.to_string();

@@ -200,15 +200,14 @@ struct Converter {
     stop: bool,
 }
 
-struct Tag<'a> {
+struct Tag {
     name: String,
     closing: bool,
     self_closing: bool,
     attrs: Vec<(String, String)>,
-    _src: &'a str,
 }
 
-impl Tag<'_> {
+impl Tag {
     fn attr(&self, name: &str) -> Option<&str> {
         self.attrs
             .iter()
@@ -386,7 +385,7 @@ impl Converter {
         }
     }
 
-    fn push(&mut self, tag: &Tag<'_>, skip: bool) {
+    fn push(&mut self, tag: &Tag, skip: bool) {
         if self.stack.len() >= MAX_DEPTH {
             return;
         }
@@ -408,7 +407,7 @@ impl Converter {
         });
     }
 
-    fn is_quote_marker(&self, tag: &Tag<'_>) -> QuoteMark {
+    fn is_quote_marker(&self, tag: &Tag) -> QuoteMark {
         if !self.opts.strip_quotes {
             return QuoteMark::None;
         }
@@ -448,7 +447,7 @@ impl Converter {
         QuoteMark::None
     }
 
-    fn on_open(&mut self, tag: &Tag<'_>) {
+    fn on_open(&mut self, tag: &Tag) {
         let name = tag.name.as_str();
         if name == "head" {
             // Skipped until </head>, or until <body> for documents that never close it.
@@ -804,7 +803,7 @@ fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
 
 /// Parses a tag at the start of `s` (which begins with '<'). Returns the tag and its length in
 /// bytes, or None when this '<' starts no tag.
-fn parse_tag(s: &str) -> Option<(Tag<'_>, usize)> {
+fn parse_tag(s: &str) -> Option<(Tag, usize)> {
     let b = s.as_bytes();
     let mut i = 1;
     let closing = b.get(i) == Some(&b'/');
@@ -836,7 +835,6 @@ fn parse_tag(s: &str) -> Option<(Tag<'_>, usize)> {
                     closing,
                     self_closing,
                     attrs,
-                    _src: s,
                 },
                 b.len(),
             ));
@@ -890,7 +888,6 @@ fn parse_tag(s: &str) -> Option<(Tag<'_>, usize)> {
             closing,
             self_closing,
             attrs,
-            _src: s,
         },
         i,
     ))

@@ -33,6 +33,7 @@
 
 mod attach;
 mod autogen;
+mod body;
 mod build;
 mod charset;
 mod entities;
@@ -114,8 +115,27 @@ impl TicketOptions {
 ///
 /// Errors only when the bytes are no email at all (empty, or no header fields); everything
 /// odd about a real email becomes a warning in the ticket.
+///
+/// mail-parser 0.11 panics on some malformed nested messages (found by fuzzing: a
+/// `message/rfc822` part whose header runs into binary bytes); such a panic is caught here and
+/// reported as an [`ErrorKind::Mail`] error, so the agent still makes a ticket (with a
+/// warning) instead of going down on a hostile message.
 pub fn build(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
-    build::build_ticket(raw, opts)
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        build::build_ticket(raw, opts)
+    }))
+    .unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".to_string());
+        let why: String = why.chars().take(200).collect();
+        Err(Error::new(
+            ErrorKind::Mail,
+            format!("the MIME parser failed on this message ({why})"),
+        ))
+    })
 }
 
 impl Ticket {

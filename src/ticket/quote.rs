@@ -287,6 +287,17 @@ fn header_block_at(lines: &[&str], i: usize) -> bool {
     if !FROM_NAMES.contains(&name.as_str()) {
         return false;
     }
+    // The whole block on one line ("From: x Sent: y To: z Subject: w"), as flowed text or
+    // some HTML conversions leave it.
+    let lower = first.to_lowercase();
+    let labelled = |names: &[&str]| {
+        names
+            .iter()
+            .any(|n| lower.contains(&format!(" {n}:")) || lower.contains(&format!(" {n} :")))
+    };
+    if labelled(DATE_NAMES) && labelled(&["subject", "betreff", "objet", "asunto", "onderwerp"]) {
+        return true;
+    }
     let mut has_date = false;
     let mut has_rest = false;
     for line in lines.iter().skip(i + 1).take(8) {
@@ -420,6 +431,8 @@ mod tests {
         assert_eq!(clean_body(t), "Merci");
         let t = "Hi\n\n-----Original Message-----\nFrom: x\nold";
         assert_eq!(clean_body(t), "Hi");
+        let t = "Done.\n\nFrom: Helpdesk <h@x.com> Sent: Monday, 23 November 2026 10:00 To: A Subject: VPN\nold";
+        assert_eq!(clean_body(t), "Done.");
     }
 
     #[test]

@@ -220,7 +220,6 @@ fn strip_reply_prefix(s: &str) -> Option<&str> {
 /// Message-IDs the helpdesk sent, mapped to their ticket numbers, so replies that keep only
 /// In-Reply-To/References (and an edited subject) still find their ticket. Bounded: beyond
 /// `capacity` the least recently used entry goes. Thread-safe; shared through an `Arc`.
-#[derive(Debug)]
 pub struct ThreadIndex {
     capacity: usize,
     inner: Mutex<IndexInner>,
@@ -231,6 +230,16 @@ struct IndexInner {
     map: HashMap<String, (String, u64)>,
     order: VecDeque<(String, u64)>,
     clock: u64,
+}
+
+impl std::fmt::Debug for ThreadIndex {
+    /// Sizes only: the entries can be many, and logs need not list them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadIndex")
+            .field("capacity", &self.capacity)
+            .field("len", &self.len())
+            .finish()
+    }
 }
 
 const INDEX_HEADER: &str = "# psa-mail-agent thread index v1";
@@ -438,6 +447,7 @@ mod tests {
         assert_eq!(idx.lookup("a@x").as_deref(), Some("1"));
         assert_eq!(idx.len(), 2);
         assert!(!idx.insert("bad\nid", "4"));
+        assert_eq!(format!("{idx:?}"), "ThreadIndex { capacity: 2, len: 2 }");
 
         let saved = idx.save();
         let text = String::from_utf8(saved.clone()).unwrap();

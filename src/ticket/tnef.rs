@@ -69,16 +69,22 @@ fn err(msg: impl Into<String>) -> TnefError {
 /// A file found inside a winmail.dat.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TnefFile {
+    /// The long file name (PR_ATTACH_LONG_FILENAME), else the 8.3 title.
     pub filename: Option<String>,
+    /// PR_ATTACH_MIME_TAG, when Outlook recorded one.
     pub mime_type: Option<String>,
+    /// PR_ATTACH_CONTENT_ID, for pictures the body refers to.
     pub content_id: Option<String>,
+    /// The file's bytes.
     pub data: Vec<u8>,
 }
 
 /// What a winmail.dat held.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Unpacked {
+    /// The attachments, in order.
     pub files: Vec<TnefFile>,
+    /// The plain-text body (attBody or PR_BODY), if the blob carries one.
     pub body: Option<String>,
 }
 

@@ -128,6 +128,7 @@ static void test_init_misuse(void) {
     CHECK_RC(pma_ack(agent, batch), PMA_NULL_ARGUMENT);
     CHECK_RC(pma_set_oauth_credentials(agent, "app", "tenant", NULL), PMA_NULL_ARGUMENT);
     CHECK(strstr(last_error(NULL), "agent is NULL") != NULL);
+    CHECK_RC(pma_register_sent(agent, "<a@b>", "T-1"), PMA_NULL_ARGUMENT);
     pma_free(agent);
     pma_batch_free(NULL);
     pma_report_free(NULL);
@@ -330,6 +331,13 @@ static void test_fetch_and_ack(pma_agent *agent, pma_agent *other) {
     CHECK_RC(pma_ack(agent, batch), PMA_INVALID_HANDLE); /* freed: refused, never read */
     CHECK(pma_batch_count(batch) == 0);
     pma_batch_free(batch); /* a second free is ignored */
+
+    /* Sent mail registered for threading: misuse, then a real registration. */
+    CHECK_RC(pma_register_sent(agent, NULL, "T-1"), PMA_NULL_ARGUMENT);
+    CHECK_RC(pma_register_sent(agent, "<a@b>", NULL), PMA_NULL_ARGUMENT);
+    CHECK_RC(pma_register_sent(agent, "<a@b>", "\xff\xfe"), PMA_INVALID_UTF8);
+    CHECK_RC(pma_register_sent(agent, "", "T-1"), PMA_CONFIG);
+    CHECK_RC(pma_register_sent(agent, "<notify-1@helpdesk.example>", "T-1"), PMA_OK);
 
     /* Acknowledged mail does not come again. */
     batch = NULL;

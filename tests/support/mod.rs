@@ -5,6 +5,9 @@
 //! The helpers panic with a message naming what failed: they are test setup, not the product.
 #![allow(dead_code)]
 
+pub mod fakeimap;
+pub mod faultproxy;
+
 use async_imap::imap_proto::rfc4315::UidSetMember;
 use async_imap::imap_proto::{Response, ResponseCode, Status};
 use async_imap::types::Flag;

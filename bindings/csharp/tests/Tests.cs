@@ -263,6 +263,16 @@ static class Tests
                 Check(report.Steps.Length == 6 && report.Steps[0].Name == "token", "token step first");
                 Check(report.Json.Contains("XOAUTH2 as " + shared), "XOAUTH2 names the shared mailbox");
             }
+            agent.RegisterSent("<cs-notify-1@helpdesk.example>", "T-1");
+            try
+            {
+                agent.RegisterSent("", "T-1");
+                Check(false, "an empty Message-ID is refused");
+            }
+            catch (PmaException e)
+            {
+                Check(e.Code == PmaResult.Config, "empty Message-ID: " + e.Code);
+            }
             using (Batch batch = agent.Fetch(10))
             {
                 Check(batch.Count == 3, "3 tickets from the shared mailbox, got " + batch.Count);
