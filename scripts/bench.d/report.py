@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns scripts/bench's measurements into the Markdown report (docs/performance.md's figures).
+"""Turns scripts/bench's measurements into the Markdown report (README.md's Performance figures).
 
     report.py RESULTS FIRST_TICKET SIZES PARSE N SMALL
 
