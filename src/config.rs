@@ -281,7 +281,7 @@ impl Default for OAuth {
 
 /// What loading needs besides the JSON: where relative paths start and how to read the
 /// environment (injectable for tests).
-pub(crate) struct Ctx<'a> {
+struct Ctx<'a> {
     base_dir: &'a Path,
     env: &'a dyn Fn(&str) -> Option<OsString>,
     /// Whether an inline secret was read, to warn about a config file others can read.
