@@ -336,8 +336,7 @@ impl Agent {
         } else {
             None
         };
-        let greeted = imap::connect::connect(&self.target()).await?;
-        let mut session = self.authenticate(greeted, token).await?;
+        let mut session = self.connect_and_authenticate(token).await?;
         // Servers announce MOVE, UIDPLUS, IDLE... only after authentication.
         session.refresh_capabilities().await?;
         let folder = session.select(&self.mailbox.imap.folder).await?;
@@ -350,6 +349,30 @@ impl Agent {
         );
         self.session = Some((session, folder));
         Ok(())
+    }
+
+    /// Connects and authenticates; a server that says `[UNAVAILABLE]` (a temporary back-end
+    /// problem, e.g. token introspection down) is asked again after 1 s and 3 s before the error
+    /// is returned. Refusals are never retried here.
+    async fn connect_and_authenticate(&mut self, token: Option<Secret>) -> Result<Session> {
+        let mut backoff = [1u64, 3].into_iter();
+        loop {
+            let greeted = imap::connect::connect(&self.target()).await?;
+            match self.authenticate(greeted, token.clone()).await {
+                Err(e) if e.kind() == ErrorKind::ServerUnavailable => match backoff.next() {
+                    Some(secs) => {
+                        log::warn!(
+                            "mailbox {}: {}; trying again in {secs} s",
+                            self.mailbox.name,
+                            e.message()
+                        );
+                        smol::Timer::after(Duration::from_secs(secs)).await;
+                    }
+                    None => return Err(e),
+                },
+                other => return other,
+            }
+        }
     }
 
     /// Drops the connection (after a network error, so the next call reconnects).

@@ -1015,3 +1015,64 @@ fn random_inputs_never_panic() {
     // Mutations inside comments keep some inputs valid; most are refused.
     assert!(accepted > 0 && accepted < 3000, "accepted {accepted}");
 }
+
+// ------------------------------------------------------------------- daemon (`run`) settings
+
+#[test]
+fn daemon_settings_default_and_parse() {
+    let c = load(&one("")).unwrap();
+    assert_eq!(c.notify_command, None);
+    assert!(c.notify_webhook.is_none());
+    assert_eq!(c.idle_refresh_secs, 1500);
+
+    let text = format!(
+        r#"{{"notify_command": "bin/alert", "notify_webhook": "https://hooks.example.com/T/B/secret-part",
+            "idle_refresh_secs": 600, "mailboxes": [{{{BASIC}}}]}}"#
+    );
+    let c = load(&text).unwrap();
+    assert_eq!(c.notify_command, Some(PathBuf::from("/etc/pma/bin/alert")));
+    assert_eq!(c.idle_refresh_secs, 600);
+    let hook = c.notify_webhook.as_ref().unwrap();
+    assert_eq!(hook.expose(), "https://hooks.example.com/T/B/secret-part");
+    assert!(
+        !format!("{c:?}").contains("secret-part"),
+        "the webhook URL is a secret"
+    );
+    // A bare program name is looked up in PATH, not resolved against the config directory.
+    let text = format!(r#"{{"notify_command": "logger", "mailboxes": [{{{BASIC}}}]}}"#);
+    assert_eq!(
+        load(&text).unwrap().notify_command,
+        Some(PathBuf::from("logger"))
+    );
+}
+
+#[test]
+fn daemon_settings_are_validated() {
+    let with = |members: &str| format!(r#"{{{members}, "mailboxes": [{{{BASIC}}}]}}"#);
+    fails(
+        &with(r#""notify_command": """#),
+        "notify_command",
+        &["must not be empty"],
+    );
+    fails(
+        &with(r#""notify_command": 3"#),
+        "notify_command",
+        &["expected a program path"],
+    );
+    fails(
+        &with(r#""notify_webhook": "http://hooks.example.com/x""#),
+        "notify_webhook",
+        &["use https"],
+    );
+    load(&with(r#""notify_webhook": "http://127.0.0.1:8080/x""#)).unwrap();
+    fails(
+        &with(r#""idle_refresh_secs": 1800"#),
+        "idle_refresh_secs",
+        &["1740"],
+    );
+    fails(
+        &with(r#""idle_refresh_secs": 10"#),
+        "idle_refresh_secs",
+        &["60..1740"],
+    );
+}

@@ -382,3 +382,18 @@ fn raw_8bit_subject_is_read_as_windows_1252() {
     assert_eq!(t.subject, "Grüße");
     assert!(!t.warnings.iter().any(|w| w.starts_with("Subject")));
 }
+
+#[test]
+fn oversized_message_gives_headers_only() {
+    let opts = TicketOptions {
+        max_message_bytes: 100,
+        ..TicketOptions::default()
+    };
+    let raw = WITH_CC_AND_ATTACHMENT.as_bytes();
+    assert!(raw.len() > 100);
+    let t = build(raw, &opts).expect("ticket");
+    assert_eq!(t.subject, "test");
+    assert_eq!(t.message_id.as_deref(), Some("m1@example.com"));
+    assert!(t.body.is_empty() && t.attachments.is_empty());
+    assert!(t.warnings.iter().any(|w| w.contains("only its headers")));
+}

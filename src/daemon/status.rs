@@ -65,6 +65,9 @@ pub struct Status {
     pub consecutive_failures: u32,
     /// Whether the server offers IDLE (else the mailbox is polled).
     pub idle_supported: Option<bool>,
+    /// A "failed" notification went out and no "recovered" yet (kept across restarts, so the
+    /// recovery after an admin's fix and restart or reload is announced too).
+    pub failure_notified: bool,
 }
 
 /// Unix time now.
@@ -126,6 +129,7 @@ impl StatusFile {
             last_error: old.last_error,
             tickets_delivered: old.tickets_delivered,
             errors: old.errors,
+            failure_notified: old.failure_notified,
             ..Status::default()
         };
         let mut f = StatusFile { path, status };

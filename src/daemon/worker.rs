@@ -52,7 +52,6 @@ struct Worker {
     shared: Rc<Shared>,
     status: StatusFile,
     backoff: Backoff,
-    notified: bool,
     parked: Rc<Cell<bool>>,
 }
 
@@ -66,7 +65,6 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
         name,
         shared,
         backoff: Backoff::new(RETRY_FIRST, RETRY_MAX),
-        notified: false,
         parked,
     };
     log::info!("mailbox {}: started", w.name);
@@ -179,8 +177,9 @@ impl Worker {
         s.last_success = Some(status::now());
         s.consecutive_failures = 0;
         s.next_retry = None;
-        if self.notified {
-            self.notified = false;
+        if self.status.status.failure_notified {
+            self.status.status.failure_notified = false;
+            self.status.save();
             log::warn!("mailbox {}: recovered", self.name);
             self.shared
                 .notifier
@@ -242,8 +241,9 @@ impl Worker {
             );
         }
         let failed_now = admin || self.status.status.consecutive_failures >= FAILED_AFTER;
-        if failed_now && !self.notified {
-            self.notified = true;
+        if failed_now && !self.status.status.failure_notified {
+            self.status.status.failure_notified = true;
+            self.status.save();
             self.shared
                 .notifier
                 .notify(&self.name, Event::Failed, e.message(), &kind, e.fix())

@@ -52,6 +52,7 @@ impl Spool {
     /// A spool in `dir`, created when missing.
     pub fn new(dir: &Path) -> Result<Spool> {
         fs::create_dir_all(dir).map_err(|e| delivery_error("create", dir, e))?;
+        sweep_temp_files(dir);
         Ok(Spool {
             dir: dir.to_path_buf(),
         })
@@ -96,6 +97,56 @@ impl Spool {
         let mut json = ticket.to_json();
         json.push('\n');
         write_atomic(&path, json.as_bytes()).map_err(|e| delivery_error("write", &path, e))
+    }
+}
+
+/// Removes temp files (`.NAME.PID.tmp`) left by a writer that died mid-write (crash, kill -9):
+/// those of processes that are gone (Linux), or older than a day elsewhere. Attachment
+/// directories are swept too.
+fn sweep_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if name.ends_with(".att") && path.is_dir() {
+            if let Ok(inner) = fs::read_dir(&path) {
+                for f in inner.flatten() {
+                    let n = f.file_name().to_string_lossy().into_owned();
+                    if is_stale_temp(&n, &f.path()) && fs::remove_file(f.path()).is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+        } else if is_stale_temp(&name, &path) && fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        log::info!(
+            "spool {}: removed {removed} temp file(s) of interrupted writes",
+            dir.display()
+        );
+    }
+}
+
+fn is_stale_temp(name: &str, path: &Path) -> bool {
+    let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let Some(pid) = stem.rsplit('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    if cfg!(target_os = "linux") {
+        pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 86_400)
     }
 }
 
@@ -159,6 +210,26 @@ mod tests {
         let json = fs::read_to_string(spool.ticket_path(&t)).unwrap();
         assert!(json.contains("\"dedupe_key\""));
         assert_ne!(ticket_stem("Helpdesk", "k"), ticket_stem("Other", "k"));
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn temp_files_of_dead_writers_are_swept() {
+        let dir = tempdir("sweep");
+        fs::create_dir_all(dir.join("x.att")).unwrap();
+        // PID 0x7fff_fff0 does not exist; our own temp files and other files stay.
+        let dead = format!(".a.json.{}.tmp", 0x7fff_fff0u32);
+        let mine = format!(".b.json.{}.tmp", std::process::id());
+        for n in [dead.as_str(), mine.as_str(), "c.json", ".hidden"] {
+            fs::write(dir.join(n), b"x").unwrap();
+        }
+        fs::write(dir.join("x.att").join(&dead), b"x").unwrap();
+        Spool::new(&dir).unwrap();
+        assert!(!dir.join(&dead).exists());
+        assert!(!dir.join("x.att").join(&dead).exists());
+        for n in [mine.as_str(), "c.json", ".hidden"] {
+            assert!(dir.join(n).exists(), "{n}");
+        }
     }
 
     #[test]

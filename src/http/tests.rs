@@ -518,3 +518,25 @@ fn https_unknown_ca_is_a_certificate_error() {
     assert!(e.message().contains("localhost"), "{e}");
     let _ = h.join();
 }
+
+#[test]
+fn https_through_the_proxy_tunnel() {
+    let (port, h) = tls_server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true);
+    let (proxy, p) = mock_proxy(b"HTTP/1.1 200 Connection established\r\n\r\n");
+    let o = HttpOptions {
+        proxy: Some(proxy),
+        ..tls_opts()
+    };
+    let r = post(&format!("https://localhost:{port}/t/token"), &o).unwrap();
+    assert_eq!(r.body, b"ok");
+    let connect = p.join().unwrap();
+    assert!(
+        connect.starts_with(&format!("CONNECT localhost:{port} HTTP/1.1\r\n")),
+        "{connect}"
+    );
+    let req = String::from_utf8(h.join().unwrap()).unwrap();
+    assert!(
+        req.ends_with("password=p%40ss%20w%26rd%3D%2B%2F%C3%BC"),
+        "the form arrived inside TLS"
+    );
+}

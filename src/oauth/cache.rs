@@ -142,6 +142,16 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .ok_or_else(|| std::io::Error::other("no file name"))?
         .to_string_lossy();
+    if !dir.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir)?;
+    }
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let result = (|| {
@@ -265,12 +275,22 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_directory_is_created() {
+        let dir = temp_dir("mkdir");
+        let path = dir.join("state/sub/x.token.json");
+        store(&path, &identity(), &Tokens::default()).unwrap();
+        assert_eq!(load(&path, &identity()), Tokens::default());
+        assert!(path.exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn unwritable_directory_is_a_clear_io_error() {
-        let path = Path::new("/nonexistent-pma-dir/x.token.json");
+        let path = Path::new("/proc/pma-no-such-dir/x.token.json");
         let e = store(path, &identity(), &Tokens::default()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io);
         assert!(
-            e.message().contains("/nonexistent-pma-dir/x.token.json"),
+            e.message().contains("/proc/pma-no-such-dir/x.token.json"),
             "{e}"
         );
         assert!(e.fix().unwrap().contains("state_dir"));

@@ -5,6 +5,33 @@
 //!
 //! Tokens know no mailbox: a [`TokenProvider`] hands out access tokens; the agent gives them to
 //! IMAP. Passwords, client secrets and tokens appear in no log, error or Debug output.
+//!
+//! ```no_run
+//! # async fn example(
+//! #     mailbox: &psa_mail_agent::config::Mailbox,
+//! #     state_dir: &std::path::Path,
+//! # ) -> psa_mail_agent::Result<()> {
+//! use psa_mail_agent::oauth::{ProviderOptions, TokenProvider};
+//! let mut tokens = TokenProvider::new(
+//!     &mailbox.oauth,
+//!     &mailbox.username,
+//!     mailbox.password.clone(),
+//!     ProviderOptions {
+//!         cache_path: Some(state_dir.join(format!("{}.token.json", mailbox.name))),
+//!         timeout: std::time::Duration::from_secs(mailbox.imap.timeout_secs),
+//!         sign_in_command: format!(
+//!             "psa-mail-agent login --config agent.json --mailbox {}",
+//!             mailbox.name
+//!         ),
+//!         ..ProviderOptions::default()
+//!     },
+//! )?;
+//! let token = tokens.access_token().await?; // token.expose() goes into AUTHENTICATE XOAUTH2
+//! // The server refused a token the identity platform issued: one new token, one retry.
+//! let token = tokens.invalidate_and_refresh().await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod cache;
 mod errors;
@@ -480,19 +507,11 @@ impl TokenProvider {
             );
             return Err(refusal);
         }
-        let mut body = zeroize::Zeroizing::new(resp.body);
-        let Some(mut answer) = wire::token_answer(&body) else {
-            let e = Error::new(
-                ErrorKind::Protocol,
-                format!(
-                    "token endpoint {}: HTTP 200 without a token answer ({} bytes)",
-                    self.endpoint,
-                    body.len()
-                ),
-            );
-            body.clear();
-            return Err(e.into());
+        let Some(mut answer) = wire::token_answer(&resp.body) else {
+            return Err(self.not_json(&resp, "OAuth token answer").into());
         };
+        // The body holds the tokens: wipe it now that they are parsed.
+        drop(zeroize::Zeroizing::new(resp.body));
         let Some(access) = answer.access_token.take().filter(|t| !t.is_empty()) else {
             return Err(Error::new(
                 ErrorKind::Protocol,

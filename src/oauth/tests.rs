@@ -625,7 +625,30 @@ static CAPTURE: Capture = Capture;
 
 #[test]
 fn a_whole_run_logs_no_secret() {
-    let _ = log::set_logger(&CAPTURE);
+    // A process has one logger, and other unit tests (the C API's log callback) install theirs:
+    // run this test again in a child process where its capture logger is the only one.
+    if std::env::var_os("PMA_LOG_CAPTURE_CHILD").is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "oauth::tests::a_whole_run_logs_no_secret",
+                "--test-threads=1",
+            ])
+            .env("PMA_LOG_CAPTURE_CHILD", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "child run failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    assert!(
+        log::set_logger(&CAPTURE).is_ok(),
+        "the child process has no other logger"
+    );
     log::set_max_level(log::LevelFilter::Trace);
     let idp = MockIdp::start(|req, i| {
         if req.path.ends_with("/devicecode") {

@@ -37,7 +37,21 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
     }
     let mut warnings = Vec::new();
     check_header_section(raw, &mut warnings);
-    let msg = MessageParser::default().parse(raw).ok_or_else(|| {
+    let headers_only = raw.len() as u64 > opts.max_message_bytes;
+    if headers_only {
+        warnings.push(format!(
+            "message is {} bytes, over the limit of {} bytes; only its headers were read",
+            raw.len(),
+            opts.max_message_bytes
+        ));
+    }
+    let parser = MessageParser::default();
+    let parsed = if headers_only {
+        parser.parse_headers(raw)
+    } else {
+        parser.parse(raw)
+    };
+    let msg = parsed.ok_or_else(|| {
         Error::new(
             ErrorKind::Mail,
             "not an email: no header fields found at the start of the message",
@@ -169,13 +183,15 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
         ));
         references.drain(..references.len() - MAX_REFERENCES);
     }
-    let ticket_number = ticket_number_in_subject(&subject, &opts.ticket_patterns).or_else(|| {
-        let index = opts.thread_index.as_ref()?;
-        in_reply_to
-            .iter()
-            .chain(references.iter().rev())
-            .find_map(|id| index.lookup(id))
-    });
+    let ticket_number = ticket_number_in_subject(&subject, &opts.ticket_patterns)
+        .or_else(|| {
+            let index = opts.thread_index.as_ref()?;
+            in_reply_to
+                .iter()
+                .chain(references.iter().rev())
+                .find_map(|id| index.lookup(id))
+        })
+        .or_else(|| bounced_ticket_number(&msg, opts));
 
     // Machine-generated?
     let headers: Vec<(&str, &str)> = msg.headers_raw().collect();
@@ -638,6 +654,28 @@ fn is_report_part(part: &MessagePart<'_>) -> bool {
 
 fn is_delivery_report(msg: &Message<'_>) -> bool {
     msg.parts.iter().any(is_report_part)
+}
+
+/// For a bounce: the ticket the returned message belonged to, from the returned headers'
+/// subject or Message-ID. Lets the PSA file the bounce under the ticket whose mail failed.
+fn bounced_ticket_number(msg: &Message<'_>, opts: &TicketOptions) -> Option<String> {
+    if !is_delivery_report(msg) {
+        return None;
+    }
+    msg.parts.iter().find_map(|part| {
+        let returned = match &part.body {
+            PartType::Message(nested) => nested.clone(),
+            PartType::Text(t) if part.is_content_type("text", "rfc822-headers") => {
+                MessageParser::default().parse_headers(t.as_bytes())?
+            }
+            _ => return None,
+        };
+        let subject = returned.subject().unwrap_or("");
+        ticket_number_in_subject(subject, &opts.ticket_patterns).or_else(|| {
+            let id = returned.message_id()?;
+            opts.thread_index.as_ref()?.lookup(id)
+        })
+    })
 }
 
 /// "S/MIME" or "PGP" when the message body is encrypted.

@@ -3,6 +3,33 @@
 //!
 //! [`build`] parses one raw RFC 5322 message (any bytes: garbage gives an [`ErrorKind::Mail`]
 //! error, never a panic) into a [`Ticket`]; [`Ticket::to_json`] renders the DESIGN.md JSON.
+//!
+//! What the ticket builder does, in short (details in each module):
+//! - **Keys**: `message_id` without `<>`; `dedupe_key` is the Message-ID, else
+//!   `sha256:<hex>` of the raw bytes read with LF line ends (the same mail saved to disk and
+//!   fetched over IMAP gets the same key).
+//! - **Text** (charset policy): a charset the Content-Type declares and the decoder
+//!   knows is trusted, never re-guessed. Missing, unknown or lying labels fall back to UTF-8 if
+//!   valid, else the HTML `<meta>` charset (HTML without a header charset), else
+//!   Windows-1252 — each time with a warning.
+//! - **Bodies**: `body_full` is the text/plain body (format=flowed undone), or the HTML
+//!   converted by [`html_to_text`], or a winmail.dat's body. `body` is `body_full` without
+//!   quoted history and signature ([`clean_body`]; for HTML-only mail the quote markup of
+//!   Gmail, Outlook, Thunderbird and Apple Mail is dropped first). Never empty when there was
+//!   text.
+//! - **Attachments**: every attachment and inline part with decoded file name (RFC 2231,
+//!   encoded words; paths stripped), type, size, Content-ID, SHA-256 and bytes up to
+//!   `max_attachment_bytes`; attached mails as `.eml`; winmail.dat unpacked ([`tnef`]).
+//! - **Threading**: ticket number from subject patterns ([`TicketPattern`]), else from
+//!   In-Reply-To/References through the [`ThreadIndex`] of Message-IDs the helpdesk sent;
+//!   bounces are threaded through the headers they return.
+//! - **Machine mail**: `auto_generated` is `loop` (own address, loop header, own
+//!   Message-ID), `bounce` (DSN, mailer-daemon), `auto_reply` (Auto-Submitted: auto-replied,
+//!   X-Autoreply, out-of-office subjects) or `bulk` (Precedence, List-Id/List-Unsubscribe,
+//!   other Auto-Submitted values), in that order of precedence.
+//! - **Limits**: header sections over 256 KiB or 1000 fields, MIME nesting over 32 levels,
+//!   more than 1000 attachments, subjects over 2000 characters, messages over
+//!   `max_message_bytes` — all give a ticket with a warning, never an error or a hang.
 
 mod attach;
 mod autogen;
@@ -37,6 +64,9 @@ pub struct TicketOptions {
     pub add_ccs: bool,
     /// Attachments larger than this are listed with a warning, without their bytes.
     pub max_attachment_bytes: u64,
+    /// Messages larger than this are read for their headers only (the ticket says so in a
+    /// warning), so one huge mail cannot exhaust memory or block the mailbox.
+    pub max_message_bytes: u64,
     /// Subject patterns that carry a ticket number (see [`TicketPattern`]); the first match wins.
     pub ticket_patterns: Vec<TicketPattern>,
     /// Message-IDs the helpdesk sent → ticket numbers, for replies without a number in the
@@ -55,10 +85,27 @@ impl Default for TicketOptions {
             add_attachments: true,
             add_ccs: false,
             max_attachment_bytes: 25 * 1024 * 1024,
+            max_message_bytes: 150 * 1024 * 1024,
             ticket_patterns: default_patterns(),
             thread_index: None,
             own_addresses: Vec::new(),
             loop_header: Some("X-PSA-Mail-Agent".to_string()),
+        }
+    }
+}
+
+impl TicketOptions {
+    /// The options for one configured mailbox: its name, attachment/CC switches and size
+    /// limit, and its own address for loop detection. Threading patterns and the loop header
+    /// keep their defaults; the agent adds its [`ThreadIndex`].
+    pub fn for_mailbox(mailbox: &crate::config::Mailbox) -> TicketOptions {
+        TicketOptions {
+            mailbox: mailbox.name.clone(),
+            add_attachments: mailbox.add_attachments,
+            add_ccs: mailbox.add_ccs,
+            max_attachment_bytes: mailbox.max_attachment_bytes,
+            own_addresses: vec![mailbox.email.clone()],
+            ..TicketOptions::default()
         }
     }
 }

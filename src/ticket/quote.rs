@@ -85,7 +85,8 @@ const SIGNATURE_STARTS: &[&str] = &[
     "sent from mail for windows",
     "sent from yahoo mail",
     "sent from samsung",
-    "sent via ",
+    "sent via blackberry",
+    "sent via the samsung",
     "sent with proton mail",
     "get outlook for ",
     "von meinem iphone gesendet",
@@ -94,7 +95,8 @@ const SIGNATURE_STARTS: &[&str] = &[
     "von meinem mobiltelefon gesendet",
     "gesendet von meinem ",
     "gesendet von outlook",
-    "gesendet mit ",
+    "gesendet mit der ",
+    "gesendet mit bluemail",
     "outlook für ios beziehen",
     "outlook für android beziehen",
     "envoyé de mon ",
@@ -130,8 +132,17 @@ pub fn clean_body(full: &str) -> String {
         }
         i += 1;
     }
-    // A signature ends the new text.
-    if let Some(sig) = kept.iter().position(|l| is_signature_start(l)) {
+    // A signature ends the new text: the "-- " delimiter anywhere, a "Sent from my iPhone"
+    // line only near the end (a sentence like "Sent from my home office, …" further up is text).
+    let mut nonblank_after = vec![0usize; kept.len() + 1];
+    for j in (0..kept.len()).rev() {
+        nonblank_after[j] = nonblank_after[j + 1] + usize::from(!kept[j].trim().is_empty());
+    }
+    let sig = kept.iter().enumerate().position(|(j, l)| {
+        is_sig_delimiter(l)
+            || (nonblank_after[j + 1] <= MAX_LINES_AFTER_MOBILE_SIG && is_signature_start(l))
+    });
+    if let Some(sig) = sig {
         kept.truncate(sig);
     }
     let text = trim_lines(&kept);
@@ -177,8 +188,15 @@ fn is_quoted(line: &str) -> bool {
     line.trim_start().starts_with('>')
 }
 
+/// A mobile signature line is followed by at most this many lines (the app's link, a name).
+const MAX_LINES_AFTER_MOBILE_SIG: usize = 4;
+
+fn is_sig_delimiter(line: &str) -> bool {
+    line == "-- " || line == "--" || line == "—"
+}
+
 fn is_signature_start(line: &str) -> bool {
-    if line == "-- " || line == "--" || line == "—" {
+    if is_sig_delimiter(line) {
         return true;
     }
     let t = line.trim();
@@ -414,6 +432,16 @@ mod tests {
             "Hi"
         );
         assert_eq!(clean_body("Hi\n-- \nJohn\nACME"), "Hi");
+    }
+
+    #[test]
+    fn signature_phrases_only_near_the_end() {
+        let t = "Hi,\nSent from my home office the VPN fails.\nIt works in the office.\nDetails:\n1. a\n2. b\n3. c\n\nThanks";
+        assert_eq!(clean_body(t), t);
+        assert_eq!(
+            clean_body("Hi\n\nSent from my iPhone\nJohn Doe\n+1 555 0100"),
+            "Hi"
+        );
     }
 
     #[test]

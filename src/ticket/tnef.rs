@@ -355,6 +355,7 @@ fn push_file(out: &mut Unpacked, f: TnefFile) -> Result<(), TnefError> {
 /// Writes a minimal TNEF stream: a body and files given as (title, long name, MIME type,
 /// data). Used by tests and to make the golden fixture; mirrors what Outlook writes closely
 /// enough for any TNEF reader.
+#[doc(hidden)]
 pub fn encode_for_tests(body: &str, files: &[(&str, &str, &str, &[u8])]) -> Vec<u8> {
     fn attr(out: &mut Vec<u8>, level: u8, id: u32, data: &[u8]) {
         out.push(level);
