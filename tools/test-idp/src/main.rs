@@ -1,8 +1,53 @@
 //! pma-test-idp: a local stand-in for the Microsoft identity platform v2.0 (token and device-code
 //! endpoints, Microsoft-shaped answers and AADSTS errors), plus token introspection for Dovecot
-//! and a control API for tests (`/_test/...`). Plain HTTP/1.1 on loopback; std only (+httparse).
+//! and a control API for tests. Plain HTTP/1.1 (keep-alive) on loopback; std only (+httparse).
 //!
-//! Usage: `pma-test-idp --listen 127.0.0.1:19980 --password PASSWORD`
+//! Usage: `pma-test-idp --listen 127.0.0.1:19980 [--password PW]` (else `PMA_PASSWORD`).
+//!
+//! # Endpoints
+//! - `POST /{tenant}/oauth2/v2.0/token`: grants `password`, `refresh_token`, `client_credentials`,
+//!   `urn:ietf:params:oauth:grant-type:device_code`. Success: `token_type, scope, expires_in,
+//!   ext_expires_in, access_token[, refresh_token]` (a refresh token only when `offline_access`
+//!   was asked for, and never for client credentials, as at Microsoft). Refresh tokens rotate;
+//!   the old one keeps working unless `strict_rotation` is set.
+//! - `POST /{tenant}/oauth2/v2.0/devicecode`: `user_code, device_code, verification_uri,
+//!   expires_in, interval, message`.
+//! - `POST /introspect` (form `token=`): `{"active":true,"username":<owner>,...}` for a live token
+//!   that grants IMAP, else `{"active":false}`. Owner: the user, or the client id for app tokens.
+//!
+//! # Directory
+//! - Tenant `contoso-tenant` (or the domain `contoso.test`); `common`/`organizations` → 50194,
+//!   others → 90002.
+//! - Apps: `app-public` (public client flows on), `app-nopublic` (→ 7000218),
+//!   `app-confidential` with secret `s3cret-app` (wrong secret → 7000215), `app-expiredsecret`
+//!   with secret `old-s3cret` (→ 7000222), `app-noconsent` (→ 65001); unknown → 700016.
+//! - Users: any `*@contoso.test` with the password; wrong password → 50126, other domains →
+//!   50034. Local-part prefixes: `locked-` 50053, `disabled-` 50057, `expired-` 50055, `mfa-`
+//!   50076, `mfareg-` 50079, `blocked-` 53003, `secdefaults-` 530035 (device code sign-in works
+//!   for all of them: approval stands for the interactive sign-in).
+//! - Scope: delegated grants need `https://outlook.office.com/IMAP.AccessAsUser.All` (or an
+//!   Exchange `.default`), else 70011 (two resources → 28000); client credentials need
+//!   `<resource>/.default` (else 1002012); a non-Exchange `.default` is issued but opens no IMAP.
+//!
+//! # Control API (`/_test/...`, GET or POST, JSON answers)
+//! Most commands take an optional `user=` (a user, or the client id for client credentials): the
+//! setting then applies to that subject only, so parallel tests do not disturb each other.
+//! - `reset[?user=U]`: everything (tokens, devices, settings, counters), or U's settings/counters.
+//! - `expire_access_tokens[?user=U]`: current access tokens become inactive.
+//! - `revoke?user=U`: U's refresh tokens fail with 50173, U's access tokens become inactive.
+//! - `fail_next?code=N[&count=K][&user=U]`: the next K token requests fail with AADSTS N
+//!   (every code of REFERENCE.md's table, plus 70016 authorization_pending, 70019
+//!   expired_token, 70020 slow_down, 70021 authorization_declined, 70003, 900144).
+//! - `mode?m=normal|down|slow|garbage[&user=U]`: token/devicecode endpoint faults: close without
+//!   answer, no answer for 65 s, or 200 with HTML.
+//! - `introspect?m=normal|error|nouser|slow[&user=U]`: introspection faults (500, no username,
+//!   no answer); Dovecot then answers `NO [UNAVAILABLE]`.
+//! - `set?access_ttl=S&strict_rotation=0|1[&user=U]`, `set?device_interval=S&device_expires=S`.
+//! - `approve_device?user=U[&user_code=X][&client_id=C]`, `decline_device?[user_code=X]`:
+//!   without user_code, the newest pending request (of client C).
+//! - `stats[?user=U]`: `token_requests, password, refresh_token, client_credentials,
+//!   device_code, other_grant, token_errors, slow_down, devicecode_requests, introspections,
+//!   introspections_active`.
 #![forbid(unsafe_code)]
 
 mod directory;
@@ -82,6 +127,9 @@ fn serve(mut stream: TcpStream, service: &Mutex<Service>) {
             (r, s.generation)
         };
         let route = path.split('?').next().unwrap_or("");
+        // Dovecot pools introspection connections and does not retry: one kept open across an
+        // idp restart would fail the next login. A fresh connection per introspection avoids it.
+        let close = close || route == "/introspect";
         match reply {
             Reply::Answer(status, ctype, text) => {
                 eprintln!("pma-test-idp: {method} {route} -> {status}");
