@@ -734,3 +734,13 @@ fn slow_identity_endpoint_times_out_naming_it() {
     assert!(e.message().contains("token endpoint 127.0.0.1"), "{e}");
     assert!(e.fix().is_some());
 }
+
+#[test]
+fn provider_and_its_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let mut p = provider("http://127.0.0.1:9", Flow::Password, Some("pw"), None);
+    send(&p);
+    send(&p.access_token());
+    send(&p.invalidate_and_refresh());
+    send(&p.device_login(|_| {}));
+}
