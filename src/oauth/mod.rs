@@ -362,7 +362,12 @@ impl TokenProvider {
                             interval += SLOW_DOWN_STEP;
                             continue;
                         }
-                        _ if r.error.is_temporary() && transient_failures < 3 => {
+                        // Network trouble: poll on a little. Not a cache write failure (Io):
+                        // the code was redeemed, polling again would only hide that error.
+                        _ if r.error.is_temporary()
+                            && r.error.kind() != ErrorKind::Io
+                            && transient_failures < 3 =>
+                        {
                             transient_failures += 1;
                             log::warn!("device-code sign-in: {} (polling on)", r.error);
                         }

@@ -744,3 +744,28 @@ fn provider_and_its_futures_are_send() {
     send(&p.invalidate_and_refresh());
     send(&p.device_login(|_| {}));
 }
+
+#[test]
+fn an_unwritable_cache_is_reported_not_hidden() {
+    let idp = MockIdp::start(|req, _| {
+        if req.path.ends_with("/devicecode") {
+            return (200, "{\"user_code\":\"U\",\"device_code\":\"D\",\"verification_uri\":\"https://microsoft.com/devicelogin\",\"expires_in\":60,\"interval\":1}".into());
+        }
+        (200, token_json("at", Some("rt"), 3600))
+    });
+    let cache = PathBuf::from("/proc/pma-no-such-dir/Helpdesk.token.json");
+    let mut p = provider(&idp.base, Flow::DeviceCode, None, Some(cache.clone()));
+    let e = smol::block_on(p.device_login(|_| {})).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.message().contains("Helpdesk.token.json"), "{e}");
+    assert_eq!(idp.seen().len(), 2, "no polling after the code was redeemed");
+    // The token is usable in memory, but every use reports the unsaved refresh token.
+    let e = smol::block_on(p.access_token()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert_eq!(idp.seen().len(), 2);
+
+    let mut p = provider(&idp.base, Flow::Password, Some("pw"), Some(cache));
+    let e = smol::block_on(p.access_token()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.fix().unwrap().contains("state_dir"));
+}
