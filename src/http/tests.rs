@@ -171,6 +171,7 @@ fn oversized_bodies_are_refused() {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n6\r\n012345\r\n0\r\n\r\n"
             .to_vec(),
         b"HTTP/1.1 200 OK\r\n\r\n012345678901234567890".to_vec(),
+        b"HTTP/1.1 200 OK\r\n\r\n01234567890".to_vec(),
     ] {
         let (url, h) = serve(Reply::Pieces(vec![reply]));
         let e = post(&url, &small).unwrap_err();
