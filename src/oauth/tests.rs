@@ -561,6 +561,15 @@ fn settings_are_validated() {
     let e = TokenProvider::new(&o, "a", None, options(None)).unwrap_err();
     assert!(e.message().starts_with("oauth.directory_id"), "{e}");
     o.directory_id = "t".into();
+    o.proxy = Some("http://user:pr0xy-pw@proxy.example:8080".into());
+    let e = TokenProvider::new(&o, "a", None, options(None)).unwrap_err();
+    assert!(e.message().starts_with("oauth.proxy"), "{e}");
+    assert!(!e.message().contains("pr0xy-pw"), "{e}");
+    o.proxy = Some("https://proxy.example:8443".into());
+    let e = TokenProvider::new(&o, "a", None, options(None)).unwrap_err();
+    assert!(e.message().starts_with("oauth.proxy"), "{e}");
+    o.proxy = Some("http://proxy.example:8080".into());
+    TokenProvider::new(&o, "a", None, options(None)).unwrap();
     o.application_id = " ".into();
     let e = TokenProvider::new(&o, "a", None, options(None)).unwrap_err();
     assert!(e.message().starts_with("oauth.application_id"), "{e}");
@@ -758,7 +767,11 @@ fn an_unwritable_cache_is_reported_not_hidden() {
     let e = smol::block_on(p.device_login(|_| {})).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
     assert!(e.message().contains("Helpdesk.token.json"), "{e}");
-    assert_eq!(idp.seen().len(), 2, "no polling after the code was redeemed");
+    assert_eq!(
+        idp.seen().len(),
+        2,
+        "no polling after the code was redeemed"
+    );
     // The token is usable in memory, but every use reports the unsaved refresh token.
     let e = smol::block_on(p.access_token()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
