@@ -65,7 +65,7 @@ fn serve(reply: Reply) -> (String, JoinHandle<Vec<u8>>) {
 
 fn opts() -> HttpOptions {
     HttpOptions {
-        timeout: Duration::from_millis(500),
+        timeout: Duration::from_secs(5),
         ..HttpOptions::default()
     }
 }
@@ -171,6 +171,7 @@ fn oversized_bodies_are_refused() {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n6\r\n012345\r\n0\r\n\r\n"
             .to_vec(),
         b"HTTP/1.1 200 OK\r\n\r\n012345678901234567890".to_vec(),
+        b"HTTP/1.1 200 OK\r\n\r\n01234567890".to_vec(),
     ] {
         let (url, h) = serve(Reply::Pieces(vec![reply]));
         let e = post(&url, &small).unwrap_err();
@@ -183,7 +184,11 @@ fn oversized_bodies_are_refused() {
 #[test]
 fn hung_server_times_out() {
     let (url, h) = serve(Reply::Hang(b"HTTP/1.1 200 OK\r\nContent-Le".to_vec()));
-    let e = post(&url, &opts()).unwrap_err();
+    let quick = HttpOptions {
+        timeout: Duration::from_millis(500),
+        ..opts()
+    };
+    let e = post(&url, &quick).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     assert!(e.message().contains("127.0.0.1"), "{e}");
     h.join().unwrap();

@@ -205,6 +205,18 @@ impl TokenProvider {
             )
             .with_fix("set client_secret, client_secret_env or client_secret_file to the secret's Value (App registration > Certificates & secrets)"));
         }
+        if let Some(proxy) = &oauth.proxy {
+            // Checked here so that a malformed proxy (or one with a password in it, which is
+            // refused) fails at start, not at the first token request.
+            let p = Url::parse(proxy)
+                .map_err(|e| Error::config("oauth.proxy", e.message().to_string()))?;
+            if p.scheme != http::Scheme::Http || p.path != "/" {
+                return Err(Error::config(
+                    "oauth.proxy",
+                    "expected http://host:port (HTTPS goes through it in a CONNECT tunnel)",
+                ));
+            }
+        }
         let identity = Identity {
             authority: authority.clone(),
             client_id,
@@ -362,7 +374,12 @@ impl TokenProvider {
                             interval += SLOW_DOWN_STEP;
                             continue;
                         }
-                        _ if r.error.is_temporary() && transient_failures < 3 => {
+                        // Network trouble: poll on a little. Not a cache write failure (Io):
+                        // the code was redeemed, polling again would only hide that error.
+                        _ if r.error.is_temporary()
+                            && r.error.kind() != ErrorKind::Io
+                            && transient_failures < 3 =>
+                        {
                             transient_failures += 1;
                             log::warn!("device-code sign-in: {} (polling on)", r.error);
                         }

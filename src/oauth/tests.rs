@@ -561,6 +561,15 @@ fn settings_are_validated() {
     let e = TokenProvider::new(&o, "a", None, options(None)).unwrap_err();
     assert!(e.message().starts_with("oauth.directory_id"), "{e}");
     o.directory_id = "t".into();
+    o.proxy = Some("http://user:pr0xy-pw@proxy.example:8080".into());
+    let e = TokenProvider::new(&o, "a", None, options(None)).unwrap_err();
+    assert!(e.message().starts_with("oauth.proxy"), "{e}");
+    assert!(!e.message().contains("pr0xy-pw"), "{e}");
+    o.proxy = Some("https://proxy.example:8443".into());
+    let e = TokenProvider::new(&o, "a", None, options(None)).unwrap_err();
+    assert!(e.message().starts_with("oauth.proxy"), "{e}");
+    o.proxy = Some("http://proxy.example:8080".into());
+    TokenProvider::new(&o, "a", None, options(None)).unwrap();
     o.application_id = " ".into();
     let e = TokenProvider::new(&o, "a", None, options(None)).unwrap_err();
     assert!(e.message().starts_with("oauth.application_id"), "{e}");
@@ -756,4 +765,43 @@ fn slow_identity_endpoint_times_out_naming_it() {
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     assert!(e.message().contains("token endpoint 127.0.0.1"), "{e}");
     assert!(e.fix().is_some());
+}
+
+#[test]
+fn provider_and_its_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let mut p = provider("http://127.0.0.1:9", Flow::Password, Some("pw"), None);
+    send(&p);
+    send(&p.access_token());
+    send(&p.invalidate_and_refresh());
+    send(&p.device_login(|_| {}));
+}
+
+#[test]
+fn an_unwritable_cache_is_reported_not_hidden() {
+    let idp = MockIdp::start(|req, _| {
+        if req.path.ends_with("/devicecode") {
+            return (200, "{\"user_code\":\"U\",\"device_code\":\"D\",\"verification_uri\":\"https://microsoft.com/devicelogin\",\"expires_in\":60,\"interval\":1}".into());
+        }
+        (200, token_json("at", Some("rt"), 3600))
+    });
+    let cache = PathBuf::from("/proc/pma-no-such-dir/Helpdesk.token.json");
+    let mut p = provider(&idp.base, Flow::DeviceCode, None, Some(cache.clone()));
+    let e = smol::block_on(p.device_login(|_| {})).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.message().contains("Helpdesk.token.json"), "{e}");
+    assert_eq!(
+        idp.seen().len(),
+        2,
+        "no polling after the code was redeemed"
+    );
+    // The token is usable in memory, but every use reports the unsaved refresh token.
+    let e = smol::block_on(p.access_token()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert_eq!(idp.seen().len(), 2);
+
+    let mut p = provider(&idp.base, Flow::Password, Some("pw"), Some(cache));
+    let e = smol::block_on(p.access_token()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.fix().unwrap().contains("state_dir"));
 }
