@@ -71,9 +71,22 @@ pub async fn connect_tcp(host: &str, port: u16, limit: Duration) -> Result<TcpSt
             )
         })?;
         let _ = stream.set_nodelay(true);
+        keepalive(&stream);
         Ok(stream)
     })
     .await
+}
+
+/// Turns on TCP keepalive (first probe after 60 s idle, then every 20 s): a connection that dies
+/// silently (a NAT or firewall dropping it) fails within minutes instead of hanging an IDLE that
+/// waits up to 29 minutes for its next word from the server.
+fn keepalive(stream: &TcpStream) {
+    let ka = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
+    let ka = ka.with_interval(Duration::from_secs(20));
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&ka) {
+        log::debug!("TCP keepalive not set: {e}");
+    }
 }
 
 /// Whether `host` names this machine (loopback): plain HTTP and plaintext are tolerated only there.
@@ -116,6 +129,18 @@ mod tests {
                 .starts_with("SELECT: the answer could not be parsed"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn connections_keep_alive() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stream =
+            smol::block_on(connect_tcp("127.0.0.1", port, Duration::from_secs(5))).unwrap();
+        let sock = socket2::SockRef::from(&stream);
+        assert!(sock.keepalive().unwrap());
+        #[cfg(target_os = "linux")]
+        assert_eq!(sock.keepalive_time().unwrap(), Duration::from_secs(60));
     }
 
     #[test]
