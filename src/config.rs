@@ -55,7 +55,12 @@ pub enum Output {
     /// One `NAME.json` file per ticket in `dir`.
     Spool { dir: PathBuf },
     /// HTTP POST of each ticket to `url`, with an optional bearer token.
-    Webhook { url: String, token: Option<Secret> },
+    Webhook {
+        url: String,
+        token: Option<Secret>,
+        /// Extra CA certificates (PEM) to trust for an https webhook on a private CA (`ca_file`).
+        ca_file: Option<PathBuf>,
+    },
 }
 
 /// One mailbox, as the admin screen shows it.
@@ -236,7 +241,11 @@ impl std::fmt::Debug for Output {
         match self {
             Output::Stdout => f.write_str("Stdout"),
             Output::Spool { dir } => f.debug_struct("Spool").field("dir", dir).finish(),
-            Output::Webhook { url, token } => {
+            Output::Webhook {
+                url,
+                token,
+                ca_file,
+            } => {
                 let shown = match url.split_once('?') {
                     Some((base, _)) => format!("{base}?…"),
                     None => url.clone(),
@@ -244,6 +253,7 @@ impl std::fmt::Debug for Output {
                 f.debug_struct("Webhook")
                     .field("url", &shown)
                     .field("token", token)
+                    .field("ca_file", ca_file)
                     .finish()
             }
         }
@@ -503,13 +513,24 @@ fn parse_output(root: &Obj<'_>, ctx: &Ctx<'_>) -> Result<Output> {
             })
         }
         "webhook" => {
-            obj.check_keys(&["kind", "url", "token", "token_env", "token_file"])?;
+            obj.check_keys(&["kind", "url", "token", "token_env", "token_file", "ca_file"])?;
             let url = obj.str_req("url", "an https:// URL")?;
             check_url(&obj.key_path("url"), url, &["https", "http"], true)?;
             let token = secrets::resolve(&obj, "token", ctx)?;
+            let ca_file = match obj.str_opt_as("ca_file", "a file path or null", false)? {
+                Some("") => {
+                    return Err(Error::config(
+                        obj.key_path("ca_file"),
+                        "expected a file path or null, found \"\"",
+                    ))
+                }
+                Some(ca) => Some(ctx.resolve(ca)),
+                None => None,
+            };
             Ok(Output::Webhook {
                 url: url.to_string(),
                 token,
+                ca_file,
             })
         }
         _ => Err(obj.missing("kind", "one of \"stdout\", \"spool\", \"webhook\"")),

@@ -214,7 +214,7 @@ fn secrets_resolve_and_never_show_in_debug() {
             .map(Secret::expose),
         Some("env-secret-3")
     );
-    let Output::Webhook { url, token } = &c.output else {
+    let Output::Webhook { url, token, .. } = &c.output else {
         panic!("{:?}", c.output)
     };
     assert_eq!(url, "https://psa.example.com/hook");
@@ -233,7 +233,7 @@ fn secrets_resolve_and_never_show_in_debug() {
     // The query of a webhook URL often holds an access key.
     assert_eq!(
         format!("{:?}", c.output),
-        r#"Webhook { url: "https://x.example/h?…", token: Some(Secret(***)) }"#
+        r#"Webhook { url: "https://x.example/h?…", token: Some(Secret(***)), ca_file: None }"#
     );
     let _ = fs::remove_dir_all(&dir);
 }
@@ -1075,4 +1075,32 @@ fn daemon_settings_are_validated() {
         "idle_refresh_secs",
         &["60..1740"],
     );
+}
+
+#[test]
+fn webhook_ca_file_is_resolved_and_checked() {
+    let c = load(
+        r#"{"output": {"kind": "webhook", "url": "https://psa.internal/hook", "ca_file": "certs/ca.pem"},
+        "mailboxes": [{"name": "A", "email": "a@contoso.com", "password": "p"}]}"#,
+    )
+    .unwrap();
+    let Output::Webhook { ca_file, .. } = &c.output else {
+        panic!("{:?}", c.output)
+    };
+    assert_eq!(
+        ca_file.as_deref(),
+        Some(Path::new(BASE).join("certs/ca.pem").as_path())
+    );
+    let e = load(
+        r#"{"output": {"kind": "webhook", "url": "https://psa.internal/hook", "ca_file": ""},
+        "mailboxes": [{"name": "A", "email": "a@contoso.com", "password": "p"}]}"#,
+    )
+    .unwrap_err();
+    assert!(e.message().starts_with("output.ca_file:"), "{e}");
+    let e = load(
+        r#"{"output": {"kind": "webhook", "url": "https://psa.internal/hook", "ca_file": 7},
+        "mailboxes": [{"name": "A", "email": "a@contoso.com", "password": "p"}]}"#,
+    )
+    .unwrap_err();
+    assert!(e.message().starts_with("output.ca_file:"), "{e}");
 }

@@ -112,7 +112,7 @@ impl Settings {
     fn shared(&self) -> Result<Rc<Shared>> {
         Ok(Rc::new(Shared {
             connect_gate: Rc::new(smol::lock::Semaphore::new(CONNECT_CONCURRENCY)),
-            sink: Sink::new(&self.output, None)?,
+            sink: Sink::new(&self.output)?,
             state_dir: self.state_dir.clone(),
             idle_refresh: Duration::from_secs(self.idle_refresh_secs),
             notifier: Notifier {

@@ -26,14 +26,20 @@ pub enum Sink {
 }
 
 impl Sink {
-    /// The sink for the configured `output`. `ca_file` adds trusted roots for an https webhook.
-    pub fn new(output: &Output, ca_file: Option<&std::path::Path>) -> Result<Sink> {
+    /// The sink for the configured `output`.
+    pub fn new(output: &Output) -> Result<Sink> {
         Ok(match output {
             Output::Stdout => Sink::Stdout,
             Output::Spool { dir } => Sink::Spool(spool::Spool::new(dir)?),
-            Output::Webhook { url, token } => {
-                Sink::Webhook(webhook::Webhook::new(url, token.clone(), ca_file)?)
-            }
+            Output::Webhook {
+                url,
+                token,
+                ca_file,
+            } => Sink::Webhook(webhook::Webhook::new(
+                url,
+                token.clone(),
+                ca_file.as_deref(),
+            )?),
         })
     }
 
