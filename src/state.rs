@@ -158,13 +158,24 @@ pub fn to_json<T: Serialize>(value: &T) -> String {
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new content: a temp
 /// file beside it (mode 0600, never ending in `.json`), fsync, rename over, fsync the directory.
+/// A missing directory is created with mode 0700 (it holds state and token caches).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)
-        .map_err(|e| Error::new(ErrorKind::Io, format!("create {}: {e}", dir.display())))?;
+    if !dir.exists() {
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder
+            .create(dir)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("create {}: {e}", dir.display())))?;
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -6,7 +6,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 /// Who the tokens belong to: a cache is used only when all of it matches.
@@ -124,57 +123,13 @@ pub(crate) fn store(path: &Path, identity: &Identity, tokens: &Tokens) -> Result
         ",\"expires_at\":{},\"renew_at\":{}}}",
         tokens.expires_at, tokens.renew_at
     );
-    write_atomically(path, json.as_bytes()).map_err(|e| {
+    crate::state::write_atomic(path, json.as_bytes()).map_err(|e| {
         Error::new(
             ErrorKind::Io,
-            format!("token cache {}: {e}", path.display()),
+            format!("token cache {}: {}", path.display(), e.message()),
         )
         .with_fix("make state_dir writable by the agent's user (the refresh token must be kept)")
     })
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("no file name"))?
-        .to_string_lossy();
-    if !dir.exists() {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        builder.create(dir)?;
-    }
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let result = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        #[cfg(unix)]
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 fn push_json_string(out: &mut String, s: &str) {
