@@ -6,7 +6,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ pub struct MailboxState {
     /// UIDs (≤ high_water) still waiting for their ticket to be delivered and acknowledged.
     pub pending: Vec<u32>,
     /// Hashes of dedupe keys of delivered tickets, oldest first, bounded.
-    pub delivered: VecDeque<String>,
+    pub delivered: Delivered,
     /// Unix time of the last acknowledged batch.
     pub last_success: u64,
 }
@@ -36,19 +36,74 @@ pub struct MailboxState {
 impl MailboxState {
     /// Whether a ticket with `dedupe_key` was delivered already.
     pub fn was_delivered(&self, dedupe_key: &str) -> bool {
-        let h = key_hash(dedupe_key);
-        self.delivered.iter().any(|d| *d == h)
+        self.delivered.contains(&key_hash(dedupe_key))
     }
 
     /// Remembers that a ticket with `dedupe_key` was delivered.
     pub fn remember_delivered(&mut self, dedupe_key: &str) {
-        let h = key_hash(dedupe_key);
-        if !self.delivered.contains(&h) {
-            self.delivered.push_back(h);
-            while self.delivered.len() > DELIVERED_MEMORY {
-                self.delivered.pop_front();
+        self.delivered.insert(key_hash(dedupe_key));
+    }
+}
+
+/// The delivered dedupe-key hashes: kept in arrival order (the oldest go first beyond
+/// [`DELIVERED_MEMORY`]) and indexed, since every fetched message is looked up in it.
+/// Persisted as the plain list.
+#[derive(Debug, Clone, Default)]
+pub struct Delivered {
+    order: VecDeque<String>,
+    index: HashSet<String>,
+}
+
+impl Delivered {
+    /// Number of remembered hashes.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Whether `hash` is remembered.
+    pub fn contains(&self, hash: &str) -> bool {
+        self.index.contains(hash)
+    }
+
+    /// Remembers `hash`, forgetting the oldest beyond [`DELIVERED_MEMORY`].
+    pub fn insert(&mut self, hash: String) {
+        if self.index.insert(hash.clone()) {
+            self.order.push_back(hash);
+            while self.order.len() > DELIVERED_MEMORY {
+                if let Some(old) = self.order.pop_front() {
+                    self.index.remove(&old);
+                }
             }
         }
+    }
+}
+
+impl PartialEq for Delivered {
+    fn eq(&self, other: &Self) -> bool {
+        self.order == other.order
+    }
+}
+
+impl Eq for Delivered {}
+
+impl Serialize for Delivered {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.order.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Delivered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let mut delivered = Delivered::default();
+        for hash in VecDeque::<String>::deserialize(d)? {
+            delivered.insert(hash);
+        }
+        Ok(delivered)
     }
 }
 
