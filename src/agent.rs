@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::imap::{self, auth::Credentials, Folder, Greeted, Session, Target};
 use crate::secret::Secret;
 use crate::state::{self, MailboxLock, MailboxState, StatePaths};
-use crate::ticket::{self, Address, ThreadIndex, Ticket, TicketOptions};
+use crate::ticket::{self, ThreadIndex, Ticket, TicketOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -968,7 +968,7 @@ fn build_ticket(
 ) -> Ticket {
     let mut ticket = match ticket::build(msg.raw, options) {
         Ok(t) => t,
-        Err(e) => unparseable_ticket(&options.mailbox, msg.raw, &e),
+        Err(e) => ticket::unreadable(msg.raw, &options.mailbox, &e),
     };
     if msg.header_only {
         ticket.warnings.push(format!(
@@ -996,38 +996,6 @@ pub fn ticket_options(mailbox: &Mailbox, paths: &StatePaths) -> Result<TicketOpt
     let mut options = TicketOptions::for_mailbox(mailbox);
     options.thread_index = Some(std::sync::Arc::new(threads));
     Ok(options)
-}
-
-/// A ticket for a message mail parsing gave up on: nothing is dropped silently.
-fn unparseable_ticket(mailbox: &str, raw: &[u8], e: &Error) -> Ticket {
-    use sha2::{Digest, Sha256};
-    let hash: String = Sha256::digest(raw)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ticket {
-        delivery_id: None,
-        mailbox: mailbox.to_string(),
-        message_id: None,
-        dedupe_key: format!("sha256:{hash}"),
-        subject: "(unreadable message)".into(),
-        from: Address {
-            name: None,
-            address: String::new(),
-        },
-        reply_to: Vec::new(),
-        to: Vec::new(),
-        cc: Vec::new(),
-        date: None,
-        priority: Default::default(),
-        body: String::new(),
-        body_full: String::new(),
-        body_html: None,
-        attachments: Vec::new(),
-        thread: Default::default(),
-        auto_generated: None,
-        warnings: vec![format!("the message could not be parsed: {}", e.message())],
-    }
 }
 
 /// `d-Mon-yyyy` for IMAP SEARCH SINCE.

@@ -193,6 +193,37 @@ fn auto_generated_of(
 
 /// Hex SHA-256 of the message with CRLF line ends read as LF, so the copy a user saved to disk
 /// and the copy fetched over IMAP get the same key.
+/// The ticket for a message parsing gave up on (no header at all, or a parser failure): nothing
+/// is dropped silently. Its dedupe key is the content hash, as for any mail without Message-ID.
+pub fn unreadable(raw: &[u8], mailbox: &str, error: &crate::error::Error) -> Ticket {
+    Ticket {
+        delivery_id: None,
+        mailbox: mailbox.to_string(),
+        message_id: None,
+        dedupe_key: format!("sha256:{}", content_hash(raw)),
+        subject: "(unreadable message)".into(),
+        from: Address {
+            name: None,
+            address: String::new(),
+        },
+        reply_to: Vec::new(),
+        to: Vec::new(),
+        cc: Vec::new(),
+        date: None,
+        priority: Default::default(),
+        body: String::new(),
+        body_full: String::new(),
+        body_html: None,
+        attachments: Vec::new(),
+        thread: Default::default(),
+        auto_generated: None,
+        warnings: vec![format!(
+            "the message could not be parsed: {}",
+            error.message()
+        )],
+    }
+}
+
 fn content_hash(raw: &[u8]) -> String {
     let mut h = Sha256::new();
     let mut start = 0;
