@@ -100,6 +100,39 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// Whether the identity platform (Microsoft Entra ID) refused the sign-in or token request.
+    pub fn is_identity_platform(self) -> bool {
+        use ErrorKind as K;
+        matches!(
+            self,
+            K::InvalidCredentials
+                | K::UserNotFound
+                | K::AccountLocked
+                | K::PasswordExpired
+                | K::AccountDisabled
+                | K::MfaRequired
+                | K::ConditionalAccess
+                | K::SecurityDefaults
+                | K::ConsentRequired
+                | K::PublicClientFlowsDisabled
+                | K::ApplicationNotFound
+                | K::TenantNotFound
+                | K::SingleTenantApp
+                | K::InvalidClientSecret
+                | K::InvalidScope
+                | K::RefreshTokenExpired
+                | K::GrantRevoked
+                | K::InvalidRefreshToken
+                | K::MissingParameter
+                | K::DeviceCodeDeclined
+                | K::DeviceCodeExpired
+                | K::SignInRequired
+                | K::IdentityProvider
+        )
+    }
+}
+
 /// The core's error: a kind, a message naming what is wrong, and an optional fix for the admin.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Error {

@@ -154,40 +154,9 @@ fn exit_code_for(e: &Error) -> u8 {
         | K::PlaintextRefused
         | K::Certificate
         | K::StartTlsNotOffered => 4,
-        K::Connect | K::Timeout | K::ConnectionClosed | K::ServerUnavailable => 5,
-        k if is_identity_kind(k) => 4,
+        k if k.is_identity_platform() => 4,
         _ => 1,
     }
-}
-
-fn is_identity_kind(k: ErrorKind) -> bool {
-    use ErrorKind as K;
-    matches!(
-        k,
-        K::InvalidCredentials
-            | K::UserNotFound
-            | K::AccountLocked
-            | K::PasswordExpired
-            | K::AccountDisabled
-            | K::MfaRequired
-            | K::ConditionalAccess
-            | K::SecurityDefaults
-            | K::ConsentRequired
-            | K::PublicClientFlowsDisabled
-            | K::ApplicationNotFound
-            | K::TenantNotFound
-            | K::SingleTenantApp
-            | K::InvalidClientSecret
-            | K::InvalidScope
-            | K::RefreshTokenExpired
-            | K::GrantRevoked
-            | K::InvalidRefreshToken
-            | K::MissingParameter
-            | K::DeviceCodeDeclined
-            | K::DeviceCodeExpired
-            | K::SignInRequired
-            | K::IdentityProvider
-    )
 }
 
 fn report_error(e: &Error) {
