@@ -40,6 +40,9 @@ mod entities;
 pub mod html2text;
 mod model;
 pub mod quote;
+mod quote_attribution;
+mod quote_headers;
+mod signature;
 pub mod thread;
 pub mod tnef;
 

@@ -1,148 +1,53 @@
 //! The new text of a reply: quoted history and signatures removed (REFERENCE pain point 8).
 //!
-//! Works on lines. History starts at the first of: an attribution line ("On … wrote:" in
-//! English, German, French, Spanish, Dutch…), an "-----Original Message-----" separator, an
-//! Outlook header block ("From: … Sent: … To: … Subject:", also localised), a forward marker, or
-//! a run of `>`-quoted lines that lasts to the end. Interleaved replies (answers between quoted
-//! lines) keep the answers. A signature starts at "-- " or a "Sent from my iPhone"-style line.
-//! If nothing is left, the full text is kept: a ticket never loses what the sender wrote.
+//! Works on lines. History starts at the first of:
+//! - an attribution line in the client's language, possibly wrapped over two or three lines
+//!   ([`quote_attribution`](super::quote_attribution): "On … wrote:", "Am … schrieb …:",
+//!   "Le … a écrit :", "… пишет:", date-first forms such as `26.06.2014, 11:22, "Name" <addr>:`);
+//! - a separator ("-----Original Message-----" and translations, forward markers such as
+//!   "---------- Forwarded message ---------" or "Begin forwarded message:");
+//! - a header block of the quoted message, in any language and order ("From:/Sent:/To:/
+//!   Subject:", "Von:/Gesendet:/An:/Betreff:", "От:/Отправлено:/Кому:/Тема:" …), also after an
+//!   Outlook rule line ([`quote_headers`](super::quote_headers));
+//! - a run of `>`-quoted lines that lasts to the end (or to a signature).
+//!
+//! Interleaved replies (answers between quoted lines) keep the answers. The new text then ends
+//! at its signature ([`signature`](super::signature): "-- ", a mobile tagline near the end, a
+//! mailing-list footer, a closing "-Name").
+//!
+//! Never empty when there was text: if nothing is left (a pure forward, a mail that is only
+//! quoted text or only a tagline), the whole text is kept, trimmed — the ticket never loses
+//! what the sender wrote.
 
-/// Separator lines that start quoted history (compared after trimming, case-insensitively).
-const SEPARATORS: &[&str] = &[
-    "-----original message-----",
-    "----- original message -----",
-    "-----ursprüngliche nachricht-----",
-    "----- ursprüngliche nachricht -----",
-    "-----message d'origine-----",
-    "----- message d'origine -----",
-    "-----mensaje original-----",
-    "----- mensaje original -----",
-    "-----oorspronkelijk bericht-----",
-    "----- oorspronkelijk bericht -----",
-    "-----messaggio originale-----",
-    "-----mensagem original-----",
-    "---------- forwarded message ---------",
-    "---------- forwarded message ----------",
-    "-------- original message --------",
-    "-------- forwarded message --------",
-    "-------- ursprüngliche nachricht --------",
-    "-------- weitergeleitete nachricht --------",
-    "---------- weitergeleitete nachricht ---------",
-    "-------- message original --------",
-    "-------- message transféré --------",
-    "---------- message transféré ---------",
-    "---------- mensaje reenviado ---------",
-    "begin forwarded message:",
-    "anfang der weitergeleiteten nachricht:",
-    "début du message réexpédié :",
-    "début du message réexpédié:",
-    "inicio del mensaje reenviado:",
-    "begin doorgestuurd bericht:",
-];
-
-/// Header names that open an Outlook-style header block, by language.
-const FROM_NAMES: &[&str] = &["from", "von", "de", "van", "da", "från", "fra", "od", "от"];
-const DATE_NAMES: &[&str] = &[
-    "sent",
-    "date",
-    "gesendet",
-    "datum",
-    "envoyé",
-    "enviado el",
-    "enviado",
-    "fecha",
-    "verzonden",
-    "data",
-    "inviato",
-    "skickat",
-    "sendt",
-    "wysłano",
-];
-const REST_NAMES: &[&str] = &[
-    "to",
-    "an",
-    "à",
-    "a",
-    "para",
-    "aan",
-    "cc",
-    "subject",
-    "betreff",
-    "objet",
-    "asunto",
-    "onderwerp",
-    "oggetto",
-    "assunto",
-    "ämne",
-    "emne",
-    "temat",
-];
-
-/// Lines that start a mobile or webmail signature.
-const SIGNATURE_STARTS: &[&str] = &[
-    "sent from my ",
-    "sent from outlook",
-    "sent from mail for windows",
-    "sent from yahoo mail",
-    "sent from samsung",
-    "sent via blackberry",
-    "sent via the samsung",
-    "sent with proton mail",
-    "get outlook for ",
-    "von meinem iphone gesendet",
-    "von meinem ipad gesendet",
-    "von meinem samsung",
-    "von meinem mobiltelefon gesendet",
-    "gesendet von meinem ",
-    "gesendet von outlook",
-    "gesendet mit der ",
-    "gesendet mit bluemail",
-    "outlook für ios beziehen",
-    "outlook für android beziehen",
-    "envoyé de mon ",
-    "envoyé à partir de outlook",
-    "obtenir outlook pour ",
-    "enviado desde mi ",
-    "enviado desde outlook",
-    "obtener outlook para ",
-    "verzonden vanaf mijn ",
-    "verstuurd vanaf mijn ",
-    "outlook voor ios downloaden",
-    "outlook voor android downloaden",
-    "inviato da iphone",
-    "inviato dal mio ",
-    "skickat från min ",
-];
+use super::quote_attribution::{is_attribution, opens_attribution};
+use super::quote_headers::{header_block_at, is_separator};
+use super::signature::{is_signature_start, signature_start};
 
 /// The new text of `full`: quoted history and signature removed, trailing blank lines trimmed.
 pub fn clean_body(full: &str) -> String {
-    let full = full.replace("\r\n", "\n");
+    let full = if full.contains('\r') {
+        std::borrow::Cow::Owned(full.replace("\r\n", "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(full)
+    };
     let lines: Vec<&str> = full.split('\n').collect();
     let cut = history_start(&lines).unwrap_or(lines.len());
     let mut kept: Vec<&str> = Vec::with_capacity(cut);
     let mut i = 0;
     while i < cut {
+        if is_quoted(lines[i]) {
+            i += 1;
+            continue;
+        }
         // Attributions left before the cut belong to interleaved quotes: drop them too.
-        if let Some(span) = attribution_at(&lines, i) {
+        if let Some(span) = attribution_at(&lines[..cut], i) {
             i += span;
             continue;
         }
-        if !is_quoted(lines[i]) {
-            kept.push(lines[i]);
-        }
+        kept.push(lines[i]);
         i += 1;
     }
-    // A signature ends the new text: the "-- " delimiter anywhere, a "Sent from my iPhone"
-    // line only near the end (a sentence like "Sent from my home office, …" further up is text).
-    let mut nonblank_after = vec![0usize; kept.len() + 1];
-    for j in (0..kept.len()).rev() {
-        nonblank_after[j] = nonblank_after[j + 1] + usize::from(!kept[j].trim().is_empty());
-    }
-    let sig = kept.iter().enumerate().position(|(j, l)| {
-        is_sig_delimiter(l)
-            || (nonblank_after[j + 1] <= MAX_LINES_AFTER_MOBILE_SIG && is_signature_start(l))
-    });
-    if let Some(sig) = sig {
+    if let Some(sig) = signature_start(&kept) {
         kept.truncate(sig);
     }
     let text = trim_lines(&kept);
@@ -188,25 +93,6 @@ fn is_quoted(line: &str) -> bool {
     line.trim_start().starts_with('>')
 }
 
-/// A mobile signature line is followed by at most this many lines (the app's link, a name).
-const MAX_LINES_AFTER_MOBILE_SIG: usize = 4;
-
-fn is_sig_delimiter(line: &str) -> bool {
-    line == "-- " || line == "--" || line == "—"
-}
-
-fn is_signature_start(line: &str) -> bool {
-    if is_sig_delimiter(line) {
-        return true;
-    }
-    let t = line.trim();
-    if t.chars().count() > 80 {
-        return false;
-    }
-    let l = t.to_lowercase();
-    SIGNATURE_STARTS.iter().any(|s| l.starts_with(s))
-}
-
 /// Index of the first line of quoted history, if any.
 fn history_start(lines: &[&str]) -> Option<usize> {
     // next_other[i]: the first line at or after i that is neither blank nor quoted. Computed
@@ -228,13 +114,13 @@ fn history_start(lines: &[&str]) -> Option<usize> {
         if t.is_empty() {
             continue;
         }
-        let lower = t.to_lowercase();
-        if SEPARATORS.iter().any(|s| lower == *s)
-            || (lower.starts_with("-----")
-                && lower.contains("original")
-                && lower.ends_with("-----"))
-            || (lower.starts_with("--------") && lower.contains("forward"))
-        {
+        if is_quoted(t) {
+            if quoted_to_end(i) {
+                return Some(i);
+            }
+            continue;
+        }
+        if is_separator(t) {
             return Some(i);
         }
         if is_rule(t) && header_block_at(lines, next_nonblank(lines, i + 1)) {
@@ -251,9 +137,6 @@ fn history_start(lines: &[&str]) -> Option<usize> {
             }
             return Some(i);
         }
-        if is_quoted(lines[i]) && quoted_to_end(i) {
-            return Some(i);
-        }
     }
     None
 }
@@ -264,101 +147,61 @@ fn next_nonblank(lines: &[&str], from: usize) -> usize {
         .unwrap_or(lines.len())
 }
 
-/// `Name:` header at the start of `line` (bold markers from HTML conversion stripped).
-fn header_name(line: &str) -> Option<String> {
-    let t = line.trim().trim_start_matches(['*', ' ']);
-    let colon = t.find(':')?;
-    let name = t[..colon].trim().trim_end_matches('*').trim();
-    if name.is_empty() || name.chars().count() > 12 {
-        return None;
-    }
-    Some(name.to_lowercase())
+fn ends_with_colon(line: &str) -> bool {
+    line.trim_end().ends_with([':', '：'])
 }
 
-/// An Outlook header block: a From line, then within the next lines a date line and a
-/// To/Subject line.
-fn header_block_at(lines: &[&str], i: usize) -> bool {
-    let Some(first) = lines.get(i) else {
-        return false;
-    };
-    let Some(name) = header_name(first) else {
-        return false;
-    };
-    if !FROM_NAMES.contains(&name.as_str()) {
-        return false;
-    }
-    // The whole block on one line ("From: x Sent: y To: z Subject: w"), as flowed text or
-    // some HTML conversions leave it.
-    let lower = first.to_lowercase();
-    let labelled = |names: &[&str]| {
-        names
-            .iter()
-            .any(|n| lower.contains(&format!(" {n}:")) || lower.contains(&format!(" {n} :")))
-    };
-    if labelled(DATE_NAMES) && labelled(&["subject", "betreff", "objet", "asunto", "onderwerp"]) {
-        return true;
-    }
-    let mut has_date = false;
-    let mut has_rest = false;
-    for line in lines.iter().skip(i + 1).take(8) {
-        if let Some(n) = header_name(line) {
-            if DATE_NAMES.contains(&n.as_str()) {
-                has_date = true;
-            } else if REST_NAMES.contains(&n.as_str()) {
-                has_rest = true;
-            }
-        }
-    }
-    has_date && has_rest
-}
-
-/// An attribution line ("On … wrote:"), possibly wrapped over two or three lines. Returns how
-/// many lines it spans.
+/// An attribution line ("On … wrote:"), possibly wrapped over two or three lines, starting at
+/// line `i`. Returns how many lines it spans.
 fn attribution_at(lines: &[&str], i: usize) -> Option<usize> {
-    let first = lines[i].trim();
-    let lower_first = first.to_lowercase();
-    let starts = [
-        "on ", "am ", "le ", "el ", "op ", "il ", "em ", "den ", "w dniu ",
-    ];
-    if !starts.iter().any(|s| lower_first.starts_with(s)) && !lower_first.contains(" wrote") {
-        return None;
-    }
-    let mut joined = String::new();
+    // Every attribution ends with a colon: most lines are ruled out without allocating.
+    let mut last = None;
     for span in 1..=3 {
         let Some(line) = lines.get(i + span - 1) else {
             break;
         };
-        if span > 1 && line.trim().is_empty() {
+        if line.trim().is_empty() || is_quoted(line) {
             break;
         }
+        if ends_with_colon(line) {
+            last = Some(span);
+            break;
+        }
+    }
+    let span = last?;
+    let joined = join_trimmed(&lines[i..i + span]);
+    let next = next_nonblank(lines, i + span);
+    let above_quote = lines.get(next).is_some_and(|l| is_quoted(l));
+    if !is_attribution(&joined, above_quote) {
+        return None;
+    }
+    // "Thanks" + "On … wrote:" right below it: the attribution starts on the later line —
+    // unless this line opens it ("On Mon, … John") or the next one continues it
+    // ("<john@example.com> wrote:", "helpdesk@example.com> wrote:").
+    if span > 1
+        && !opens_attribution(lines[i])
+        && !continues_line(lines[i + 1])
+        && is_attribution(&join_trimmed(&lines[i + 1..i + span]), above_quote)
+    {
+        return None;
+    }
+    Some(span)
+}
+
+fn continues_line(line: &str) -> bool {
+    line.trim_start()
+        .starts_with(|c: char| matches!(c, '<' | '(' | '[' | '@') || c.is_lowercase())
+}
+
+fn join_trimmed(lines: &[&str]) -> String {
+    let mut joined = String::new();
+    for l in lines {
         if !joined.is_empty() {
             joined.push(' ');
         }
-        joined.push_str(line.trim());
-        if joined.chars().count() > 400 {
-            break;
-        }
-        if is_attribution(&joined.to_lowercase()) {
-            return Some(span);
-        }
+        joined.push_str(l.trim());
     }
-    None
-}
-
-fn is_attribution(l: &str) -> bool {
-    let l = l.trim_end();
-    let ends = |suffixes: &[&str]| suffixes.iter().any(|s| l.ends_with(s));
-    (l.starts_with("on ") && ends(&["wrote:", "wrote :", "writes:"]))
-        || (l.starts_with("am ") && l.contains("schrieb") && l.ends_with(':'))
-        || (l.starts_with("le ") && ends(&["a écrit :", "a écrit:", "a ecrit :", "a ecrit:"]))
-        || (l.starts_with("el ") && ends(&["escribió:", "escribio:", "escribió :"]))
-        || (l.starts_with("op ") && l.contains("schreef") && l.ends_with(':'))
-        || (l.starts_with("il ") && ends(&["ha scritto:", "ha scritto :"]))
-        || (l.starts_with("em ") && ends(&["escreveu:", "escreveu :"]))
-        || (l.starts_with("den ") && ends(&["skrev:", "skrev :"]))
-        || (l.starts_with("w dniu ") && ends(&["pisze:", "napisał:", "napisała:"]))
-        // "John Doe <john@example.com> wrote:" (older clients, some mobiles)
-        || (l.contains('@') && ends(&["wrote:", "schrieb:", "a écrit :"]) && l.len() < 200)
+    joined
 }
 
 /// How many lines after an attribution are read to tell an interleaved reply (bounded, so a
