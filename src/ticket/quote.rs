@@ -114,6 +114,9 @@ fn history_start(lines: &[&str]) -> Option<usize> {
         if t.is_empty() {
             continue;
         }
+        if is_groupwise_header(t) {
+            return Some(i);
+        }
         if is_quoted(t) {
             if quoted_to_end(i) {
                 return Some(i);
@@ -141,6 +144,15 @@ fn history_start(lines: &[&str]) -> Option<usize> {
     None
 }
 
+/// GroupWise's reply header: `>>> "Max Muster" <max@example.de> 23.11.2026 10:00 >>>`.
+fn is_groupwise_header(t: &str) -> bool {
+    t.len() > 8
+        && t.starts_with(">>>")
+        && t.ends_with(">>>")
+        && t.bytes().any(|b| b.is_ascii_digit())
+        && !t[3..t.len() - 3].contains(">>")
+}
+
 fn next_nonblank(lines: &[&str], from: usize) -> usize {
     (from..lines.len())
         .find(|&j| !lines[j].trim().is_empty())
@@ -165,6 +177,14 @@ fn attribution_at(lines: &[&str], i: usize) -> Option<usize> {
         }
         if ends_with_colon(line) {
             last = Some(span);
+            break;
+        }
+        // A sentence ends here and a new one starts below: no wrapped attribution.
+        let next_starts_upper = lines
+            .get(i + span)
+            .and_then(|n| n.trim_start().chars().next())
+            .is_some_and(char::is_uppercase);
+        if line.trim_end().ends_with(['.', '!', '?']) && next_starts_upper {
             break;
         }
     }
@@ -332,5 +352,93 @@ mod tests {
             clean_body(t),
             "Hello,\n\nthe printer on floor 2 is broken.\nFrom: the error log it looks like toner.\n\nThanks"
         );
+    }
+    #[test]
+    fn attributions_in_many_languages() {
+        for a in [
+            "Den mån 23 nov. 2026 kl 10:00 skrev Sven Svensson <sven@example.se>:",
+            "man. 23. nov. 2026 kl. 10:00 skrev Ola Nordmann <ola@example.no>:",
+            "pon., 23 lis 2026 o 10:00 Jan Kowalski <jan@example.pl> napisał(a):",
+            "Dne 23. 11. 26 v 10:00 Jan Novák napsal(a):",
+            "23.11.2026 10:00, Иван Петров пишет:",
+            "пн, 23 лист. 2026 о 10:00 Олена Коваль <olena@example.com.ua> пише:",
+            "23 Kas 2026 Pzt, saat 10:00 tarihinde Ahmet Yılmaz <ahmet@example.com.tr> şunu yazdı:",
+            "2026年11月23日(月) 10:00 山田太郎 <taro@example.jp>:",
+            "张伟 <wei@example.cn> 于2026年11月23日周一 10:00写道：",
+            "2026년 11월 23일 (월) 오전 10:00, 김민준 <minjun@example.kr>님이 작성:",
+            "26.06.2014, 11:22, \"Иван Петров\" <ivan@example.ru>:",
+            "2014-06-26 11:22 GMT+02:00 Jan Kowalski <jan@example.pl>:",
+        ] {
+            let t = format!("Nowy tekst\n\n{a}\n> stary\n> tekst\n");
+            assert_eq!(clean_body(&t), "Nowy tekst", "{a}");
+        }
+    }
+
+    #[test]
+    fn attribution_wrapped_after_a_weekday() {
+        let t = "Спасибо, работает.\n\nпн, 23 нояб. 2026 г. в 10:00, Иван Петров\n<ivan.petrov@example.ru>:\n\n> Перезагрузите.\n";
+        assert_eq!(clean_body(t), "Спасибо, работает.");
+        // No blank line between the reply and a wrapped attribution.
+        let t =
+            "Thanks\nOn Mon, Nov 23, 2026 at 10:00 AM John\nDoe <john@example.com> wrote:\n> old";
+        assert_eq!(clean_body(t), "Thanks");
+        let t = "Thanks\nJohn Doe <john@example.com> wrote:\n> old";
+        assert_eq!(clean_body(t), "Thanks");
+    }
+
+    #[test]
+    fn localized_header_blocks_and_separators() {
+        let t = "Valmis.\n\nLähettäjä: Helpdesk <helpdesk@example.com>\nLähetetty: maanantai 23. marraskuuta 2026 10.00\nVastaanottaja: Matti\nAihe: VPN\n\nvanha";
+        assert_eq!(clean_body(t), "Valmis.");
+        let t = "Готово.\n\nОт: Helpdesk <helpdesk@example.com>\nОтправлено: 23 ноября 2026 г. 10:00\nКому: Иван\nТема: VPN\n\nстарое";
+        assert_eq!(clean_body(t), "Готово.");
+        let t = "Klart.\n\n-----Ursprungligt meddelande-----\nFrån: Helpdesk\nSkickat: den 23 november 2026 10:00\nTill: Sven\nÄmne: VPN";
+        assert_eq!(clean_body(t), "Klart.");
+        let t = "See below.\n\nDate: Mon, 23 Nov 2026 08:01:00 +0100\nFrom: Backup <backup@example.com>\nTo: it@example.com\nSubject: Backup failed\n\nJob failed.";
+        assert_eq!(clean_body(t), "See below.");
+        let t = "Ok\n\n>>> \"Max Muster\" <max@example.de> 23.11.2026 10:00 >>>\nalter Text";
+        assert_eq!(clean_body(t), "Ok");
+    }
+
+    #[test]
+    fn wrote_inside_new_text_is_kept() {
+        let t = "Hi,\n\nI tried what the technician wrote: restart, then log in. It still fails.\nThe technician wrote:\n1. restart\n2. log in\n\nThanks";
+        assert_eq!(clean_body(t), t);
+        let t = "On Monday the technician wrote:\nplease reboot\n\nI did, no change.";
+        assert_eq!(clean_body(t), t);
+    }
+
+    #[test]
+    fn dates_in_new_text_are_kept() {
+        let t = "Hello,\n\nthe server crashed on 23.11.2026 at 10:00 and the log wrote:\nsegfault at 0x0\n\nOn 24.11.2026 at 09:00 it happened again.\nMeeting on 25.11.2026 at 10:00 with John <john@example.com>:\nroom 4.";
+        assert_eq!(clean_body(t), t);
+    }
+
+    #[test]
+    fn from_line_in_own_text_is_kept() {
+        let t = "Please book a flight:\nFrom: Berlin\nTo: Munich\nDate: 24.11.2026\n\nThanks";
+        assert_eq!(clean_body(t), t);
+        let t = "From: my home office the VPN drops every 10 minutes.\nSubject: is the same on the laptop.";
+        assert_eq!(clean_body(t), t);
+    }
+
+    #[test]
+    fn sent_from_my_desk_is_kept() {
+        let t = "Hi,\n\nSent from my desk, the print job never arrives.\n\nThanks";
+        assert_eq!(clean_body(t), t);
+        let t = "Hi,\n\nthe printer is broken.\n\nSent from my desk";
+        assert_eq!(clean_body(t), t);
+        assert_eq!(
+            clean_body("Hi,\n\nthe printer is broken.\n\nVon meinem Huawei-Telefon gesendet"),
+            "Hi,\n\nthe printer is broken."
+        );
+    }
+
+    #[test]
+    fn footers_and_closing_name() {
+        let t = "Works now.\n\n-Priya";
+        assert_eq!(clean_body(t), "Works now.");
+        let t = "Works now.\n\n> old\n\n_______________________________________________\nUsers mailing list\nusers@lists.example.org\nhttps://lists.example.org/mailman/listinfo/users\n";
+        assert_eq!(clean_body(t), "Works now.");
     }
 }

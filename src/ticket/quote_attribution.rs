@@ -32,6 +32,7 @@ const VERB_LAST: &[&str] = &[
     "escreveu",
     "schreef",
     "heeft geschreven",
+    "het volgende geschreven",
     "skrev",
     "skrev følgende",
     "kirjoitti",
@@ -117,7 +118,18 @@ pub(super) fn is_attribution(joined: &str, above_quote: bool) -> bool {
     let l = lower
         .trim_start_matches(['-', ' '])
         .trim_end_matches([',', ' ']);
-    verb_last(l, above_quote) || verb_inside(l) || date_then_address(l)
+    verb_last(l, above_quote) || verb_inside(l) || date_then_address(l) || named_first(l)
+}
+
+/// Attributions that open with a fixed phrase: Apple Mail's Polish "Wiadomość napisana przez
+/// Name <addr> w dniu 23.11.2026, o godz. 10:00", Horde's "Quoting Name <addr>" / "Zitat von
+/// Name <addr>".
+fn named_first(l: &str) -> bool {
+    (l.starts_with("wiadomość napisana przez ") && has_digit(l))
+        || (["quoting ", "zitat von ", "citando ", "citation "]
+            .iter()
+            .any(|p| l.starts_with(p))
+            && ends_with_address(l))
 }
 
 fn verb_last(l: &str, above_quote: bool) -> bool {
@@ -230,7 +242,11 @@ fn starts_with_weekday(l: &str) -> bool {
         .char_indices()
         .find(|(_, c)| !c.is_alphabetic())
         .map_or(l.len(), |(i, _)| i);
-    if word == 0 || l[..word].chars().count() > 12 {
+    // "On 24.11. …" is an opener, not a weekday.
+    if word == 0
+        || l[..word].chars().count() > 12
+        || OPENERS.iter().any(|o| o.trim_end() == &l[..word])
+    {
         return false;
     }
     let rest = l[word..].trim_start_matches(['.', ',', ' ']);
@@ -303,6 +319,9 @@ mod tests {
             "\"Max Muster\" <max@example.de> wrote on 11/23/2026 10:00:00 AM:",
             "----- On Nov 23, 2026, at 10:00 AM, John Doe john@example.com wrote:",
             "John Doe <john@example.com> wrote:",
+            "Op 23 nov. 2026 om 10:00 heeft Jan de Vries <jan@example.nl> het volgende geschreven:",
+            "Wiadomość napisana przez Jan Kowalski <jan@example.pl> w dniu 23.11.2026, o godz. 10:00:",
+            "Zitat von Max Muster <max@example.de>:",
         ] {
             assert!(is_attribution(a, false), "{a}");
         }
