@@ -1162,7 +1162,10 @@ mod tests {
         assert_eq!(html_to_text(html, o), "New\n\nMore text\n\nFooter: none");
         // Gmail's indentation is no quote.
         let html = r#"<div>Steps:</div><blockquote style="margin:0 0 0 40px;border:none;padding:0px"><div>restart the router</div></blockquote><div>Thanks</div>"#;
-        assert_eq!(html_to_text(html, o), "Steps:\n\nrestart the router\n\nThanks");
+        assert_eq!(
+            html_to_text(html, o),
+            "Steps:\n\nrestart the router\n\nThanks"
+        );
         assert_eq!(t(html), "Steps:\n\nrestart the router\n\nThanks");
     }
 

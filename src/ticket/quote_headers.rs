@@ -431,9 +431,12 @@ const MARKERS: &[&str] = &[
     "전달된 메일",
 ];
 
-/// Lotus Notes: "----- Forwarded by Max Muster/ACME on 23.11.2026 10:00 -----".
+/// Lotus Notes: "----- Forwarded by Max Muster/ACME on 23.11.2026 10:00 -----"; Mutt:
+/// "----- Forwarded message from Max Muster <max@example.de> -----".
 const FORWARDED_BY: &[&str] = &[
     "forwarded by ",
+    "forwarded message from ",
+    "weitergeleitete nachricht von ",
     "weitergeleitet von ",
     "transféré par ",
     "reenviado por ",
@@ -547,6 +550,7 @@ mod tests {
             "Début du message réexpédié :",
             "Anfang der weitergeleiteten Nachricht:",
             "----- Forwarded by Max Muster/ACME on 23.11.2026 10:00 -----",
+            "----- Forwarded message from Backup <backup@example.com> -----",
             "---- On Mon, 23 Nov 2026 10:00:00 +0100 John Doe <john@example.com> wrote ----",
         ] {
             assert!(is_separator(s), "{s}");
