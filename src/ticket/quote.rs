@@ -105,9 +105,18 @@ fn history_start(lines: &[&str]) -> Option<usize> {
             i
         };
     }
-    let quoted_to_end = |i: usize| {
+    // A long quoted run asks about the same following line again and again: remember it.
+    let mut asked: Option<(usize, bool)> = None;
+    let mut quoted_to_end = |i: usize| {
         let j = next_other[i];
-        j == lines.len() || is_signature_start(lines[j])
+        if let Some((k, answer)) = asked {
+            if k == j {
+                return answer;
+            }
+        }
+        let answer = j == lines.len() || is_signature_start(lines[j]);
+        asked = Some((j, answer));
+        answer
     };
     for i in 0..lines.len() {
         let t = lines[i].trim();
