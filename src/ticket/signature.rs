@@ -293,7 +293,14 @@ pub(super) fn is_tagline(line: &str) -> bool {
     if words > 12 {
         return false;
     }
-    let names_device = |s: &str| DEVICES.iter().any(|d| s.contains(d));
+    // The device is named in a few words; a comma may add a short apology ("…, please excuse
+    // typos") but not a sentence ("Sent from Outlook, but the attachment is missing").
+    let names_device = |s: &str| {
+        let (device, after) = s.split_once(',').unwrap_or((s, ""));
+        DEVICES.iter().any(|d| device.contains(d))
+            && device.split_whitespace().count() <= 6
+            && after.split_whitespace().count() <= 4
+    };
     if let Some(p) = VERB_FIRST.iter().find(|p| l.starts_with(*p)) {
         return names_device(&l[p.len()..]);
     }
@@ -453,6 +460,7 @@ mod tests {
             "iPhoneから送信",
             "发自我的iPhone",
             "iPhone에서 보냄",
+            "Sent from my iPhone, please excuse typos",
         ] {
             assert!(is_tagline(t), "{t}");
         }
@@ -467,6 +475,8 @@ mod tests {
             "Outlook for iOS crashes when I open the calendar",
             "I sent it from my iPhone yesterday: no luck?",
             "Von meinem Schreibtisch gesendet",
+            "Sent from Outlook, but the attachment is missing",
+            "Sent from my iPhone to the printer on floor 3 it never prints anything",
         ] {
             assert!(!is_tagline(t), "{t}");
         }
