@@ -19,6 +19,7 @@ use super::quote_attribution::is_attribution;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Label {
     From,
+    Sent,
     Date,
     To,
     Cc,
@@ -62,12 +63,11 @@ const FROM: &[&str] = &[
     "відправник",
     "gönderen",
 ];
-const DATE: &[&str] = &[
+/// Outlook's "Sent:" and its translations: only mail clients write these.
+const SENT: &[&str] = &[
     "sent",
-    "date",
     "sent at",
     "gesendet",
-    "datum",
     "envoyé",
     "envoye",
     "envoyé le",
@@ -77,43 +77,47 @@ const DATE: &[&str] = &[
     "enviada",
     "enviado em",
     "enviados",
-    "fecha",
-    "data",
     "inviato",
     "verzonden",
     "verstuurd",
     "skickat",
     "skickades",
     "sendt",
-    "dato",
     "lähetetty",
-    "päivämäärä",
-    "päiväys",
     "wysłano",
     "wysłane",
     "wysłany",
     "odesláno",
     "отправлено",
-    "дата",
     "надіслано",
     "відправлено",
     "gönderildi",
     "gönderilme tarihi",
     "gönderilenler",
-    "tarih",
     "送信日時",
-    "日付",
-    "日時",
     "发送时间",
     "發送時間",
-    "日期",
-    "时间",
-    "時間",
     "寄件日期",
     "傳送時間",
     "보낸 날짜",
-    "날짜",
     "elküldve",
+];
+const DATE: &[&str] = &[
+    "date",
+    "datum",
+    "fecha",
+    "data",
+    "dato",
+    "päivämäärä",
+    "päiväys",
+    "дата",
+    "tarih",
+    "日付",
+    "日時",
+    "日期",
+    "时间",
+    "時間",
+    "날짜",
     "dátum",
 ];
 const TO: &[&str] = &[
@@ -198,6 +202,7 @@ static LABELS: Lazy<HashMap<&'static str, Label>> = Lazy::new(|| {
     let mut m = HashMap::new();
     for (names, label) in [
         (FROM, Label::From),
+        (SENT, Label::Sent),
         (DATE, Label::Date),
         (TO, Label::To),
         (CC, Label::Cc),
@@ -239,7 +244,7 @@ fn lookup(name: &str) -> Option<Label> {
 }
 
 /// At most this many lines make one header block (wrapped To/Cc lists included).
-const BLOCK_LINES: usize = 14;
+const BLOCK_LINES: usize = 24;
 
 /// A header block starts at line `i`: labels for From, Subject and a date or recipient, in any
 /// order, within a few lines (values may wrap onto the next line). A From line whose value is an
@@ -255,7 +260,7 @@ pub(super) fn header_block_at(lines: &[&str], i: usize) -> bool {
     if first_label == Label::From && one_line_block(first) {
         return true;
     }
-    let mut seen = [false; 5];
+    let mut seen = [false; 6];
     let mut from_has_address = false;
     let mut gap = 0;
     let mut blanks = 0;
@@ -276,6 +281,9 @@ pub(super) fn header_block_at(lines: &[&str], i: usize) -> bool {
                 }
                 seen[label as usize] = true;
             }
+            // A wrapped To/Cc list ("Anna <a@x>; Ben <b@x>;") continues the block; other
+            // lines may wrap a value once or twice.
+            None if line.contains('@') || line.trim_end().ends_with([';', ',']) => {}
             None => {
                 gap += 1;
                 if gap > 2 {
@@ -284,9 +292,12 @@ pub(super) fn header_block_at(lines: &[&str], i: usize) -> bool {
             }
         }
         let has = |l: Label| seen[l as usize];
+        let dated = has(Label::Sent) || has(Label::Date);
+        let addressed = has(Label::To) || has(Label::Cc);
         if has(Label::From)
-            && ((has(Label::Subject) && (has(Label::Date) || has(Label::To) || has(Label::Cc)))
-                || (from_has_address && has(Label::Date) && has(Label::To)))
+            && ((has(Label::Subject) && (dated || addressed))
+                || (has(Label::Sent) && addressed)
+                || (from_has_address && dated && addressed))
         {
             return true;
         }
@@ -297,7 +308,7 @@ pub(super) fn header_block_at(lines: &[&str], i: usize) -> bool {
 /// "From: x Sent: y To: z Subject: w" on one line, as flowed text or some HTML conversions
 /// leave it.
 fn one_line_block(line: &str) -> bool {
-    let mut seen = [false; 5];
+    let mut seen = [false; 6];
     let mut rest = line;
     let mut count = 0;
     while let Some(pos) = rest.find([':', '：']) {
@@ -322,7 +333,7 @@ fn one_line_block(line: &str) -> bool {
     }
     seen[Label::From as usize]
         && seen[Label::Subject as usize]
-        && (seen[Label::Date as usize] || seen[Label::To as usize])
+        && (seen[Label::Sent as usize] || seen[Label::Date as usize] || seen[Label::To as usize])
 }
 
 /// Phrases that, between dashes or before a colon, mark where an original or forwarded message
@@ -491,10 +502,10 @@ mod tests {
         assert_eq!(label_at("From: x"), Some(Label::From));
         assert_eq!(label_at("*Von:* x"), Some(Label::From));
         assert_eq!(label_at("De : x"), Some(Label::From));
-        assert_eq!(label_at("Envoyé\u{a0}: lundi"), Some(Label::Date));
+        assert_eq!(label_at("Envoyé\u{a0}: lundi"), Some(Label::Sent));
         assert_eq!(label_at("件名： テスト"), Some(Label::Subject));
         assert_eq!(label_at("보낸 사람: 김"), Some(Label::From));
-        assert_eq!(label_at("Отправлено: 23 ноября"), Some(Label::Date));
+        assert_eq!(label_at("Отправлено: 23 ноября"), Some(Label::Sent));
         assert_eq!(label_at("From the log: x"), None);
         assert_eq!(label_at("Note: x"), None);
         assert_eq!(label_at(&"é".repeat(40)), None);
@@ -525,6 +536,10 @@ mod tests {
             "From: A <a@example.com> Sent: Monday To: B Subject: x"
         ));
         assert!(block("From: a@example.com\nDate: Mon\nTo: B"));
+        // Outlook without a Subject in sight: a long Cc list wraps over many lines.
+        assert!(block(
+            "From: Anna Berg\nSent: Monday, November 23, 2026 10:00 AM\nTo: Helpdesk\nCc: A One <a1@example.com>; B Two <b2@example.com>;\nC Three <c3@example.com>; D Four <d4@example.com>;\nE Five <e5@example.com>; F Six <f6@example.com>;\nG Seven <g7@example.com>"
+        ));
     }
 
     #[test]
