@@ -490,6 +490,7 @@ impl Converter {
         }
         if tag.has_class("gmail_quote")
             || tag.has_class("gmail_quote_container")
+            || tag.has_class("gmail_attr")
             || tag.has_class("moz-cite-prefix")
             || tag.has_class_suffix("yahoo_quoted")
             || tag.has_class("gmail_signature")

@@ -13,7 +13,8 @@ const MAX_FOOTER_LINES: usize = 10;
 
 /// The signature delimiter "-- " (also without its space, and an em dash some clients write).
 pub(super) fn is_delimiter(line: &str) -> bool {
-    line == "-- " || line == "--" || line == "—"
+    // "-- " also with a no-break space or more spaces, as editors and HTML leave it.
+    matches!(line.trim_end(), "--" | "—")
 }
 
 /// A line that starts a signature or footer wherever it stands (used where quoted history
@@ -110,6 +111,28 @@ const DEVICES: &[&str] = &[
     "телефон",
     "смартфон",
     "cihaz",
+    "htc",
+    "sony",
+    "oppo",
+    "honor",
+    "realme",
+    "lenovo",
+    "moto ",
+    "lumia",
+    "kindle",
+    "surface",
+    "verizon",
+    "sprint",
+    "t-mobile",
+    " ios",
+    "mymail",
+    "mailbird",
+    "superhuman",
+    "newton",
+    "edison",
+    "canary",
+    "spike",
+    "thunderbird",
     "bluemail",
     "spark",
     "airmail",
@@ -461,6 +484,9 @@ mod tests {
             "发自我的iPhone",
             "iPhone에서 보냄",
             "Sent from my iPhone, please excuse typos",
+            "Sent from my HTC",
+            "Sent from my T-Mobile 4G LTE Device",
+            "Sent from myMail for iOS",
         ] {
             assert!(is_tagline(t), "{t}");
         }
