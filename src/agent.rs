@@ -239,6 +239,25 @@ impl Agent {
             .is_some_and(|s| s.pending.iter().any(|u| !self.in_flight.contains(u)))
     }
 
+    /// Looks at the server now (connecting when needed) for mail no batch has handed out yet:
+    /// what is already waiting before a wait for new mail begins.
+    pub async fn check_pending(&mut self) -> Result<bool> {
+        let r = async {
+            self.ensure_session().await?;
+            self.sync_pending().await?;
+            // The search just covered whatever the server announced before it.
+            if let Some((session, _)) = self.session.as_mut() {
+                session.take_news();
+            }
+            Ok(self.has_unfetched())
+        }
+        .await;
+        if let Err(e) = &r {
+            self.on_error(e);
+        }
+        r
+    }
+
     /// The mailbox settings.
     pub fn mailbox(&self) -> &Mailbox {
         &self.mailbox

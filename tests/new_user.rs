@@ -318,7 +318,10 @@ fn parse_with_a_config_is_offline_and_finds_the_mailbox_ignoring_case() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let ticket = String::from_utf8_lossy(&out.stdout);
     assert!(ticket.contains("\"mailbox\":\"Helpdesk\""), "{ticket}");
-    assert!(ticket.contains("\"attachments\":[]"), "its switches: {ticket}");
+    assert!(
+        ticket.contains("\"attachments\":[]"),
+        "its switches: {ticket}"
+    );
 }
 
 #[test]

@@ -702,8 +702,8 @@ pub unsafe extern "C" fn pma_ack_tickets(
 /// needed.
 ///
 /// On success `*arrived` receives true when there is something to fetch (new mail announced,
-/// or messages known to wait already, e.g. of a batch freed without ack: then it returns at
-/// once) and false when the time ran out. Call `pma_fetch_tickets` afterwards either way; it
+/// or mail already waiting, e.g. unread mail of a first contact or the messages of a batch
+/// freed without ack: then it returns at once) and false when the time ran out. Call `pma_fetch_tickets` afterwards either way; it
 /// may find nothing (the change was a flag or a deletion). `timeout_ms` 0 only checks. Long
 /// timeouts are fine: IDLE is renewed below the servers' 29-minute limit.
 ///
@@ -724,11 +724,16 @@ pub unsafe extern "C" fn pma_wait_for_mail(
         with_agent(agent, "pma_wait_for_mail", |call, inner| {
             out_arg(arrived, "arrived")?;
             call.check()?;
+            let live = inner.live_unacked.clone();
             let a = inner.agent()?;
             // Beyond a year is "forever" (and keeps Instant arithmetic from overflowing).
             let timeout = Duration::from_millis(timeout_ms.min(365 * 86_400 * 1000));
             let deadline = Instant::now() + timeout;
-            let got = if a.has_unfetched() {
+            if live.load(Ordering::SeqCst) == 0 {
+                // Batches freed without ack: their messages are waiting again.
+                a.release_unacked();
+            }
+            let got = if blocking!(call, a, a.check_pending())? {
                 true
             } else {
                 loop {
