@@ -134,7 +134,8 @@ fn every_command_exits_6_without_a_panic_when_stdout_is_closed() {
     );
     let oauth_config = oauth_config.to_str().unwrap();
     let pw = [("PMA_TEST_PASSWORD", h.password.as_str())];
-    let cases: Vec<(Vec<&str>, &[(&str, &str)])> = vec![
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: Vec<(Vec<&str>, Env<'_>)> = vec![
         (vec!["--version"], &[]),
         (vec!["--help"], &[]),
         (vec!["test", "--help"], &[]),

@@ -190,3 +190,51 @@ fn a_password_changed_at_the_identity_platform_between_two_fetch_runs_fails_clea
     assert!(String::from_utf8_lossy(&ok.stdout).contains("\"subject\":\"after\""));
     h.idp(&format!("/_test/reset?user={user}"));
 }
+
+#[test]
+fn the_cli_logs_connection_sign_in_batches_and_acks_at_info_and_never_a_secret() {
+    let h = Harness::get();
+    let user = h.unique_user("truth-log");
+    h.append(&user, "INBOX", &mail("logged"), &[]);
+    let config = write_config(h, &user);
+    let out = bin()
+        .args(["fetch", "-v", "--config"])
+        .arg(&config)
+        .env("PMA_TRUTH_PASSWORD", &h.password)
+        .env_remove("PMA_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for wanted in [
+        format!("signed in as {user} with the password (password flow)"),
+        format!("mailbox Helpdesk: connected to 127.0.0.1:{}", h.imaps_port),
+        format!("XOAUTH2 as {user}"),
+        "mailbox Helpdesk: fetched 1 ticket(s) from 1 message(s),".to_string(),
+        "mailbox Helpdesk: acknowledged 1 message(s)".to_string(),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("[INFO") && l.contains(&wanted)),
+            "no INFO record with {wanted:?}:\n{err}"
+        );
+    }
+    assert!(!err.contains(&h.password), "{err}");
+
+    // A failed sign-in reaches the user on stderr with its cause and fix.
+    let failed = bin()
+        .args(["fetch", "-v", "--config"])
+        .arg(&config)
+        .env("PMA_TRUTH_PASSWORD", WRONG)
+        .env_remove("PMA_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(4), "{}", text(&failed));
+    assert!(err.contains("error: the password of"), "{err}");
+    assert!(
+        err.contains("  fix: re-enter the mailbox password"),
+        "{err}"
+    );
+    assert!(!err.contains(WRONG), "{err}");
+}
