@@ -43,8 +43,10 @@ const TEST_HELP: &str = "\
 psa-mail-agent test --config F [--mailbox NAME]
 
 Tests each mailbox (or only NAME) step by step: token (OAuth), connect, TLS, capabilities,
-authenticate, select. Each step prints its duration; a failure prints its cause and the fix.
-Exit code 0 when every tested mailbox is healthy.
+authenticate, select. Each step is printed as soon as it finished, with its duration; a failure
+prints its cause and the fix. The token step signs in afresh with the credentials configured now
+(password or client secret), never only with a cached token, and names the one refused.
+NAME is matched ignoring case. Exit code 0 when every tested mailbox is healthy.
 ";
 
 const FETCH_HELP: &str = "\
