@@ -24,6 +24,11 @@ import re
 
 from lib import php_call_args, php_literal, rfc3339_utc, sha256
 
+SPLIT_HTML = {
+    "m0020": "the HTML body is split into three inline text/html parts around two images; the "
+             "source reads the first part only, the ticket's body_html joins them (no content lost)",
+}
+
 TEST = "tests/MailMimeParser/IntegrationTests/EmailFunctionalTest.php"
 DATA = "tests/_data/emails"
 
@@ -62,9 +67,22 @@ def convert(repo, out):
         if "text" in props:
             expect["body_full"] = repo.read(files[props["text"]]).decode("latin-1")
         if "html" in props:
-            expect["body_html_text"] = repo.read(files[props["html"]]).decode("latin-1")
-        if props.get("attachments"):
+            html = repo.read(files[props["html"]]).decode("latin-1")
+            if key in SPLIT_HTML:
+                exclude_html = {"field": "body_html_text", "expected": html, "reason": SPLIT_HTML[key]}
+            else:
+                expect["body_html_text"] = html
+                exclude_html = None
+        else:
+            exclude_html = None
+        exclude = []
+        if props.get("attachments") and props.get("signed"):
+            exclude.append({"field": "attachments.count", "expected": props["attachments"],
+                            "reason": "multipart/signed: the source does not count the signature part as an "
+                                      "attachment; the ticket lists it (no part may end up nowhere, issue #11 item 3)"})
+        elif props.get("attachments"):
             expect["attachments.count"] = props["attachments"]
+        if props.get("attachments"):
             listed = []
             head_text = (raw or b"").decode("latin-1")
             for name, path in sorted(files.items()):
@@ -77,5 +95,7 @@ def convert(repo, out):
             if listed:
                 expect["attachments"] = listed
                 notes.append("attachments: the files/ copies the source compares byte for byte")
+        if exclude_html:
+            exclude.append(exclude_html)
         out.add(key, raw, f"{DATA}/{key}.txt", expect, note="; ".join(notes) or None,
-                name=f"{key}.eml")
+                exclude=exclude or None, name=f"{key}.eml")

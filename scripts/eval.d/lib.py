@@ -124,9 +124,11 @@ class Out:
             raise ValueError(f"{self.source}: two different messages for {fname}")
         if fname is not None:
             self.files[fname] = raw
-        case = {"id": f"{self.source}/{case_id}", "file": fname, "origin": origin}
+        case = {"id": f"{self.source}/{case_id}", "file": fname, "sha256": sha256(raw) if raw else None,
+                "origin": origin}
         if fname is None:
             del case["file"]
+            del case["sha256"]
         if synthesized:
             case["synthesized"] = True
         if note:
