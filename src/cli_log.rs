@@ -38,17 +38,30 @@ impl Log for StderrLogger {
     fn flush(&self) {}
 }
 
-/// The level for `verbosity` -v flags, or `env` (PMA_LOG) when no flag was given.
+/// What `PMA_LOG` may say.
+pub const LEVELS_HINT: &str = "allowed: error, warn, info, debug, trace, off";
+
+/// The level a `PMA_LOG` value names (case and surrounding spaces ignored), or an error that
+/// names the allowed values.
+pub fn parse_level(value: &str) -> Result<LevelFilter, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "error" => Ok(LevelFilter::Error),
+        "warn" => Ok(LevelFilter::Warn),
+        "info" => Ok(LevelFilter::Info),
+        "debug" => Ok(LevelFilter::Debug),
+        "trace" => Ok(LevelFilter::Trace),
+        "off" => Ok(LevelFilter::Off),
+        _ => Err(format!("{value:?} is not a log level; {LEVELS_HINT}")),
+    }
+}
+
+/// The level for `verbosity` -v flags, or `env` (PMA_LOG, checked with [`parse_level`]
+/// beforehand) when no flag was given.
 pub fn level_for(verbosity: u8, env: Option<&str>) -> LevelFilter {
     match verbosity {
-        0 => match env.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-            Some("error") => LevelFilter::Error,
-            Some("info") => LevelFilter::Info,
-            Some("debug") => LevelFilter::Debug,
-            Some("trace") => LevelFilter::Trace,
-            Some("off") => LevelFilter::Off,
-            _ => LevelFilter::Warn,
-        },
+        0 => env
+            .and_then(|v| parse_level(v).ok())
+            .unwrap_or(LevelFilter::Warn),
         1 => LevelFilter::Info,
         2 => LevelFilter::Debug,
         _ => LevelFilter::Trace,
@@ -73,6 +86,9 @@ mod tests {
         assert_eq!(level_for(0, Some("DEBUG")), LevelFilter::Debug);
         assert_eq!(level_for(2, Some("error")), LevelFilter::Debug);
         assert_eq!(level_for(5, None), LevelFilter::Trace);
+        assert_eq!(parse_level(" Info "), Ok(LevelFilter::Info));
+        let e = parse_level("verbose").unwrap_err();
+        assert!(e.contains("\"verbose\"") && e.contains("error, warn, info, debug, trace, off"));
     }
 
     #[test]

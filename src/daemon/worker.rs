@@ -231,7 +231,7 @@ impl Worker {
         if self.status.status.failure_notified {
             self.status.status.failure_notified = false;
             self.status.save();
-            log::warn!("mailbox {}: recovered", self.name);
+            log::info!("mailbox {}: recovered", self.name);
             self.shared
                 .notifier
                 .notify(
@@ -281,8 +281,8 @@ impl Worker {
         let fix = e.fix().map(|f| format!(" (fix: {f})")).unwrap_or_default();
         if admin {
             log::error!(
-                "mailbox {}: {}{fix}; waiting for an administrator, next attempt in {} min \
-                 (or after SIGHUP)",
+                "mailbox {}: {}{fix}; parked: waiting for an administrator, next attempt in {} \
+                 min (or after SIGHUP)",
                 self.name,
                 e.message(),
                 delay.as_secs() / 60
