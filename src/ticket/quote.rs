@@ -20,7 +20,7 @@
 //! what the sender wrote.
 
 use super::quote_attribution::{is_attribution, opens_attribution};
-use super::quote_headers::{header_block_at, is_separator};
+use super::quote_headers::{header_block_at, is_dashed_title, is_separator};
 use super::signature::{is_signature_start, signature_start};
 
 /// The new text of `full`: quoted history and signature removed, trailing blank lines trimmed.
@@ -39,7 +39,12 @@ pub fn clean_body(full: &str) -> String {
             i += 1;
             continue;
         }
-        // Attributions left before the cut belong to interleaved quotes: drop them too.
+        // Attributions and separators left before the cut belong to interleaved quotes: drop
+        // them too.
+        if is_separator(lines[i].trim()) {
+            i += 1;
+            continue;
+        }
         if let Some(span) = attribution_at(&lines[..cut], i) {
             i += span;
             continue;
@@ -133,9 +138,15 @@ fn history_start(lines: &[&str]) -> Option<usize> {
             continue;
         }
         if is_separator(t) {
+            // "Begin forwarded message:" over `>`-quoted lines with text below them: the text
+            // below is the sender's, as in an interleaved reply.
+            if quote_then_text(&lines[i + 1..]) {
+                continue;
+            }
             return Some(i);
         }
-        if is_rule(t) && header_block_at(lines, next_nonblank(lines, i + 1)) {
+        if (is_rule(t) || is_dashed_title(t)) && header_block_at(lines, next_nonblank(lines, i + 1))
+        {
             return Some(i);
         }
         if header_block_at(lines, i) {
@@ -181,7 +192,12 @@ fn attribution_at(lines: &[&str], i: usize) -> Option<usize> {
         let Some(line) = lines.get(i + span - 1) else {
             break;
         };
-        if line.trim().is_empty() || is_quoted(line) {
+        // Gmail wraps inside the address: "… Dart Vader <luke@example.com" / "> wrote:".
+        let wrapped_address = span > 1 && line.trim_start().starts_with("> ") && {
+            let prev = lines[i + span - 2];
+            prev.rfind('<').is_some_and(|lt| !prev[lt..].contains('>'))
+        };
+        if line.trim().is_empty() || (is_quoted(line) && !wrapped_address) {
             break;
         }
         if ends_with_colon(line) {
@@ -231,6 +247,24 @@ fn join_trimmed(lines: &[&str]) -> String {
         joined.push_str(l.trim());
     }
     joined
+}
+
+/// After a forward marker: `>`-quoted lines, a blank line, then unquoted text to the end
+/// (a line that lost its `>` inside the quote is no answer).
+fn quote_then_text(rest: &[&str]) -> bool {
+    let rest = &rest[..rest.len().min(INTERLEAVE_LOOKAHEAD)];
+    let mut j = next_nonblank(rest, 0);
+    if !rest.get(j).is_some_and(|l| is_quoted(l)) {
+        return false;
+    }
+    while j < rest.len() && is_quoted(rest[j]) {
+        j += 1;
+    }
+    if j >= rest.len() || !rest[j].trim().is_empty() {
+        return false;
+    }
+    let text = &rest[j..];
+    text.iter().any(|l| !l.trim().is_empty()) && !text.iter().any(|l| is_quoted(l))
 }
 
 /// How many lines after an attribution are read to tell an interleaved reply (bounded, so a
@@ -381,6 +415,30 @@ mod tests {
             let t = format!("Nowy tekst\n\n{a}\n> stary\n> tekst\n");
             assert_eq!(clean_body(&t), "Nowy tekst", "{a}");
         }
+    }
+
+    #[test]
+    fn attribution_wrapped_inside_the_address() {
+        let t = "Thanks, works.\n\nOn Fri, Jul 18, 2026 at 1:17 AM, Dart Vader <dart@example.com\n> wrote:\n\n> old\n";
+        assert_eq!(clean_body(t), "Thanks, works.");
+    }
+
+    #[test]
+    fn text_below_a_quoted_forward_stays() {
+        let t = "Hello\n\nBegin forwarded message:\n\n> From: A <a@example.com>\n> Subject: x\n>\n> old\n\nText bottom\n";
+        assert_eq!(clean_body(t), "Hello\n\nText bottom");
+    }
+
+    #[test]
+    fn any_dashed_title_above_a_header_block() {
+        let t = "Hei\n\n-------- Viesti eteenpäin --------\nAihe: x\nPäivämäärä: 23.11.2026\nLähettäjä: A <a@example.com>\nVastaanottaja: B\n\nvanha";
+        assert_eq!(clean_body(t), "Hei");
+    }
+
+    #[test]
+    fn helpdesk_reply_marker() {
+        let t = "Still broken.\n\n##- Please type your reply above this line -##\n\nYour request 4711 was updated.";
+        assert_eq!(clean_body(t), "Still broken.");
     }
 
     #[test]

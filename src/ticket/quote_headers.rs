@@ -418,6 +418,14 @@ const MARKERS: &[&str] = &[
     "轉寄的郵件",
     "전달된 메시지",
     "továbbított üzenet",
+    "edelleenlähetetty viesti",
+    "välitetty viesti / fwd.msg",
+    "wiadomość przesłana dalej",
+    "treść przekazanej wiadomości",
+    "перенаправленное сообщение",
+    "proslijeđena poruka",
+    "mesaj redirecționat",
+    "メッセージを転送",
     // Apple Mail's "Begin forwarded message:" (before a colon)
     "begin forwarded message",
     "anfang der weitergeleiteten nachricht",
@@ -459,15 +467,21 @@ const FORWARDED_BY: &[&str] = &[
 /// A line that starts quoted or forwarded history by itself.
 pub(super) fn is_separator(line: &str) -> bool {
     let t = line.trim();
+    if is_reply_above_marker(t) {
+        return true;
+    }
     let dashed = t.starts_with(['-', '_', '=', '—']);
     let colon = t.ends_with([':', '：']);
     if !dashed && !colon {
         return false;
     }
+    if dashed && marker_then_header(t) {
+        return true;
+    }
     if t.len() > 300 {
         return false;
     }
-    let lower = t.to_lowercase().replace('’', "'");
+    let lower = normalize(t);
     let inner = lower.trim_matches(['-', '_', '=', '—', ' ', '\u{a0}', '*']);
     let closed = dashed && lower.ends_with(['-', '_', '=', '—']);
     if closed {
@@ -491,6 +505,70 @@ pub(super) fn is_separator(line: &str) -> bool {
     }
     // "-----Original Message-----" without the closing dashes on some clients.
     dashed && inner.len() < 40 && MARKERS.contains(&inner)
+}
+
+/// Lowercase, apostrophes as `'`, and no combining dot (Turkish "İ" lowercases to "i̇").
+fn normalize(t: &str) -> String {
+    t.to_lowercase().replace('’', "'").replace('\u{307}', "")
+}
+
+/// A short title between dashes ("-------- Välitetty viesti --------"), in any language:
+/// history when a header block follows it.
+pub(super) fn is_dashed_title(t: &str) -> bool {
+    let Some(inner) = t.strip_prefix("--").and_then(|r| r.strip_suffix("--")) else {
+        return false;
+    };
+    let inner = inner.trim_matches(['-', ' ', '\u{a0}']);
+    let n = inner.chars().count();
+    (3..=60).contains(&n) && inner.chars().any(char::is_alphabetic) && !inner.contains("--")
+}
+
+/// Yahoo's text part: "----- Forwarded Message ----- From: … To: … Subject: …" on one line.
+fn marker_then_header(t: &str) -> bool {
+    let inner_start = t.len() - t.trim_start_matches(['-', '—']).len();
+    let Some(close) = t[inner_start..].find("--").map(|p| p + inner_start) else {
+        return false;
+    };
+    let rest = t[close..].trim_start_matches(['-', '—', ' ', '\u{a0}']);
+    if rest.is_empty() || close - inner_start > 60 {
+        return false;
+    }
+    let inner = normalize(t[inner_start..close].trim());
+    MARKERS.contains(&inner.as_str()) && label_at(rest).is_some()
+}
+
+/// Ticket systems' "##- Please type your reply above this line -##" and the like: what
+/// follows is the notification being answered.
+fn is_reply_above_marker(t: &str) -> bool {
+    if t.len() > 160 {
+        return false;
+    }
+    if contains_ascii_ci(t, "above this line") {
+        return t.split_whitespace().count() <= 12;
+    }
+    if !t.starts_with(['#', '-', '=', '*', '_', '[']) {
+        return false;
+    }
+    let l = t.to_lowercase();
+    [
+        "über dieser zeile",
+        "oberhalb dieser zeile",
+        "au-dessus de cette ligne",
+        "encima de esta línea",
+        "sopra questa riga",
+        "boven deze regel",
+        "acima desta linha",
+        "ovanför denna rad",
+        "над этой строкой",
+    ]
+    .iter()
+    .any(|m| l.contains(m))
+}
+
+fn contains_ascii_ci(hay: &str, needle: &str) -> bool {
+    hay.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 #[cfg(test)]
@@ -561,6 +639,8 @@ mod tests {
             "---------- Forwarded message ---------",
             "---------- Пересылаемое сообщение ----------",
             "------------------ 原始邮件 ------------------",
+            "-------- İletilen İleti --------",
+            "---------- Edelleenlähetetty viesti ---------",
             "Begin forwarded message:",
             "Début du message réexpédié :",
             "Anfang der weitergeleiteten Nachricht:",
@@ -570,7 +650,24 @@ mod tests {
         ] {
             assert!(is_separator(s), "{s}");
         }
-        for s in ["-----", "----- Update -----", "Note:", "- original item"] {
+        assert!(is_separator(
+            "  ----- Forwarded Message ----- From: John Doe <john@example.com>To: Ann <ann@example.com>Sent: Tuesday, November 2, 2021, 09:26:50 AM GMT+1Subject: Invoice"
+        ));
+        assert!(is_separator(
+            "##- Please type your reply above this line -##"
+        ));
+        assert!(is_separator("-- Reply above this line to add a comment --"));
+        assert!(is_separator(
+            "##- Bitte geben Sie Ihre Antwort über dieser Zeile ein -##"
+        ));
+        for s in [
+            "-----",
+            "----- Update -----",
+            "Note:",
+            "- original item",
+            "----- Update ----- From: now on we use the new VPN",
+            "I wrote my question above this line of the log, but nobody answered it in two weeks",
+        ] {
             assert!(!is_separator(s), "{s}");
         }
     }
