@@ -775,9 +775,9 @@ impl Converter {
 /// How many tables get their look-ahead scan; later ones render as layout tables.
 const MAX_TABLE_SCANS: usize = 64;
 /// How many rules / bordered blocks get their look-ahead for a header block.
-const MAX_RULE_SCANS: usize = 32;
+const MAX_RULE_SCANS: usize = 16;
 /// How far ahead that look-ahead reads.
-const RULE_SCAN_BYTES: usize = 4096;
+const RULE_SCAN_BYTES: usize = 3072;
 
 /// `<hr>`, or a block with a top border only (Outlook desktop's `border:none;border-top:solid
 /// #E1E1E1 1.0pt`, Outlook mobile's `border-style:solid none none`): where Outlook puts the
@@ -799,6 +799,13 @@ fn header_block_follows(rest: &str) -> bool {
     let mut end = rest.len().min(RULE_SCAN_BYTES);
     while !rest.is_char_boundary(end) {
         end -= 1;
+    }
+    // No label colon nearby (a newsletter's rules): nothing to convert.
+    let near = rest.as_bytes()[..end.min(1024)]
+        .iter()
+        .position(|&b| b == b':');
+    if near.is_none() && !rest[..end].contains('：') {
+        return false;
     }
     let text = html_to_text(&rest[..end], Html2TextOptions::default());
     let lines: Vec<&str> = text.split('\n').collect();
