@@ -57,6 +57,11 @@ impl Batch {
     pub fn is_void(&self) -> bool {
         self.uids.is_empty()
     }
+
+    /// Messages acknowledged with this batch (tickets and suppressed duplicates).
+    pub fn message_count(&self) -> usize {
+        self.uids.len()
+    }
 }
 
 /// One step of a connection test.
@@ -112,6 +117,8 @@ pub struct Agent {
     attachment_bytes: bool,
     /// Sizes of pending messages asked for ahead of their batch, under one UIDVALIDITY.
     size_cache: (u32, BTreeMap<u32, u32>),
+    /// Bytes of mail read from the server over this agent's life (metrics).
+    bytes_read: u64,
     _lock: Option<MailboxLock>,
 }
 
@@ -165,6 +172,7 @@ impl Agent {
             outstanding: Vec::new(),
             read_only: false,
             attachment_bytes: true,
+            bytes_read: 0,
             size_cache: (0, BTreeMap::new()),
             _lock: Some(lock),
         })
@@ -200,6 +208,16 @@ impl Agent {
     /// attachment metadata only and memory stays bounded by the largest single message.
     pub fn set_attachment_bytes(&mut self, keep: bool) {
         self.attachment_bytes = keep;
+    }
+
+    /// Bytes of mail (message sources) read from the server since this agent was made.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// Tokens obtained from the identity platform since this agent was made.
+    pub fn token_grants(&self) -> u64 {
+        self.tokens.as_ref().map_or(0, |t| t.grants())
     }
 
     /// The token provider, for sign-in (`login`) and diagnosis.
@@ -611,7 +629,9 @@ impl Agent {
         {
             let (options, folder_name) = (&self.options, &self.mailbox.imap.folder);
             let keep_bytes = self.attachment_bytes;
+            let bytes_read = &mut self.bytes_read;
             let mut on_message = |msg: imap::Arrived<'_>| {
+                *bytes_read += msg.raw.len() as u64;
                 let mut ticket = build_ticket(options, &msg, folder_name, uid_validity, too_big);
                 if !keep_bytes {
                     for a in &mut ticket.attachments {

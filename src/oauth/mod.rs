@@ -123,6 +123,8 @@ pub struct TokenProvider {
     /// The cache file lags behind `tokens` (a write failed): written again before the next use.
     unsaved: bool,
     last_failure: Option<(Instant, Error)>,
+    /// Tokens obtained from the endpoint so far (any grant; `run` reports it as a metric).
+    grants: u64,
 }
 
 /// A refused request: the mapped error plus the OAuth error code the flows branch on.
@@ -247,7 +249,13 @@ impl TokenProvider {
             tokens,
             unsaved: false,
             last_failure: None,
+            grants: 0,
         })
+    }
+
+    /// Tokens obtained from the token endpoint by this provider (sign-ins and refreshes).
+    pub fn grants(&self) -> u64 {
+        self.grants
     }
 
     /// The token endpoint URL.
@@ -562,6 +570,7 @@ impl TokenProvider {
             }
             None => false,
         };
+        self.grants += 1;
         self.tokens.access_token = Some(access.clone());
         self.tokens.expires_at = now + lifetime;
         self.tokens.renew_at = now + lifetime - margin;
