@@ -7,9 +7,23 @@
  * pma_test_connection() to diagnose, then repeatedly pma_fetch_tickets(), store the tickets,
  * pma_ack(), pma_batch_free(); finally pma_free().
  *
+ * For a long-lived host: pma_set_password() / pma_set_client_secret() take the secrets from
+ * the host's own vault; pma_wait_for_mail() waits (IMAP IDLE) between fetches instead of
+ * polling; pma_ack_tickets() acknowledges only the tickets the host managed to store (the
+ * rest come again); pma_cancel(), from any thread, ends the blocking call in progress;
+ * pma_device_login_begin() / pma_device_login_complete() run the interactive device-code
+ * sign-in in the host's own UI; with "keep_raw": true, pma_batch_raw() gives each message as
+ * received.
+ *
  * Conventions, for every function:
  * - Functions returning pma_result return PMA_OK (0) on success. On failure out-parameters
- *   are left untouched and pma_last_error() gives the message and the administrator's fix.
+ *   are left untouched and pma_last_error() gives the message and the administrator's fix:
+ *   pma_last_error(NULL, ...) the calling thread's last failed call (use this right after a
+ *   failure; other threads never change it), pma_last_error(agent, ...) the last failed call
+ *   on that handle from any thread. Every failure is also logged (pma_set_log_callback).
+ * - Every pma_result value is documented at the enum; values never change and are never
+ *   reused. Codes name what failed (PMA_OAUTH_INVALID_CREDENTIALS: the password was refused),
+ *   the message says which setting or credential and how to fix it.
  * - Handles (pma_agent, pma_batch, pma_report) are opaque and owned by the caller, who frees
  *   each with its own free function (NULL is accepted there). Memory handed out by the
  *   library (strings, JSON, attachment bytes) belongs to the handle it came from and is never
@@ -19,8 +33,11 @@
  *   UTF-8 gives PMA_INVALID_UTF8.
  * - A panic inside the library is caught and reported as PMA_PANIC; it never unwinds into the
  *   caller.
- * - An agent handle may be used from any thread; its calls are serialised. Batches and reports
- *   are immutable and may be read from several threads at once.
+ * - An agent handle may be used from any thread; its calls are serialised (one runs, the others
+ *   wait for their turn), except pma_cancel(), which never waits and ends the blocking call
+ *   in progress with PMA_CANCELLED. Blocking calls (test, fetch, ack, wait, device login) drive
+ *   network I/O on the calling thread; each network step has the mailbox's timeout. Batches
+ *   and reports are immutable and may be read from several threads at once.
  *
  * C99 (stdbool.h, stddef.h, stdint.h); usable from C++ (extern "C").
  */
@@ -41,8 +58,9 @@
 
 /**
  * The outcome of a call. `PMA_OK` (0) is success; every other value is an error, grouped by
- * family: 1xx the caller misused the API, 2xx configuration and local files, 3xx network and
- * TLS, 4xx IMAP, 5xx OAuth (Microsoft identity platform), 6xx mail and delivery, 9xx internal.
+ * family: 1xx the API itself (misuse, cancellation), 2xx configuration and local files, 3xx
+ * network and TLS, 4xx IMAP, 5xx OAuth (Microsoft identity platform), 6xx mail and delivery,
+ * 9xx internal.
  * Values are never reused. `pma_result_str` names a code; `pma_last_error` gives the message
  * and the administrator's fix of the call that failed.
  */
@@ -105,6 +123,20 @@ enum pma_result
    * possible when the static library is linked into a Rust program that sets its own).
    */
   PMA_LOGGER_UNAVAILABLE = 110,
+  /**
+   * The call was ended by `pma_cancel` (from another thread). Nothing half-done remains:
+   * a fetch handed nothing out, an acknowledgement may be repeated; the next call works.
+   */
+  PMA_CANCELLED = 111,
+  /**
+   * `pma_device_login_complete` without a device-code sign-in begun by
+   * `pma_device_login_begin` (or after it completed or failed).
+   */
+  PMA_DEVICE_LOGIN_NOT_STARTED = 112,
+  /**
+   * `pma_batch_raw` on a batch of a mailbox that does not keep raw messages (`keep_raw`).
+   */
+  PMA_RAW_NOT_KEPT = 113,
   /**
    * The mailbox JSON or a credential is invalid or missing; the message names the key.
    */
@@ -271,6 +303,11 @@ enum pma_result
    */
   PMA_DELIVERY = 601,
   /**
+   * `pma_batch_attachment`: the attachment's bytes are not carried because it is larger than
+   * `max_attachment_bytes`; the ticket JSON marks it `"omitted": "too_large"` with its size.
+   */
+  PMA_ATTACHMENT_OMITTED = 602,
+  /**
    * An invariant of the library was broken (a bug: please report it).
    */
   PMA_INTERNAL = 900,
@@ -357,8 +394,8 @@ typedef uint32_t pma_step_status;
  * An agent for one mailbox (opaque). Created by `pma_init`, freed by `pma_free`.
  *
  * Thread safety: a handle may be used from any thread; calls on one handle are serialised
- * (a second thread waits while a fetch runs). Each handle keeps the last error of its own
- * calls, read with `pma_last_error`.
+ * (a second thread waits while a fetch runs), except `pma_cancel`, which never waits. Each
+ * handle keeps the last error of its own calls, read with `pma_last_error`.
  */
 typedef struct pma_agent pma_agent;
 
@@ -375,6 +412,30 @@ typedef struct pma_batch pma_batch;
  * Immutable: its accessors may be called from any thread at once.
  */
 typedef struct pma_report pma_report;
+
+/**
+ * What the person signing in with a device code must do, as `pma_device_login_begin` fills
+ * it in. The strings (NUL-terminated UTF-8) belong to the agent and stay valid until the next
+ * `pma_device_login_begin` on it or `pma_free`.
+ */
+typedef struct pma_device_prompt {
+  /**
+   * The page to open, e.g. `https://microsoft.com/devicelogin`.
+   */
+  const char *verification_uri;
+  /**
+   * The code to enter there.
+   */
+  const char *user_code;
+  /**
+   * Microsoft's instruction text (names the page and the code).
+   */
+  const char *message;
+  /**
+   * Seconds the code stays valid.
+   */
+  uint64_t expires_in_secs;
+} pma_device_prompt;
 
 /**
  * Receives one log record. `level` is the record's severity; `target` the module that logged
@@ -437,12 +498,14 @@ const char *pma_version(void);
  * e.g. `{"name": "Helpdesk", "email": "helpdesk@contoso.com", "username": "…",
  * "password_env": "HELPDESK_PASSWORD", "oauth": {"enabled": true, …}}`. Relative paths in it
  * (`password_file`, `imap.ca_file`) are taken from the current directory. Credentials may be
- * left out and supplied by `pma_set_oauth_credentials`; until the mailbox is complete,
- * `pma_test_connection` and `pma_fetch_tickets` fail with `PMA_CONFIG` naming what is missing.
+ * left out and supplied by `pma_set_oauth_credentials`, `pma_set_password` or
+ * `pma_set_client_secret`; until the mailbox is complete, `pma_test_connection` and
+ * `pma_fetch_tickets` fail with `PMA_CONFIG` naming what is missing.
  *
  * `state_dir`: where the mailbox's state, token cache and lock file live; NULL means
- * `"./state"`. Only one agent (in any process) may work on a mailbox name in one state
- * directory at a time; a second one fails with `PMA_IO`.
+ * `"./state"` (created with mode 0700 when missing). The mailbox's lock is taken here, whether
+ * or not the JSON is complete: only one agent (in any process) may work on a mailbox name in
+ * one state directory at a time; a second one fails with `PMA_IO`.
  *
  * On success `*out` receives a new handle, owned by the caller and freed with `pma_free`.
  * On failure `*out` is not written; `pma_last_error(NULL, …)` on the same thread gives the
@@ -460,7 +523,7 @@ pma_result pma_init(const char *mailbox_json, const char *state_dir, struct pma_
  * mailbox lock, and wipes the secrets it held.
  *
  * NULL is accepted and does nothing, as is a pointer that is not a live agent (a second
- * free). No other call on this handle may be running or follow.
+ * free). No other call on this handle may be running or follow (not even `pma_cancel`).
  * Batches and reports stay valid and must still be freed; batches of a freed agent can no
  * longer be acknowledged (their messages are fetched again by the next agent).
  *
@@ -473,11 +536,11 @@ void pma_free(struct pma_agent *agent);
  * Sets the OAuth 2.0 Application ID and Directory ID (and the client secret for the
  * `client_credentials` flow), enables OAuth for the mailbox, and rebuilds the agent.
  *
- * `client_secret` may be NULL: a secret from the mailbox JSON is kept. The library copies
- * the strings; the copy of the secret is wiped from memory when the handle is freed or the
- * secret replaced. On failure (e.g. `PMA_CONFIG` when the result would be incomplete) the
- * handle keeps its previous settings. Batches fetched before a successful call can no
- * longer be acknowledged (`PMA_FOREIGN_BATCH`); their messages come again.
+ * `client_secret` may be NULL: a secret from the mailbox JSON (or `pma_set_client_secret`) is
+ * kept. The library copies the strings; the copy of the secret is wiped from memory when the
+ * handle is freed or the secret replaced. On failure (e.g. `PMA_CONFIG` when the result would
+ * be incomplete) the handle keeps its previous settings. Batches fetched before a successful
+ * call can no longer be acknowledged (`PMA_FOREIGN_BATCH`); their messages come again.
  *
  * Thread-safe; serialised with the handle's other calls.
  *
@@ -485,6 +548,38 @@ void pma_free(struct pma_agent *agent);
  * `agent` is NULL or a live handle; string arguments are NULL or NUL-terminated.
  */
 pma_result pma_set_oauth_credentials(struct pma_agent *agent, const char *application_id, const char *directory_id, const char *client_secret);
+
+/**
+ * Sets the mailbox password (for Basic LOGIN and the OAuth `password` flow) from the host's
+ * own store, instead of `password*` in the mailbox JSON.
+ *
+ * The library copies the string and wipes its copy from memory when the password is
+ * replaced or the handle freed. A different password drops every token obtained with the
+ * previous one (also in the token cache, which is bound to the password it was earned with)
+ * and the open connection: the next call signs in with this password. Open batches stay
+ * valid. When the password was what the mailbox lacked, the agent is built now.
+ *
+ * `PMA_NULL_ARGUMENT`, `PMA_INVALID_UTF8`, `PMA_INVALID_ARGUMENT` (empty). Thread-safe;
+ * serialised with the handle's other calls.
+ *
+ * # Safety
+ * `agent` is NULL or a live handle; `password` is NULL or NUL-terminated.
+ */
+pma_result pma_set_password(struct pma_agent *agent, const char *password);
+
+/**
+ * Sets the OAuth client secret (the app registration's secret Value, for the
+ * `client_credentials` flow or a confidential app) from the host's own store. Copied and
+ * wiped like `pma_set_password`; a different secret drops the tokens obtained with the old
+ * one. Does not enable OAuth (see `pma_set_oauth_credentials`).
+ *
+ * `PMA_NULL_ARGUMENT`, `PMA_INVALID_UTF8`, `PMA_INVALID_ARGUMENT` (empty). Thread-safe;
+ * serialised with the handle's other calls.
+ *
+ * # Safety
+ * `agent` is NULL or a live handle; `client_secret` is NULL or NUL-terminated.
+ */
+pma_result pma_set_client_secret(struct pma_agent *agent, const char *client_secret);
 
 /**
  * Registers a mail the PSA sent (a notification, a technician's answer): `message_id` (with
@@ -503,15 +598,20 @@ pma_result pma_register_sent(struct pma_agent *agent, const char *message_id, co
 
 /**
  * Tests the connection step by step (token, connect, TLS, capabilities, authenticate,
- * select), stopping at the first failure.
+ * select), stopping at the first failure. The token step checks the credentials as
+ * configured now with a fresh request to the identity platform (the password grant with
+ * the configured password, the client-credentials grant with the configured secret; the
+ * device-code flow redeems its stored sign-in), never only a cached token: a wrong password
+ * fails here with `PMA_OAUTH_INVALID_CREDENTIALS` even while an older token is cached.
  *
  * Returns `PMA_OK` whenever a report was made, healthy or not: check
  * `pma_report_healthy`, and each step's result and fix. Fails without a report only when
- * the handle cannot run a test (e.g. `PMA_CONFIG` for missing credentials). On success
- * `*out` receives a report owned by the caller, freed with `pma_report_free`.
+ * the handle cannot run a test (e.g. `PMA_CONFIG` for missing credentials) or the call was
+ * cancelled (`PMA_CANCELLED`). On success `*out` receives a report owned by the caller, freed
+ * with `pma_report_free`.
  *
- * Blocks the calling thread (every network step has the mailbox's timeout).
- * Thread-safe; serialised with the handle's other calls.
+ * Blocks the calling thread (every network step has the mailbox's timeout); `pma_cancel`
+ * ends it. Thread-safe; serialised with the handle's other calls.
  *
  * # Safety
  * `agent` is NULL or a live handle; `out` is NULL or writable.
@@ -522,12 +622,13 @@ pma_result pma_test_connection(struct pma_agent *agent, struct pma_report **out)
  * Fetches up to `max` new tickets (at most one bounded batch; `max` ≥ 1, further limited by
  * the mailbox's `batch_size`). An empty batch (count 0) means nothing is waiting.
  *
- * Nothing changes on the server until the batch is given to `pma_ack`, which the caller does
- * after storing the tickets. Messages of a batch freed without ack are fetched again once no
- * unacknowledged batch of this handle is alive.
+ * Nothing changes on the server until the batch is given to `pma_ack` (or
+ * `pma_ack_tickets`), which the caller does after storing the tickets. Messages of a batch
+ * freed without ack are fetched again once no unacknowledged batch of this handle is alive.
  *
  * On success `*out` receives a batch owned by the caller, freed with `pma_batch_free`.
- * Blocks the calling thread. Thread-safe; serialised with the handle's other calls.
+ * Blocks the calling thread; `pma_cancel` ends it (`PMA_CANCELLED`, nothing handed out).
+ * Thread-safe; serialised with the handle's other calls.
  *
  * # Safety
  * `agent` is NULL or a live handle; `out` is NULL or writable.
@@ -539,11 +640,12 @@ pma_result pma_fetch_tickets(struct pma_agent *agent, size_t max, struct pma_bat
  * the messages read, moves or deletes them on the server (`after_processing`).
  *
  * `PMA_FOREIGN_BATCH` when the batch came from another handle (or before this handle was
- * rebuilt); `PMA_ALREADY_ACKED` the second time. On a network error the batch stays
- * unacknowledged and may be acknowledged again. The batch remains owned by the caller
- * (free it with `pma_batch_free`).
+ * rebuilt); `PMA_ALREADY_ACKED` the second time. On a network error or `PMA_CANCELLED` the
+ * batch stays unacknowledged and may be acknowledged again. The batch remains owned by the
+ * caller (free it with `pma_batch_free`).
  *
- * Blocks the calling thread. Thread-safe; serialised with the handle's other calls.
+ * Blocks the calling thread; `pma_cancel` ends it. Thread-safe; serialised with the handle's
+ * other calls.
  *
  * # Safety
  * `agent` is NULL or a live handle; `batch` is NULL or a live batch.
@@ -551,18 +653,115 @@ pma_result pma_fetch_tickets(struct pma_agent *agent, size_t max, struct pma_bat
 pma_result pma_ack(struct pma_agent *agent, const struct pma_batch *batch);
 
 /**
- * Copies the message of the last failed call on `agent` — what went wrong and, where an
- * administrator can act, `(fix: …)` — into `buf` as a NUL-terminated UTF-8 string. The
- * text never contains a password, client secret or token. An empty string when no call on
- * the handle failed yet.
+ * Acknowledges the first `count` tickets of a batch (indexes 0 to `count - 1`: what the PSA
+ * stored before it failed), with the messages whose tickets were suppressed as duplicates of
+ * them. The batch is then settled (`PMA_ALREADY_ACKED` afterwards): the messages of tickets
+ * `count` and later stay unacknowledged on the server and are delivered again by the next
+ * `pma_fetch_tickets` (with the same `dedupe_key`). `count` equal to `pma_batch_count` is
+ * `pma_ack`; 0 acknowledges nothing and hands the whole batch out again.
  *
- * `agent` NULL: the last error of a call on the calling thread that had no handle to record
- * it in (a failed `pma_init`, a NULL or invalid agent).
+ * `PMA_INVALID_ARGUMENT` when `count` is above the batch's count; otherwise as `pma_ack`
+ * (on a network error or `PMA_CANCELLED` nothing is settled and the call may be repeated).
+ * Blocks the calling thread; `pma_cancel` ends it. Thread-safe; serialised with the handle's
+ * other calls.
+ *
+ * # Safety
+ * `agent` is NULL or a live handle; `batch` is NULL or a live batch.
+ */
+pma_result pma_ack_tickets(struct pma_agent *agent, const struct pma_batch *batch, size_t count);
+
+/**
+ * Waits for new mail instead of polling: keeps the mailbox's connection in IMAP IDLE (or,
+ * where the server has no IDLE, sends a NOOP every `poll_interval_secs`) until the server
+ * announces a change in the folder or `timeout_ms` milliseconds passed. Connects first when
+ * needed.
+ *
+ * On success `*arrived` receives true when there is something to fetch (new mail announced,
+ * or mail already waiting, e.g. unread mail of a first contact or the messages of a batch
+ * freed without ack: then it returns at once) and false when the time ran out. Call `pma_fetch_tickets` afterwards either way; it
+ * may find nothing (the change was a flag or a deletion). `timeout_ms` 0 only checks. Long
+ * timeouts are fine: IDLE is renewed below the servers' 29-minute limit.
+ *
+ * Blocks the calling thread; `pma_cancel` ends it (`PMA_CANCELLED`, the connection is
+ * dropped and reopened by the next call). Thread-safe; serialised with the handle's other
+ * calls.
+ *
+ * # Safety
+ * `agent` is NULL or a live handle; `arrived` is NULL or writable.
+ */
+pma_result pma_wait_for_mail(struct pma_agent *agent, uint64_t timeout_ms, bool *arrived);
+
+/**
+ * Cancels the blocking call in progress on `agent` (`pma_test_connection`,
+ * `pma_fetch_tickets`, `pma_ack`, `pma_ack_tickets`, `pma_wait_for_mail`,
+ * `pma_device_login_begin`, `pma_device_login_complete`), and those waiting for their turn on
+ * the handle: each returns `PMA_CANCELLED` promptly (well within a second). May be called from
+ * any thread, also while another thread blocks in such a call: it never waits for the
+ * handle. A cancelled call leaves the state consistent: a fetch hands nothing out, an
+ * acknowledgement stays undone (the batch may be acknowledged again), a pending device-code
+ * sign-in may be completed later; the connection is dropped and reopened by the next call.
+ * Calls that start after `pma_cancel` returned run normally, so a cancel while nothing
+ * runs has no effect.
+ *
+ * `PMA_NULL_ARGUMENT` / `PMA_INVALID_HANDLE` for a bad handle. Thread-safe. It must not race
+ * with `pma_free` of the same handle.
+ *
+ * # Safety
+ * `agent` is NULL or a live handle.
+ */
+pma_result pma_cancel(struct pma_agent *agent);
+
+/**
+ * Begins a device-code sign-in (OAuth 2.0, MFA-capable) for the host to show in its own UI:
+ * asks the identity platform for a code and fills `*out` with the web page, the code and how
+ * long it is valid. The person opens the page on any device, enters the code and signs in
+ * as the mailbox's user; meanwhile call `pma_device_login_complete`. A second begin replaces
+ * the first code.
+ *
+ * Works for every OAuth flow (it also replaces a revoked grant); `PMA_CONFIG` when OAuth is
+ * not enabled or incomplete. Blocks briefly (one request); `pma_cancel` ends it. Thread-safe;
+ * serialised with the handle's other calls.
+ *
+ * # Safety
+ * `agent` is NULL or a live handle; `out` is NULL or writable.
+ */
+pma_result pma_device_login_begin(struct pma_agent *agent, struct pma_device_prompt *out);
+
+/**
+ * Completes the device-code sign-in begun by `pma_device_login_begin`: waits (polling the
+ * identity platform as it asks) until the person signed in, then stores the tokens in the
+ * mailbox's token cache, as the `login` command does; from then on they are renewed without
+ * a person.
+ *
+ * `PMA_DEVICE_LOGIN_NOT_STARTED` without a begun sign-in; `PMA_OAUTH_DEVICE_CODE_DECLINED`,
+ * `PMA_OAUTH_DEVICE_CODE_EXPIRED` and the other `PMA_OAUTH_*` codes when it fails (the
+ * sign-in must then be begun again). Blocks the calling thread for as long as the person
+ * takes (at most the code's lifetime); `pma_cancel` ends it with `PMA_CANCELLED` and the
+ * sign-in stays pending: a later call goes on waiting for the same code. Thread-safe;
+ * serialised with the handle's other calls.
+ *
+ * # Safety
+ * `agent` is NULL or a live handle.
+ */
+pma_result pma_device_login_complete(struct pma_agent *agent);
+
+/**
+ * Copies the message of a failed call — what went wrong and, where an administrator can
+ * act, `(fix: …)` — into `buf` as a NUL-terminated UTF-8 string. The text never contains a
+ * password, client secret or token. An empty string when nothing failed yet.
+ *
+ * Two records are kept; choose by `agent`:
+ * - `agent` NULL: the last failed call **of the calling thread** (any handle, no handle, a
+ *   failed `pma_init`, batch and report accessors). Read it right after a call failed on
+ *   this thread: another thread's calls never change it. This is the one to use in general.
+ * - `agent` a handle: the last failed call **on that handle**, from whichever thread. Useful
+ *   for a later look ("why did the background fetch fail?"); when several threads share a
+ *   handle it may belong to another thread's call.
  *
  * On success `*out_n` receives the length written, excluding the NUL. When `len` is too
  * small (including `buf` NULL with `len` 0, to ask for the size) the result is
  * `PMA_BUFFER_TOO_SMALL`, nothing is written to `buf`, and `*out_n` receives the size needed
- * including the NUL. Calling this function never changes the recorded error.
+ * including the NUL. Calling this function never changes either record.
  *
  * Thread-safe.
  *
@@ -612,15 +811,33 @@ size_t pma_batch_attachment_count(const struct pma_batch *batch, size_t ticket_i
 
 /**
  * The decoded bytes (no base64) of attachment `attachment_index` of ticket `ticket_index`,
- * in the order of the ticket's `attachments` array. `*len` may be 0 (an empty part, or one
- * over `max_attachment_bytes`, which the ticket's `warnings` mention); `*ptr` is then still
- * non-NULL but must not be read. The memory belongs to the batch: valid until
- * `pma_batch_free`. `PMA_INDEX_OUT_OF_RANGE` for a bad index. Thread-safe.
+ * in the order of the ticket's `attachments` array. `*len` may be 0 for an empty part; `*ptr`
+ * is then still non-NULL but must not be read. The memory belongs to the batch: valid until
+ * `pma_batch_free`.
+ *
+ * `PMA_ATTACHMENT_OMITTED` (out-parameters not written) for an attachment whose bytes are not
+ * carried because it is larger than the mailbox's `max_attachment_bytes`: the ticket JSON
+ * marks it `"omitted": "too_large"` with its `size` and `sha256`, and its `warnings` say so.
+ * `PMA_INDEX_OUT_OF_RANGE` for a bad index. Thread-safe.
  *
  * # Safety
  * `batch` is NULL or a live batch; `ptr` and `len` are NULL or writable.
  */
 pma_result pma_batch_attachment(const struct pma_batch *batch, size_t ticket_index, size_t attachment_index, const uint8_t **ptr, size_t *len);
+
+/**
+ * The raw RFC 822 bytes of ticket `index`'s message exactly as the server sent them (to
+ * archive it as an `.eml`), for a mailbox with `"keep_raw": true`. For a message too large to
+ * fetch whole (its ticket's `warnings` say so) only its header was fetched and is given. The
+ * memory belongs to the batch: valid until `pma_batch_free`.
+ *
+ * `PMA_RAW_NOT_KEPT` when the mailbox does not keep raw messages (`keep_raw` is false, the
+ * default); `PMA_INDEX_OUT_OF_RANGE` for a bad index. Thread-safe.
+ *
+ * # Safety
+ * `batch` is NULL or a live batch; `ptr` and `len` are NULL or writable.
+ */
+pma_result pma_batch_raw(const struct pma_batch *batch, size_t index, const uint8_t **ptr, size_t *len);
 
 /**
  * Frees a batch and every pointer it handed out. NULL is accepted and does nothing, as is a

@@ -36,10 +36,16 @@ pub struct Batch {
     /// UIDs acknowledged with this batch (including those whose ticket was suppressed as a
     /// duplicate of one delivered before).
     uids: Vec<u32>,
+    /// For each of `uids`: the ticket whose delivery settles it (its own, or the one in this
+    /// batch with the same dedupe key), or `None` when its dedupe key was delivered before.
+    settled_by: Vec<Option<usize>>,
     /// Dedupe keys of the tickets in this batch.
     keys: Vec<String>,
     /// The tickets, in UID order.
     pub tickets: Vec<Ticket>,
+    /// The raw RFC 822 message of each ticket (only the header of one too large to fetch),
+    /// when the mailbox has `keep_raw`; else empty.
+    pub raw: Vec<Vec<u8>>,
 }
 
 impl Batch {
@@ -61,6 +67,11 @@ impl Batch {
     /// Messages acknowledged with this batch (tickets and suppressed duplicates).
     pub fn message_count(&self) -> usize {
         self.uids.len()
+    }
+
+    /// The raw message of ticket `i`, when the mailbox keeps them (`keep_raw`).
+    pub fn raw(&self, i: usize) -> Option<&[u8]> {
+        self.raw.get(i).map(Vec::as_slice)
     }
 }
 
@@ -134,6 +145,24 @@ impl Agent {
     pub fn new(mailbox: Mailbox, state_dir: PathBuf) -> Result<Self> {
         let paths = StatePaths::new(&state_dir, &mailbox.name);
         let lock = MailboxLock::acquire(&paths.lock, &mailbox.name)?;
+        let mut agent = Agent::build(mailbox, state_dir)?;
+        agent._lock = Some(lock);
+        Ok(agent)
+    }
+
+    /// An agent for a caller that holds the mailbox's lock itself (taken with
+    /// [`MailboxLock::acquire`] on [`StatePaths::lock`]), e.g. for a handle's whole life across
+    /// rebuilds with other credentials.
+    pub fn with_lock_held(
+        mailbox: Mailbox,
+        state_dir: PathBuf,
+        _held: &MailboxLock,
+    ) -> Result<Self> {
+        Agent::build(mailbox, state_dir)
+    }
+
+    fn build(mailbox: Mailbox, state_dir: PathBuf) -> Result<Self> {
+        let paths = StatePaths::new(&state_dir, &mailbox.name);
         state::remove_stale_temp_files(&paths);
         let state = state::load(&paths.state)?;
         let tls = crate::tls::client_config(mailbox.imap.ca_file.as_deref())?;
@@ -174,8 +203,67 @@ impl Agent {
             attachment_bytes: true,
             bytes_read: 0,
             size_cache: (0, BTreeMap::new()),
-            _lock: Some(lock),
+            _lock: None,
         })
+    }
+
+    /// Replaces the mailbox password (from a host's vault). Tokens obtained with another one
+    /// are dropped, and the open connection too: the next call signs in with this password.
+    pub fn set_password(&mut self, password: Secret) {
+        self.mailbox.password = Some(password.clone());
+        if let Some(t) = self.tokens.as_mut() {
+            t.set_password(Some(password));
+        }
+        self.session = None;
+    }
+
+    /// Replaces the OAuth client secret, like [`Agent::set_password`].
+    pub fn set_client_secret(&mut self, client_secret: Secret) {
+        self.mailbox.oauth.client_secret = Some(client_secret.clone());
+        if let Some(t) = self.tokens.as_mut() {
+            t.set_client_secret(Some(client_secret));
+        }
+        self.session = None;
+    }
+
+    /// Drops the connection without a goodbye, after an operation was abandoned half-way (its
+    /// future dropped): the protocol state of the connection is unknown. Local state stays
+    /// consistent: an unfinished fetch hands nothing out, an unfinished acknowledgement leaves
+    /// its batch unacknowledged (it may be acknowledged again).
+    pub fn abandon_session(&mut self) {
+        if self.session.take().is_some() {
+            log::debug!(
+                "mailbox {}: connection dropped after an interrupted operation",
+                self.mailbox.name
+            );
+        }
+    }
+
+    /// Whether messages are known to be waiting that no batch has handed out yet (released
+    /// from a batch freed without acknowledgement, or beyond what the last fetch took).
+    pub fn has_unfetched(&self) -> bool {
+        self.state
+            .as_ref()
+            .is_some_and(|s| s.pending.iter().any(|u| !self.in_flight.contains(u)))
+    }
+
+    /// Looks at the server now (connecting when needed) for mail no batch has handed out yet:
+    /// what is already waiting before a wait for new mail begins.
+    pub async fn check_pending(&mut self) -> Result<bool> {
+        let r = async {
+            self.ensure_session().await?;
+            self.sync_pending().await?;
+            // The search just covered whatever the server announced before it.
+            if let Some((session, _)) = self.session.as_mut() {
+                session.take_news();
+            }
+            Ok(self.has_unfetched())
+        }
+        .await;
+        if let Err(e) = &r {
+            self.on_error(e);
+        }
+        r
     }
 
     /// The mailbox settings.
@@ -379,7 +467,23 @@ impl Agent {
         } else {
             None
         };
+        let how = if token.is_some() {
+            format!("XOAUTH2 as {}", self.oauth_user())
+        } else {
+            format!("LOGIN as {}", self.mailbox.username)
+        };
         let mut session = self.connect_and_authenticate(token).await?;
+        log::info!(
+            "mailbox {}: connected to {}:{} ({}) and signed in ({how})",
+            self.mailbox.name,
+            self.mailbox.imap.server,
+            self.mailbox.imap.port,
+            match self.mailbox.imap.encryption {
+                Encryption::Ssl => "TLS",
+                Encryption::StartTls => "STARTTLS",
+                Encryption::None => "no encryption",
+            }
+        );
         // Servers announce MOVE, UIDPLUS, IDLE... only after authentication.
         session.refresh_capabilities().await?;
         log::debug!(
@@ -405,7 +509,18 @@ impl Agent {
     async fn connect_and_authenticate(&mut self, token: Option<Secret>) -> Result<Session> {
         let mut backoff = [1u64, 3].into_iter();
         loop {
+            log::debug!(
+                "mailbox {}: connecting to {}:{}",
+                self.mailbox.name,
+                self.mailbox.imap.server,
+                self.mailbox.imap.port
+            );
             let greeted = imap::connect::connect(&self.target()).await?;
+            log::debug!(
+                "mailbox {}: greeted; capabilities before sign-in: {}",
+                self.mailbox.name,
+                greeted.capabilities.list()
+            );
             match self.authenticate(greeted, token.clone()).await {
                 Err(e) if e.kind() == ErrorKind::ServerUnavailable => match backoff.next() {
                     Some(secs) => {
@@ -567,8 +682,10 @@ impl Agent {
             seq,
             uid_validity,
             uids: Vec::new(),
+            settled_by: Vec::new(),
             keys: Vec::new(),
             tickets: Vec::new(),
+            raw: Vec::new(),
         };
         if candidates.is_empty() {
             return Ok(batch);
@@ -626,33 +743,53 @@ impl Agent {
         // Each ticket is built as its message arrives, from the read buffer: parsing overlaps
         // the transfer of the next messages and no batch of raw mail is held in memory.
         let mut built = Vec::with_capacity(whole.len() + headers.len());
+        let mut received = 0usize;
         {
             let (options, folder_name) = (&self.options, &self.mailbox.imap.folder);
             let keep_bytes = self.attachment_bytes;
+            let keep_raw = self.mailbox.keep_raw;
             let bytes_read = &mut self.bytes_read;
             let mut on_message = |msg: imap::Arrived<'_>| {
+                received += msg.raw.len();
                 *bytes_read += msg.raw.len() as u64;
+                log::trace!(
+                    "UID {}: {} bytes{}",
+                    msg.uid,
+                    msg.raw.len(),
+                    if msg.header_only {
+                        " (header only)"
+                    } else {
+                        ""
+                    }
+                );
                 let mut ticket = build_ticket(options, &msg, folder_name, uid_validity, too_big);
                 if !keep_bytes {
                     for a in &mut ticket.attachments {
                         a.data = Vec::new();
                     }
                 }
-                built.push((msg.uid, ticket));
+                let raw = keep_raw.then(|| msg.raw.to_vec());
+                built.push((msg.uid, ticket, raw));
             };
+            log::debug!(
+                "mailbox {}: UID FETCH of {} message(s) ({bytes} bytes) and {} header(s)",
+                self.mailbox.name,
+                whole.len(),
+                headers.len()
+            );
             session.fetch_with(&whole, bytes, &mut on_message).await?;
             session
                 .fetch_headers_with(&headers, &mut on_message)
                 .await?;
         }
-        built.sort_by_key(|(uid, _)| *uid);
+        built.sort_by_key(|(uid, _, _)| *uid);
         // A message whose size was cached may have been deleted since: when one did not arrive,
         // ask the server, as for the candidates above.
         let missing: Vec<u32> = whole
             .iter()
             .chain(&headers)
             .copied()
-            .filter(|u| built.binary_search_by_key(u, |(uid, _)| *uid).is_err())
+            .filter(|u| built.binary_search_by_key(u, |(uid, _, _)| *uid).is_err())
             .collect();
         if !missing.is_empty() {
             let still = session.sizes(&missing).await?;
@@ -670,25 +807,37 @@ impl Agent {
             )?;
         }
         let state = self.state.as_ref().expect("synced");
-        for (uid, ticket) in built {
+        for (uid, ticket, raw) in built {
             batch.uids.push(uid);
             if state.was_delivered(&ticket.dedupe_key) {
                 log::info!(
                     "mailbox {}: UID {} was delivered before (dedupe key known); acknowledging without a new ticket",
                     self.mailbox.name, uid
                 );
+                batch.settled_by.push(None);
                 continue;
             }
-            if batch.keys.contains(&ticket.dedupe_key) {
+            if let Some(first) = batch.keys.iter().position(|k| *k == ticket.dedupe_key) {
                 log::info!(
                     "mailbox {}: UID {} repeats the dedupe key of another message in this batch; acknowledging without a second ticket",
                     self.mailbox.name, uid
                 );
+                batch.settled_by.push(Some(first));
                 continue;
             }
+            batch.settled_by.push(Some(batch.tickets.len()));
             batch.keys.push(ticket.dedupe_key.clone());
             batch.tickets.push(ticket);
+            if let Some(raw) = raw {
+                batch.raw.push(raw);
+            }
         }
+        log::info!(
+            "mailbox {}: fetched {} ticket(s) from {} message(s), {received} bytes",
+            self.mailbox.name,
+            batch.tickets.len(),
+            batch.uids.len()
+        );
         self.in_flight.extend(batch.uids.iter().copied());
         self.next_seq += 1;
         self.outstanding.push(seq);
@@ -702,53 +851,103 @@ impl Agent {
     /// Acknowledges a delivered batch: remembers its dedupe keys, then marks read, moves or deletes
     /// its messages on the server, then forgets them from `pending`.
     pub async fn ack(&mut self, batch: &Batch) -> Result<()> {
+        self.ack_tickets(batch, batch.tickets.len()).await
+    }
+
+    /// Acknowledges the first `count` tickets of a batch (those the caller stored before it
+    /// failed), with the messages whose tickets were suppressed as duplicates of them or of
+    /// tickets delivered before. The batch is then settled: the messages of its other tickets
+    /// are released and handed out again by the next [`Agent::fetch`]. `count` above the
+    /// batch's length is an error; 0 releases the whole batch.
+    pub async fn ack_tickets(&mut self, batch: &Batch, count: usize) -> Result<()> {
         if batch.agent_id != self.id || !self.outstanding.contains(&batch.seq) {
             return Err(Error::new(
                 ErrorKind::Internal,
                 "this batch does not belong to this agent or was acknowledged already",
             ));
         }
-        let r = self.ack_inner(batch).await;
+        if count > batch.tickets.len() {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "cannot acknowledge {count} tickets of a batch of {}",
+                    batch.tickets.len()
+                ),
+            ));
+        }
+        let r = self.ack_inner(batch, count).await;
         if let Err(e) = &r {
             self.on_error(e);
         }
         r
     }
 
-    async fn ack_inner(&mut self, batch: &Batch) -> Result<()> {
+    async fn ack_inner(&mut self, batch: &Batch, count: usize) -> Result<()> {
         if self.read_only {
             // Nothing changes on the server or on disk; the UIDs stay in flight so this agent
             // does not hand the same messages out again.
             self.outstanding.retain(|s| *s != batch.seq);
             return Ok(());
         }
+        let done: Vec<u32> = batch
+            .uids
+            .iter()
+            .zip(&batch.settled_by)
+            .filter(|(_, by)| by.is_none_or(|i| i < count))
+            .map(|(u, _)| *u)
+            .collect();
         {
             let state = self.state.as_mut().expect("a batch implies state");
-            for key in &batch.keys {
+            for key in &batch.keys[..count] {
                 state.remember_delivered(key);
             }
             state::save(&self.paths.state, state)?;
         }
-        if !batch.uids.is_empty() {
+        if !done.is_empty() {
             self.ensure_session().await?;
             let (session, folder) = self.session.as_mut().expect("session ensured");
             if folder.uid_validity != batch.uid_validity {
                 log::warn!("mailbox {}: UIDVALIDITY changed since the batch was fetched; its messages will be rescanned", self.mailbox.name);
             } else {
+                log::debug!(
+                    "mailbox {}: UID STORE/MOVE/EXPUNGE of {} message(s)",
+                    self.mailbox.name,
+                    done.len()
+                );
                 match &self.mailbox.after_processing {
-                    AfterProcessing::MarkRead => session.mark_seen(&batch.uids).await?,
+                    AfterProcessing::MarkRead => session.mark_seen(&done).await?,
                     AfterProcessing::Move { processed_folder } => {
-                        session.move_to(&batch.uids, processed_folder).await?
+                        session.move_to(&done, processed_folder).await?
                     }
-                    AfterProcessing::Delete => session.delete(&batch.uids).await?,
+                    AfterProcessing::Delete => session.delete(&done).await?,
                 }
             }
         }
         let state = self.state.as_mut().expect("a batch implies state");
-        state.pending.retain(|u| !batch.uids.contains(u));
+        state.pending.retain(|u| !done.contains(u));
         state.last_success = now_unix();
         state::save(&self.paths.state, state)?;
         self.finish(batch);
+        let released = batch.uids.len() - done.len();
+        if !done.is_empty() || released > 0 {
+            log::info!(
+                "mailbox {}: acknowledged {} message(s) ({} of {} ticket(s); after_processing {}){}",
+                self.mailbox.name,
+                done.len(),
+                count,
+                batch.tickets.len(),
+                match &self.mailbox.after_processing {
+                    AfterProcessing::MarkRead => "mark_read",
+                    AfterProcessing::Move { .. } => "move",
+                    AfterProcessing::Delete => "delete",
+                },
+                if released > 0 {
+                    format!("; {released} message(s) left for the next fetch")
+                } else {
+                    String::new()
+                }
+            );
+        }
         Ok(())
     }
 
@@ -767,90 +966,133 @@ impl Agent {
 
     /// Tests the connection step by step (token, connect, TLS, capabilities, authenticate,
     /// select), stopping at the first failure; every step carries its duration and, on failure,
-    /// its cause and fix.
+    /// its cause and fix. The token step checks the credentials as configured now with a fresh
+    /// request to the identity platform (see [`crate::oauth::TokenProvider::verify_credentials`]),
+    /// never only a cached token.
     pub async fn test_connection(&mut self) -> Report {
+        self.test_connection_with(&mut |_| {}).await
+    }
+
+    /// [`Agent::test_connection`], handing each step to `on_step` as soon as it finished (a
+    /// terminal shows progress instead of staying silent while a server does not answer).
+    pub async fn test_connection_with(&mut self, on_step: &mut dyn FnMut(&Step)) -> Report {
         let mut report = Report::default();
         let mut names: Vec<&'static str> = Vec::new();
         if self.tokens.is_some() {
             names.push("token");
         }
         names.extend(["connect", "tls", "capabilities", "authenticate", "select"]);
-        let result = self.run_steps(&mut report).await;
+        let result = self.run_steps(&mut report, on_step).await;
         if let Err(()) = result {
             for name in names.iter().skip(report.steps.len()) {
-                report.steps.push(Step {
+                let step = Step {
                     name,
                     ok: None,
                     duration: Duration::ZERO,
                     detail: "skipped".into(),
                     fix: None,
                     kind: None,
-                });
+                };
+                on_step(&step);
+                report.steps.push(step);
             }
+        }
+        match report.failure() {
+            None => log::info!("mailbox {}: connection test passed", self.mailbox.name),
+            Some(f) => log::warn!(
+                "mailbox {}: connection test failed at step {}: {}{}",
+                self.mailbox.name,
+                f.name,
+                f.detail,
+                f.fix
+                    .as_deref()
+                    .map(|x| format!(" (fix: {x})"))
+                    .unwrap_or_default()
+            ),
         }
         report
     }
 
-    async fn run_steps(&mut self, report: &mut Report) -> std::result::Result<(), ()> {
-        fn record<T>(
-            report: &mut Report,
-            name: &'static str,
-            start: Instant,
-            r: Result<T>,
-            detail: impl FnOnce(&T) -> String,
-        ) -> std::result::Result<T, ()> {
+    async fn run_steps(
+        &mut self,
+        report: &mut Report,
+        on_step: &mut dyn FnMut(&Step),
+    ) -> std::result::Result<(), ()> {
+        let mut record = |name: &'static str,
+                          start: Instant,
+                          r: std::result::Result<String, Error>|
+         -> std::result::Result<(), ()> {
             let duration = start.elapsed();
-            match r {
-                Ok(v) => {
-                    report.steps.push(Step {
+            let (step, ok) = match r {
+                Ok(detail) => (
+                    Step {
                         name,
                         ok: Some(true),
                         duration,
-                        detail: detail(&v),
+                        detail,
                         fix: None,
                         kind: None,
-                    });
-                    Ok(v)
-                }
-                Err(e) => {
-                    report.steps.push(Step {
+                    },
+                    true,
+                ),
+                Err(e) => (
+                    Step {
                         name,
                         ok: Some(false),
                         duration,
                         detail: e.message().to_string(),
                         fix: e.fix().map(str::to_string),
                         kind: Some(e.kind()),
-                    });
-                    Err(())
+                    },
+                    false,
+                ),
+            };
+            on_step(&step);
+            report.steps.push(step);
+            if ok {
+                Ok(())
+            } else {
+                Err(())
+            }
+        };
+        // Each step's value travels beside its detail text.
+        fn split<T>(
+            r: Result<T>,
+            detail: impl FnOnce(&T) -> String,
+        ) -> (Option<T>, std::result::Result<String, Error>) {
+            match r {
+                Ok(v) => {
+                    let d = detail(&v);
+                    (Some(v), Ok(d))
                 }
+                Err(e) => (None, Err(e)),
             }
         }
         self.session = None;
         let mut token = None;
-        if self.tokens.is_some() {
+        if let Some(tokens) = self.tokens.as_mut() {
             let t = Instant::now();
-            let flow = self.mailbox.oauth.flow;
-            let r = self.access_token().await;
-            token = Some(record(report, "token", t, r, |_| {
-                format!("access token obtained ({flow:?} flow)")
-            })?);
+            let flow = match self.mailbox.oauth.flow {
+                Flow::Password => "password",
+                Flow::ClientCredentials => "client_credentials",
+                Flow::DeviceCode => "device_code",
+            };
+            let (v, d) = split(tokens.verify_credentials().await, |(_, what)| {
+                format!("{what} accepted: new access token issued ({flow} flow)")
+            });
+            record("token", t, d)?;
+            token = v.map(|(t, _)| t);
         }
         let target = self.target();
         let t = Instant::now();
-        let tcp = record(
-            report,
-            "connect",
-            t,
-            imap::connect::tcp(&target).await,
-            |_| format!("TCP connection to {}:{}", target.server, target.port),
-        )?;
+        let (tcp, d) = split(imap::connect::tcp(&target).await, |_| {
+            format!("TCP connection to {}:{}", target.server, target.port)
+        });
+        record("connect", t, d)?;
+        let tcp = tcp.expect("recorded as passed");
         let t = Instant::now();
-        let mut client = record(
-            report,
-            "tls",
-            t,
-            imap::connect::secure(&target, tcp).await,
-            |c| match (target.encryption, c.get_ref().is_encrypted()) {
+        let (client, d) = split(imap::connect::secure(&target, tcp).await, |c| {
+            match (target.encryption, c.get_ref().is_encrypted()) {
                 (Encryption::Ssl, _) => {
                     "implicit TLS, certificate and host name verified".to_string()
                 }
@@ -858,16 +1100,17 @@ impl Agent {
                     "STARTTLS, certificate and host name verified".to_string()
                 }
                 _ => "no encryption (allow_plaintext)".to_string(),
-            },
-        )?;
+            }
+        });
+        record("tls", t, d)?;
+        let mut client = client.expect("recorded as passed");
         let t = Instant::now();
-        let caps = record(
-            report,
-            "capabilities",
-            t,
+        let (caps, d) = split(
             imap::connect::capabilities(&mut client, target.timeout).await,
             |c| c.list(),
-        )?;
+        );
+        record("capabilities", t, d)?;
+        let caps = caps.expect("recorded as passed");
         let t = Instant::now();
         let greeted = Greeted {
             client,
@@ -883,7 +1126,9 @@ impl Agent {
             Ok(mut s) => s.refresh_capabilities().await.map(|_| s),
             Err(e) => Err(e),
         };
-        let mut session = record(report, "authenticate", t, r, |_| how.clone())?;
+        let (session, d) = split(r, |_| how.clone());
+        record("authenticate", t, d)?;
+        let mut session = session.expect("recorded as passed");
         let t = Instant::now();
         let folder_name = self.mailbox.imap.folder.clone();
         let r = async {
@@ -892,12 +1137,14 @@ impl Agent {
             Ok((f, unseen))
         }
         .await;
-        let (folder, _) = record(report, "select", t, r, |(f, unseen)| {
+        let (selected, d) = split(r, |(f, unseen)| {
             format!(
                 "{}: {} messages, {} unread, UIDVALIDITY {}",
                 f.name, f.exists, unseen, f.uid_validity
             )
-        })?;
+        });
+        record("select", t, d)?;
+        let (folder, _) = selected.expect("recorded as passed");
         self.session = Some((session, folder));
         Ok(())
     }

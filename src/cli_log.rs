@@ -1,5 +1,5 @@
-//! The command line's logger: records on stderr, level from `-v` flags or `PMA_LOG`, format from
-//! `--log-format` or `PMA_LOG_FORMAT`.
+//! The command line's logger: records on stderr, level from `-v` flags or `PMA_LOG` (checked:
+//! an unknown level is an error), format from `--log-format` or `PMA_LOG_FORMAT`.
 //!
 //! - `text` (default): `2026-11-28T10:00:00.123Z [INFO  target] message`, one record per line.
 //!   The timestamp is left out when stderr goes to the systemd journal (`JOURNAL_STREAM` set),
@@ -213,17 +213,30 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// The level for `verbosity` -v flags, or `env` (PMA_LOG) when no flag was given.
+/// What `PMA_LOG` may say.
+pub const LEVELS_HINT: &str = "allowed: error, warn, info, debug, trace, off";
+
+/// The level a `PMA_LOG` value names (case and surrounding spaces ignored), or an error that
+/// names the allowed values.
+pub fn parse_level(value: &str) -> Result<LevelFilter, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "error" => Ok(LevelFilter::Error),
+        "warn" => Ok(LevelFilter::Warn),
+        "info" => Ok(LevelFilter::Info),
+        "debug" => Ok(LevelFilter::Debug),
+        "trace" => Ok(LevelFilter::Trace),
+        "off" => Ok(LevelFilter::Off),
+        _ => Err(format!("{value:?} is not a log level; {LEVELS_HINT}")),
+    }
+}
+
+/// The level for `verbosity` -v flags, or `env` (PMA_LOG, checked with [`parse_level`]
+/// beforehand) when no flag was given.
 pub fn level_for(verbosity: u8, env: Option<&str>) -> LevelFilter {
     match verbosity {
-        0 => match env.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-            Some("error") => LevelFilter::Error,
-            Some("info") => LevelFilter::Info,
-            Some("debug") => LevelFilter::Debug,
-            Some("trace") => LevelFilter::Trace,
-            Some("off") => LevelFilter::Off,
-            _ => LevelFilter::Warn,
-        },
+        0 => env
+            .and_then(|v| parse_level(v).ok())
+            .unwrap_or(LevelFilter::Warn),
         1 => LevelFilter::Info,
         2 => LevelFilter::Debug,
         _ => LevelFilter::Trace,
@@ -261,6 +274,9 @@ mod tests {
         assert_eq!(level_for(0, Some("DEBUG")), LevelFilter::Debug);
         assert_eq!(level_for(2, Some("error")), LevelFilter::Debug);
         assert_eq!(level_for(5, None), LevelFilter::Trace);
+        assert_eq!(parse_level(" Info "), Ok(LevelFilter::Info));
+        let e = parse_level("verbose").unwrap_err();
+        assert!(e.contains("\"verbose\"") && e.contains("error, warn, info, debug, trace, off"));
     }
 
     #[test]

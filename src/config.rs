@@ -96,6 +96,9 @@ pub struct Mailbox {
     pub batch_size: u32,
     /// Seconds between polls when the server has no IDLE (`poll_interval_secs`, default 60).
     pub poll_interval_secs: u64,
+    /// Keep each message's raw RFC 822 bytes beside its ticket for the C API's `pma_batch_raw`
+    /// (`keep_raw`, default false).
+    pub keep_raw: bool,
 }
 
 /// Encryption Type (`imap.encryption`).
@@ -218,6 +221,7 @@ const MAILBOX_KEYS: &[&str] = &[
     "max_attachment_bytes",
     "batch_size",
     "poll_interval_secs",
+    "keep_raw",
 ];
 const IMAP_KEYS: &[&str] = &[
     "server",
@@ -301,6 +305,9 @@ struct Ctx<'a> {
     env: &'a dyn Fn(&str) -> Option<OsString>,
     /// Whether an inline secret was read, to warn about a config file others can read.
     inline_secret_seen: Cell<bool>,
+    /// False when loading for offline work (`parse`): secrets are neither read (their
+    /// environment variables may be unset, their files absent) nor required.
+    resolve_secrets: bool,
 }
 
 impl Ctx<'_> {
@@ -332,9 +339,21 @@ fn parse_json(text: &str) -> Result<Value> {
 
 impl Config {
     /// Reads and validates the configuration file at `path`. Relative paths inside it resolve
-    /// against the file's directory. On unix, warns when the file holds an inline secret and is
-    /// readable by group or others.
+    /// against the file's directory. On unix, warns when the file holds an inline secret
+    /// (password, client secret, webhook token, notify_webhook URL) and is readable by group or
+    /// others; a file without secrets may be shared.
     pub fn load(path: &Path) -> Result<Config> {
+        Config::load_with(path, true)
+    }
+
+    /// [`Config::load`] for offline work (`parse`): every key is checked, but secrets are not
+    /// read (their environment variables may be unset, their files absent) and credentials
+    /// are not required. The mailboxes' secrets are `None`.
+    pub fn load_offline(path: &Path) -> Result<Config> {
+        Config::load_with(path, false)
+    }
+
+    fn load_with(path: &Path, resolve_secrets: bool) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::new(
                 ErrorKind::Config,
@@ -355,6 +374,7 @@ impl Config {
             base_dir: &base,
             env: &process_env,
             inline_secret_seen: Cell::new(false),
+            resolve_secrets,
         };
         let config = Config::parse(&text, &ctx).map_err(|e| e.context(path.display()))?;
         if ctx.inline_secret_seen.get() {
@@ -380,6 +400,7 @@ impl Config {
             base_dir,
             env,
             inline_secret_seen: Cell::new(false),
+            resolve_secrets: true,
         };
         Config::parse(text, &ctx)
     }
@@ -419,6 +440,8 @@ impl Config {
             None => None,
             Some(url) => {
                 check_url("notify_webhook", url, &["https", "http"], true)?;
+                // Chat webhooks carry their key in the URL.
+                ctx.inline_secret_seen.set(true);
                 Some(Secret::new(url))
             }
         };
@@ -452,7 +475,7 @@ impl Config {
         for (i, item) in list.iter().enumerate() {
             let prefix = format!("mailboxes[{i}]");
             let mailbox = parse_mailbox(item, &prefix, "mailbox", ctx)?;
-            mailbox.check(&prefix, true)?;
+            mailbox.check(&prefix, ctx.resolve_secrets)?;
             if let Some(j) = mailboxes
                 .iter()
                 .position(|m| name_key(&m.name) == name_key(&mailbox.name))
@@ -599,6 +622,7 @@ impl Mailbox {
             base_dir,
             env: &process_env,
             inline_secret_seen: Cell::new(false),
+            resolve_secrets: true,
         };
         let value = parse_json(text)?;
         let mailbox = parse_mailbox(&value, "", "mailbox", &ctx)?;
@@ -828,6 +852,7 @@ fn parse_mailbox(
     )?;
     let batch_size = o.int_or("batch_size", 1, MAX_BATCH_SIZE, 200)?;
     let poll_interval_secs = o.int_or("poll_interval_secs", 1, MAX_POLL_INTERVAL_SECS, 60)?;
+    let keep_raw = o.bool_or("keep_raw", false)?;
     let oauth = parse_oauth(&o, ctx)?;
     let password = secrets::resolve(&o, "password", ctx)?;
     let mailbox = Mailbox {
@@ -844,6 +869,7 @@ fn parse_mailbox(
         max_attachment_bytes,
         batch_size: u32::try_from(batch_size).unwrap_or(u32::MAX),
         poll_interval_secs,
+        keep_raw,
     };
     mailbox.warn_about_odd_settings(prefix);
     Ok(mailbox)

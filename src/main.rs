@@ -1,6 +1,6 @@
 //! `psa-mail-agent`: a thin command line over the library. Tickets go to stdout, logs to stderr.
 
-use psa_mail_agent::agent::{Agent, Report};
+use psa_mail_agent::agent::{Agent, Report, Step};
 use psa_mail_agent::config::{Config, Mailbox, Output};
 use psa_mail_agent::{cli_log, ticket, Error, ErrorKind};
 use std::io::{IsTerminal, Write};
@@ -44,8 +44,10 @@ const TEST_HELP: &str = "\
 psa-mail-agent test --config F [--mailbox NAME]
 
 Tests each mailbox (or only NAME) step by step: token (OAuth), connect, TLS, capabilities,
-authenticate, select. Each step prints its duration; a failure prints its cause and the fix.
-Exit code 0 when every tested mailbox is healthy.
+authenticate, select. Each step is printed as soon as it finished, with its duration; a failure
+prints its cause and the fix. The token step signs in afresh with the credentials configured now
+(password or client secret), never only with a cached token, and names the one refused.
+NAME is matched ignoring case. Exit code 0 when every tested mailbox is healthy.
 ";
 
 const FETCH_HELP: &str = "\
@@ -177,6 +179,25 @@ fn exit_code_for(e: &Error) -> u8 {
     }
 }
 
+/// Writes the commands' own output to stdout. A closed stdout (`psa-mail-agent test | head -1`)
+/// is an error the command turns into exit code 6, as a failed ticket delivery is; `print!`
+/// would panic instead.
+fn out(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(args)?;
+    stdout.flush()
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => { out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Exit code 6 for a closed stdout, with a note on stderr.
+fn stdout_failed(e: &std::io::Error) -> u8 {
+    eprintln!("error: stdout: {e}");
+    6
+}
+
 fn report_error(e: &Error) {
     eprintln!("error: {}", e.message());
     if let Some(fix) = e.fix() {
@@ -193,9 +214,26 @@ fn main() -> ExitCode {
         }
     };
     if args.version {
-        println!("psa-mail-agent {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+        return match outln!("psa-mail-agent {}", env!("CARGO_PKG_VERSION")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => ExitCode::from(stdout_failed(&e)),
+        };
     }
+    let env_level = match std::env::var("PMA_LOG") {
+        Ok(v) if v.trim().is_empty() => None,
+        Ok(v) => match cli_log::parse_level(&v) {
+            Ok(_) => Some(v),
+            Err(e) => {
+                eprintln!("error: PMA_LOG: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            eprintln!("error: PMA_LOG: not valid UTF-8; {}", cli_log::LEVELS_HINT);
+            return ExitCode::from(2);
+        }
+    };
     let format = match cli_log::LogFormat::choose(
         args.log_format.as_deref(),
         std::env::var("PMA_LOG_FORMAT").ok().as_deref(),
@@ -207,11 +245,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    cli_log::init_with_format(
-        args.verbosity,
-        std::env::var("PMA_LOG").ok().as_deref(),
-        format,
-    );
+    cli_log::init_with_format(args.verbosity, env_level.as_deref(), format);
     let help = match args.command.as_str() {
         "parse" => PARSE_HELP,
         "test" => TEST_HELP,
@@ -220,7 +254,9 @@ fn main() -> ExitCode {
         "run" => RUN_HELP,
         "status" => STATUS_HELP,
         "" => {
-            print!("{USAGE}");
+            if let Err(e) = out(format_args!("{USAGE}")) {
+                return ExitCode::from(stdout_failed(&e));
+            }
             return ExitCode::from(if args.help { 0 } else { 2 });
         }
         other => {
@@ -229,8 +265,10 @@ fn main() -> ExitCode {
         }
     };
     if args.help {
-        print!("{help}");
-        return ExitCode::SUCCESS;
+        return match out(format_args!("{help}")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => ExitCode::from(stdout_failed(&e)),
+        };
     }
     if args.shard.is_some() && !matches!(args.command.as_str(), "run" | "status") {
         eprintln!("error: --shard applies to run and status only\n\n{help}");
@@ -261,7 +299,8 @@ fn with_config(args: &Args, f: fn(&Args, &Config, Vec<Mailbox>) -> u8) -> u8 {
         }
     };
     let mailboxes: Vec<Mailbox> = match &args.mailbox {
-        Some(name) => match config.mailboxes.iter().find(|m| &m.name == name) {
+        // Names are unique ignoring case, and found that way.
+        Some(name) => match config.mailbox(name) {
             Some(m) => vec![m.clone()],
             None => {
                 let names: Vec<_> = config.mailboxes.iter().map(|m| m.name.as_str()).collect();
@@ -282,7 +321,8 @@ fn parse_options(args: &Args) -> Result<ticket::TicketOptions, Error> {
     let Some(path) = &args.config else {
         return Ok(ticket::TicketOptions::default());
     };
-    let config = Config::load(path)?;
+    // Offline: the mailbox's password (or its environment variable) is not needed to parse.
+    let config = Config::load_offline(path)?;
     let mailbox = match &args.mailbox {
         Some(name) => config.mailbox(name).ok_or_else(|| {
             Error::config(
@@ -344,53 +384,67 @@ fn cmd_parse(args: &Args) -> u8 {
     code
 }
 
-fn print_report(name: &str, report: &Report) {
-    println!("Mailbox {name}:");
-    for s in &report.steps {
-        let mark = match s.ok {
-            Some(true) => "ok  ",
-            Some(false) => "FAIL",
-            None => "skip",
-        };
-        println!(
-            "  [{mark}] {:<13} {:>6} ms  {}",
-            s.name,
-            s.duration.as_millis(),
-            s.detail
-        );
-        if let Some(fix) = &s.fix {
-            println!("         fix: {fix}");
-        }
+fn step_line(s: &Step) -> std::io::Result<()> {
+    let mark = match s.ok {
+        Some(true) => "ok  ",
+        Some(false) => "FAIL",
+        None => "skip",
+    };
+    outln!(
+        "  [{mark}] {:<13} {:>6} ms  {}",
+        s.name,
+        s.duration.as_millis(),
+        s.detail
+    )?;
+    if let Some(fix) = &s.fix {
+        outln!("         fix: {fix}")?;
     }
-    println!(
+    Ok(())
+}
+
+fn verdict(report: &Report) -> std::io::Result<()> {
+    outln!(
         "  => {}",
         if report.healthy() {
             "healthy"
         } else {
             "NOT healthy"
         }
-    );
+    )
 }
 
 fn cmd_test(_args: &Args, config: &Config, mailboxes: Vec<Mailbox>) -> u8 {
     let mut code = 0;
     for mb in mailboxes {
         let name = mb.name.clone();
+        if let Err(e) = outln!("Mailbox {name}:") {
+            return stdout_failed(&e);
+        }
         let mut agent = match Agent::new(mb, config.state_dir.clone()) {
             Ok(a) => a,
             Err(e) => {
-                println!("Mailbox {name}:");
                 report_error(&e);
                 code = code.max(exit_code_for(&e));
                 continue;
             }
         };
+        // Each step is printed as it finishes: a server that does not answer shows as the
+        // step that waits, not as silence until the timeout.
+        let mut failed_output = None;
         let report = smol::block_on(async {
-            let r = agent.test_connection().await;
+            let r = agent
+                .test_connection_with(&mut |step| {
+                    if failed_output.is_none() {
+                        failed_output = step_line(step).err();
+                    }
+                })
+                .await;
             agent.disconnect().await;
             r
         });
-        print_report(&name, &report);
+        if let Some(e) = failed_output.or_else(|| verdict(&report).err()) {
+            return stdout_failed(&e);
+        }
         if !report.healthy() {
             let c = match report.failure().and_then(|s| s.kind) {
                 Some(k) => exit_code_for(&Error::new(k, "")),
@@ -525,20 +579,28 @@ fn cmd_login(args: &Args, config: &Config, mailboxes: Vec<Mailbox>) -> u8 {
         }
     };
     let tokens = agent.tokens().expect("OAuth is enabled");
-    let result = smol::block_on(tokens.device_login(|prompt| {
-        println!("{}", prompt.message);
-        println!(
-            "(open {} and enter the code {}; it is valid for {} minutes)",
-            prompt.verification_uri,
-            prompt.user_code,
-            prompt.expires_in.as_secs() / 60
-        );
-        let _ = std::io::stdout().flush();
-    }));
+    let result = smol::block_on(async {
+        let prompt = tokens.device_login_begin().await?;
+        // Nobody can see the code: do not wait for a sign-in that cannot happen.
+        let shown = outln!("{}", prompt.message).and_then(|()| {
+            outln!(
+                "(open {} and enter the code {}; it is valid for {} minutes)",
+                prompt.verification_uri,
+                prompt.user_code,
+                prompt.expires_in.as_secs() / 60
+            )
+        });
+        if let Err(e) = shown {
+            return Err(Error::new(ErrorKind::Delivery, format!("stdout: {e}")));
+        }
+        tokens.device_login_complete().await
+    });
     match result {
         Ok(()) => {
-            println!("Signed in: the tokens of mailbox {name:?} are stored and will be renewed automatically.");
-            0
+            match outln!("Signed in: the tokens of mailbox {name:?} are stored and will be renewed automatically.") {
+                Ok(()) => 0,
+                Err(e) => stdout_failed(&e),
+            }
         }
         Err(e) => {
             report_error(&e);

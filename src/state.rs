@@ -219,18 +219,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if !dir.exists() {
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        builder
-            .create(dir)
-            .map_err(|e| Error::new(ErrorKind::Io, format!("create {}: {e}", dir.display())))?;
-    }
+    create_private_dir(dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -270,6 +259,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Creates `dir` (and missing parents) with mode 0700 unless it exists: it holds state and
+/// token caches. An existing directory is left as the administrator set it up.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("create {}: {e}", dir.display())))
 }
 
 /// Removes temporary files a crash left beside the state file and the token cache (written by
@@ -317,14 +324,19 @@ pub struct MailboxLock {
 impl MailboxLock {
     /// Takes the lock at `path`, failing at once when another process holds it.
     pub fn acquire(path: &Path, mailbox: &str) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)
-                .map_err(|e| Error::new(ErrorKind::Io, format!("create {}: {e}", dir.display())))?;
+        // The lock is the first file an agent creates: the state directory must come out
+        // private here (it will hold token caches), not only when a state file is written.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        let mut opts = OpenOptions::new();
+        opts.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts
             .open(path)
             .map_err(|e| Error::new(ErrorKind::Io, format!("lock {}: {e}", path.display())))?;
         match file.try_lock() {
@@ -437,6 +449,17 @@ mod tests {
         for f in stale {
             assert!(!dir.join(f).exists(), "{f} removed");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_lock_creates_a_private_directory_and_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempdir("lockmode").join("state");
+        let _lock = MailboxLock::acquire(&dir.join("m.lock"), "m").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700, "state directory");
+        assert_eq!(mode(&dir.join("m.lock")), 0o600, "lock file");
     }
 
     #[test]

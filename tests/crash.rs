@@ -10,7 +10,7 @@
 mod support;
 
 use psa_mail_agent::state::{self, StatePaths};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,6 +56,11 @@ fn check_files(paths: &StatePaths, round: u64) {
 
 /// Complete lines (ending in a newline) of an output file; a line cut by the kill is no delivery.
 fn delivered_keys(out: &Path) -> Vec<String> {
+    delivered(out).into_iter().map(|(_, key)| key).collect()
+}
+
+/// (subject, dedupe key) of each complete line of an output file.
+fn delivered(out: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(out).unwrap_or_default();
     let complete = match text.rfind('\n') {
         Some(i) => &text[..=i],
@@ -64,9 +69,12 @@ fn delivered_keys(out: &Path) -> Vec<String> {
     complete
         .lines()
         .map(|l| {
-            support::json_field(l, "dedupe_key").unwrap_or_else(|| {
-                panic!("{}: a complete line without dedupe_key: {l}", out.display())
-            })
+            let field = |name: &str| {
+                support::json_field(l, name).unwrap_or_else(|| {
+                    panic!("{}: a complete line without {name}: {l}", out.display())
+                })
+            };
+            (field("subject"), field("dedupe_key"))
         })
         .collect()
 }
@@ -190,7 +198,15 @@ fn kill_9_at_random_points_loses_nothing_and_corrupts_nothing() {
     }
     check_files(&paths, rounds);
 
-    let all: Vec<String> = outputs.iter().flat_map(|o| delivered_keys(o)).collect();
+    let tickets: Vec<(String, String)> = outputs.iter().flat_map(|o| delivered(o)).collect();
+    let all: Vec<String> = tickets.iter().map(|(_, k)| k.clone()).collect();
+    // What a PSA that drops repeated dedupe keys would still store twice: a message (its
+    // subject is unique here) delivered under more than one dedupe key.
+    let mut keys_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (subject, key) in &tickets {
+        keys_of.entry(subject).or_default().insert(key);
+    }
+    let duplicates_after_dedupe: usize = keys_of.values().map(|k| k.len() - 1).sum();
     let unique: BTreeSet<String> = all.iter().cloned().collect();
     let lost: Vec<_> = expected.difference(&unique).collect();
     let foreign: Vec<_> = unique.difference(&expected).collect();
@@ -203,7 +219,7 @@ fn kill_9_at_random_points_loses_nothing_and_corrupts_nothing() {
         .unwrap_or(0);
     println!(
         "crash: rounds={rounds} killed={killed} finished_before_kill={finished} messages={total} \
-         delivered={} unique={} lost={} duplicates_after_dedupe=0 redeliveries={} foreign={} \
+         delivered={} unique={} lost={} duplicates_after_dedupe={duplicates_after_dedupe} redeliveries={} foreign={} \
          temp_files_left={leftovers} in {:?}",
         all.len(),
         unique.len(),
@@ -213,6 +229,7 @@ fn kill_9_at_random_points_loses_nothing_and_corrupts_nothing() {
         started.elapsed()
     );
     assert!(lost.is_empty(), "lost: {lost:?}");
+    assert_eq!(duplicates_after_dedupe, 0, "{keys_of:?}");
     assert!(foreign.is_empty(), "unknown keys: {foreign:?}");
     let msgs = h.list_messages(&user, "INBOX");
     assert_eq!(msgs.len(), total);

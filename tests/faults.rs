@@ -63,6 +63,9 @@ struct Outcome {
     lost: usize,
     /// Tickets whose dedupe key is not one of the messages (corruption would show here).
     foreign: usize,
+    /// Tickets a PSA that drops repeated dedupe keys would still store twice: a message
+    /// (known by its subject) delivered under more than one dedupe key.
+    duplicates_after_dedupe: usize,
     attempts: usize,
     errors: BTreeMap<String, usize>,
     /// The last message of each error kind, for diagnosis.
@@ -147,7 +150,8 @@ fn one_seed(seed: u64, oauth: bool) -> Outcome {
         messages: MESSAGES,
         ..Default::default()
     };
-    let mut keys: Vec<String> = Vec::new();
+    // (subject, dedupe key) of every ticket handed to the "caller".
+    let mut keys: Vec<(String, String)> = Vec::new();
     let mut agent: Option<Agent> = None;
     let mut done = false;
     while out.attempts < MAX_ATTEMPTS {
@@ -188,7 +192,12 @@ fn one_seed(seed: u64, oauth: bool) -> Outcome {
                 agent = Some(a);
             }
             Ok(batch) => {
-                keys.extend(batch.tickets.iter().map(|t| t.dedupe_key.clone()));
+                keys.extend(
+                    batch
+                        .tickets
+                        .iter()
+                        .map(|t| (t.subject.clone(), t.dedupe_key.clone())),
+                );
                 // Delivered; now the connection dies before (or during) the acknowledgement.
                 if rng.chance(25) {
                     imap_proxy.cut_all();
@@ -212,7 +221,8 @@ fn one_seed(seed: u64, oauth: bool) -> Outcome {
         out.idp = p.stats();
     }
     out.delivered = keys.len();
-    let got: BTreeSet<String> = keys.iter().cloned().collect();
+    out.duplicates_after_dedupe = duplicates_after_dedupe(&keys);
+    let got: BTreeSet<String> = keys.iter().map(|(_, k)| k.clone()).collect();
     out.unique = got.intersection(&expected).count();
     out.lost = expected.difference(&got).count();
     out.foreign = got.difference(&expected).count();
@@ -224,6 +234,16 @@ fn one_seed(seed: u64, oauth: bool) -> Outcome {
     }
     let _ = std::fs::remove_dir_all(&dir);
     out
+}
+
+/// Deliveries that survive deduplication by dedupe key: for each message (its subject, unique
+/// per message here), every dedupe key beyond the first it was delivered under.
+fn duplicates_after_dedupe(delivered: &[(String, String)]) -> usize {
+    let mut keys_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (subject, key) in delivered {
+        keys_of.entry(subject).or_default().insert(key);
+    }
+    keys_of.values().map(|k| k.len() - 1).sum()
 }
 
 /// Runs `seeds` seeds, `parallel` at a time, each bounded in wall time; returns the outcomes.
@@ -278,7 +298,7 @@ fn summarise(name: &str, outcomes: &[Outcome]) {
     }
     let sum = |f: fn(&Outcome) -> usize| outcomes.iter().map(f).sum::<usize>();
     println!(
-        "{name}: seeds={} messages={} delivered={} unique={} lost={} duplicates_after_dedupe=0 \
+        "{name}: seeds={} messages={} delivered={} unique={} lost={} duplicates_after_dedupe={} \
          redeliveries={} foreign={} attempts={}\n  imap proxy: connections={} faults={} {:?}\n  \
          idp proxy: connections={} faults={} {:?}\n  errors seen by the loop: {:?}",
         outcomes.len(),
@@ -286,6 +306,7 @@ fn summarise(name: &str, outcomes: &[Outcome]) {
         sum(|o| o.delivered),
         sum(|o| o.unique),
         sum(|o| o.lost),
+        sum(|o| o.duplicates_after_dedupe),
         sum(|o| o.delivered - o.unique),
         sum(|o| o.foreign),
         sum(|o| o.attempts),
@@ -299,14 +320,17 @@ fn summarise(name: &str, outcomes: &[Outcome]) {
     );
     let bad: Vec<String> = outcomes
         .iter()
-        .filter(|o| o.lost > 0 || o.foreign > 0 || o.failure.is_some())
+        .filter(|o| {
+            o.lost > 0 || o.foreign > 0 || o.duplicates_after_dedupe > 0 || o.failure.is_some()
+        })
         .map(|o| {
             format!(
-                "seed {} (oauth {}): lost {}, foreign {}, {}",
+                "seed {} (oauth {}): lost {}, foreign {}, duplicates after dedupe {}, {}",
                 o.seed,
                 o.oauth,
                 o.lost,
                 o.foreign,
+                o.duplicates_after_dedupe,
                 o.failure.as_deref().unwrap_or("finished")
             )
         })

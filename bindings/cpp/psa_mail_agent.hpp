@@ -1,9 +1,11 @@
 // Header-only C++17 RAII wrapper over the psa-mail-agent C API (include/psa_mail_agent.h).
 //
 // Handles are owned by std::unique_ptr with the library's free functions; every failed call
-// throws pma::Error carrying the pma_result code and the library's message (cause and fix).
-// Thread safety is the C API's: an Agent may be used from several threads (calls are
-// serialised), Batch and Report are immutable.
+// throws pma::Error carrying the pma_result code and the library's message (cause and fix),
+// read from the calling thread's last error (never another thread's). Thread safety is the C
+// API's: an Agent may be used from several threads (calls are serialised), Agent::cancel()
+// from any thread ends the blocking call in progress (it throws pma::Error with
+// PMA_CANCELLED); Batch and Report are immutable.
 #ifndef PSA_MAIL_AGENT_HPP
 #define PSA_MAIL_AGENT_HPP
 
@@ -45,7 +47,7 @@ struct ReportDeleter {
     void operator()(pma_report *p) const noexcept { pma_report_free(p); }
 };
 
-/// The last error recorded for `agent` (nullptr: this thread's failed pma_init).
+/// The last error recorded for `agent` (nullptr: the calling thread's last failed call).
 inline std::string last_error(const pma_agent *agent) {
     size_t needed = 0;
     if (pma_last_error(agent, nullptr, 0, &needed) != PMA_BUFFER_TOO_SMALL) {
@@ -59,16 +61,18 @@ inline std::string last_error(const pma_agent *agent) {
     return std::string(buf.data(), n);
 }
 
-inline void check(pma_result rc, const pma_agent *agent) {
+/// Throws for a failed call, with the calling thread's last error (exact even when other
+/// threads use the same agent).
+inline void check(pma_result rc) {
     if (rc != PMA_OK) {
-        throw Error(rc, last_error(agent));
+        throw Error(rc, last_error(nullptr));
     }
 }
 
-/// Accessors of batches and reports record no message: name the call instead.
+/// Accessors of batches and reports: the call's name and the thread's last error.
 inline void check_accessor(pma_result rc, const char *what) {
     if (rc != PMA_OK) {
-        throw Error(rc, what);
+        throw Error(rc, std::string(what) + ": " + last_error(nullptr));
     }
 }
 
@@ -161,7 +165,9 @@ public:
         return pma_batch_attachment_count(raw_.get(), i);
     }
 
-    /// Decoded bytes of attachment `a` of ticket `i`.
+    /// Decoded bytes of attachment `a` of ticket `i`. Throws pma::Error with
+    /// PMA_ATTACHMENT_OMITTED for one over max_attachment_bytes (the ticket JSON marks it
+    /// "omitted": "too_large").
     Bytes attachment(size_t i, size_t a) const {
         const uint8_t *p = nullptr;
         size_t len = 0;
@@ -170,10 +176,27 @@ public:
         return Bytes{p, len};
     }
 
+    /// The raw RFC 822 message of ticket `i` (mailbox option "keep_raw": true; else throws
+    /// PMA_RAW_NOT_KEPT).
+    Bytes raw(size_t i) const {
+        const uint8_t *p = nullptr;
+        size_t len = 0;
+        detail::check_accessor(pma_batch_raw(raw_.get(), i, &p, &len), "pma_batch_raw");
+        return Bytes{p, len};
+    }
+
     const pma_batch *get() const noexcept { return raw_.get(); }
 
 private:
     std::unique_ptr<pma_batch, detail::BatchDeleter> raw_;
+};
+
+/// What the person signing in with a device code must do (copied from the agent's prompt).
+struct DevicePrompt {
+    std::string verification_uri;
+    std::string user_code;
+    std::string message;
+    uint64_t expires_in_secs;
 };
 
 /// The agent for one mailbox. Movable, not copyable; freed (logged out, lock released,
@@ -184,15 +207,13 @@ public:
     explicit Agent(const std::string &mailbox_json,
                    const std::optional<std::string> &state_dir = std::nullopt) {
         pma_agent *raw = nullptr;
-        detail::check(pma_init(mailbox_json.c_str(), detail::c_str_or_null(state_dir), &raw),
-                      nullptr);
+        detail::check(pma_init(mailbox_json.c_str(), detail::c_str_or_null(state_dir), &raw));
         raw_.reset(raw);
     }
 
     /// Registers a mail the PSA sent for a ticket, so replies to it are threaded to that ticket.
     void register_sent(const std::string &message_id, const std::string &ticket_number) {
-        detail::check(pma_register_sent(raw_.get(), message_id.c_str(), ticket_number.c_str()),
-                      raw_.get());
+        detail::check(pma_register_sent(raw_.get(), message_id.c_str(), ticket_number.c_str()));
     }
 
     /// Enables OAuth 2.0 with the app registration's IDs (and client secret for app-only).
@@ -200,26 +221,67 @@ public:
                                const std::optional<std::string> &client_secret = std::nullopt) {
         detail::check(pma_set_oauth_credentials(raw_.get(), application_id.c_str(),
                                                 directory_id.c_str(),
-                                                detail::c_str_or_null(client_secret)),
-                      raw_.get());
+                                                detail::c_str_or_null(client_secret)));
+    }
+
+    /// Sets the mailbox password from the host's own store (copied; wiped when replaced or
+    /// freed). A different password drops the tokens obtained with the old one.
+    void set_password(const std::string &password) {
+        detail::check(pma_set_password(raw_.get(), password.c_str()));
+    }
+
+    /// Sets the OAuth client secret from the host's own store, like set_password.
+    void set_client_secret(const std::string &client_secret) {
+        detail::check(pma_set_client_secret(raw_.get(), client_secret.c_str()));
     }
 
     /// Tests the connection step by step; a failing step is in the report, not thrown.
     Report test_connection() {
         pma_report *raw = nullptr;
-        detail::check(pma_test_connection(raw_.get(), &raw), raw_.get());
+        detail::check(pma_test_connection(raw_.get(), &raw));
         return Report(raw);
     }
 
     /// Fetches up to `max` new tickets.
     Batch fetch(size_t max = 50) {
         pma_batch *raw = nullptr;
-        detail::check(pma_fetch_tickets(raw_.get(), max, &raw), raw_.get());
+        detail::check(pma_fetch_tickets(raw_.get(), max, &raw));
         return Batch(raw);
     }
 
     /// Acknowledges a stored batch (marks its mail processed on the server).
-    void ack(const Batch &batch) { detail::check(pma_ack(raw_.get(), batch.get()), raw_.get()); }
+    void ack(const Batch &batch) { detail::check(pma_ack(raw_.get(), batch.get())); }
+
+    /// Acknowledges the first `count` tickets of a batch (what was stored); the others come
+    /// again with the next fetch.
+    void ack_tickets(const Batch &batch, size_t count) {
+        detail::check(pma_ack_tickets(raw_.get(), batch.get(), count));
+    }
+
+    /// Waits (IMAP IDLE) until mail arrives or `timeout_ms` passes; true when there is mail
+    /// to fetch.
+    bool wait_for_mail(uint64_t timeout_ms) {
+        bool arrived = false;
+        detail::check(pma_wait_for_mail(raw_.get(), timeout_ms, &arrived));
+        return arrived;
+    }
+
+    /// From any thread: ends the blocking call in progress on this agent (it throws
+    /// pma::Error with PMA_CANCELLED). Never blocks.
+    void cancel() noexcept { (void)pma_cancel(raw_.get()); }
+
+    /// Begins a device-code sign-in: what the person must do, to show in the host's UI.
+    DevicePrompt device_login_begin() {
+        pma_device_prompt p;
+        detail::check(pma_device_login_begin(raw_.get(), &p));
+        return DevicePrompt{p.verification_uri, p.user_code, p.message, p.expires_in_secs};
+    }
+
+    /// Waits until the person signed in (cancellable); the tokens are then cached.
+    void device_login_complete() { detail::check(pma_device_login_complete(raw_.get())); }
+
+    /// The message of the last failed call on this agent, from any thread.
+    std::string last_error() const { return detail::last_error(raw_.get()); }
 
     pma_agent *get() const noexcept { return raw_.get(); }
 

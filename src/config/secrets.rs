@@ -30,6 +30,13 @@ pub(super) fn resolve(obj: &Obj<'_>, base: &str, ctx: &Ctx<'_>) -> Result<Option
         ));
     }
     let path = obj.key_path(key);
+    if !ctx.resolve_secrets {
+        // Offline: the spelling is checked, the value neither read nor required.
+        if key == base {
+            ctx.inline_secret_seen.set(true);
+        }
+        return Ok(None);
+    }
     let secret = if key == base {
         let value = obj
             .str_opt_as(key, "a string", true)?

@@ -266,7 +266,7 @@ impl Worker {
         if self.status.status.failure_notified {
             self.status.status.failure_notified = false;
             self.status.save();
-            log::warn!(mailbox = self.name.as_str(), event = "recovered"; "mailbox {}: recovered", self.name);
+            log::info!(mailbox = self.name.as_str(), event = "recovered"; "mailbox {}: recovered", self.name);
             self.shared
                 .notifier
                 .notify(
@@ -318,8 +318,8 @@ impl Worker {
         if admin {
             log::error!(
                 mailbox = self.name.as_str(), event = "parked", error_kind = kind.as_str();
-                "mailbox {}: {}{fix}; waiting for an administrator, next attempt in {} min \
-                 (or after SIGHUP)",
+                "mailbox {}: {}{fix}; parked: waiting for an administrator, next attempt in {} \
+                 min (or after SIGHUP)",
                 self.name,
                 e.message(),
                 delay.as_secs() / 60

@@ -184,6 +184,7 @@ mod tests {
             inline: false,
             content_id: None,
             sha256: String::new(),
+            omitted: None,
             data: b"abc".to_vec(),
         });
         spool.write(&t).unwrap();

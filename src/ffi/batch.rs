@@ -1,9 +1,9 @@
-//! The batch handle: the tickets of one fetch as JSON (all at once or one by one) and each
-//! attachment's raw bytes.
+//! The batch handle: the tickets of one fetch as JSON (all at once or one by one), each
+//! attachment's raw bytes, and (with `keep_raw`) each message as received.
 
 use super::registry::{self, Kind};
 use super::result::pma_result;
-use super::{boundary_value, out_arg, CText, CallError};
+use super::{boundary_value, out_arg, set_thread_error, CText, CallError};
 use crate::agent::Batch;
 use std::os::raw::c_char;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,6 +21,8 @@ pub struct pma_batch {
     tickets: Vec<CText>,
     acked: AtomicBool,
     live_unacked: Arc<AtomicUsize>,
+    /// Whether the mailbox kept the raw messages (`keep_raw`).
+    keep_raw: bool,
 }
 
 impl pma_batch {
@@ -29,6 +31,7 @@ impl pma_batch {
         handle_id: u64,
         generation: u64,
         live_unacked: Arc<AtomicUsize>,
+        keep_raw: bool,
     ) -> Self {
         let tickets: Vec<String> = batch.tickets.iter().map(|t| t.to_json()).collect();
         let json = format!("[{}]", tickets.join(","));
@@ -40,6 +43,7 @@ impl pma_batch {
             tickets: tickets.into_iter().map(CText::new).collect(),
             acked: AtomicBool::new(false),
             live_unacked,
+            keep_raw,
         }
     }
 
@@ -76,19 +80,23 @@ impl pma_batch {
     }
 }
 
-/// Runs a batch accessor: checks the handle and the out-parameters, catches panics.
-/// Errors of accessors are not recorded anywhere but in the return code (no agent is at hand).
+/// Runs the batch accessor `name`: checks the handle and the out-parameters, catches panics.
+/// A failure is recorded as the calling thread's last error (no agent is at hand).
 fn accessor(
     batch: *const pma_batch,
+    name: &'static str,
     f: impl FnOnce(&pma_batch) -> Result<(), CallError>,
 ) -> pma_result {
     super::boundary(
-        |_| {},
+        |e| set_thread_error(name, &e),
         || {
             // SAFETY: the export's caller guarantees NULL or a live batch.
             match unsafe { pma_batch::from_ptr(batch) }.and_then(f) {
                 Ok(()) => pma_result::PMA_OK,
-                Err(e) => e.code,
+                Err(e) => {
+                    set_thread_error(name, &e);
+                    e.code
+                }
             }
         },
     )
@@ -133,7 +141,7 @@ pub unsafe extern "C" fn pma_batch_json(
     ptr: *mut *const c_char,
     len: *mut usize,
 ) -> pma_result {
-    accessor(batch, |b| {
+    accessor(batch, "pma_batch_json", |b| {
         out_arg(ptr, "ptr")?;
         out_arg(len, "len")?;
         // SAFETY: checked non-NULL; writable by the caller's contract.
@@ -157,7 +165,7 @@ pub unsafe extern "C" fn pma_batch_ticket_json(
     ptr: *mut *const c_char,
     len: *mut usize,
 ) -> pma_result {
-    accessor(batch, |b| {
+    accessor(batch, "pma_batch_ticket_json", |b| {
         out_arg(ptr, "ptr")?;
         out_arg(len, "len")?;
         index_check(index, b.tickets.len(), "ticket")?;
@@ -192,10 +200,14 @@ pub unsafe extern "C" fn pma_batch_attachment_count(
 }
 
 /// The decoded bytes (no base64) of attachment `attachment_index` of ticket `ticket_index`,
-/// in the order of the ticket's `attachments` array. `*len` may be 0 (an empty part, or one
-/// over `max_attachment_bytes`, which the ticket's `warnings` mention); `*ptr` is then still
-/// non-NULL but must not be read. The memory belongs to the batch: valid until
-/// `pma_batch_free`. `PMA_INDEX_OUT_OF_RANGE` for a bad index. Thread-safe.
+/// in the order of the ticket's `attachments` array. `*len` may be 0 for an empty part; `*ptr`
+/// is then still non-NULL but must not be read. The memory belongs to the batch: valid until
+/// `pma_batch_free`.
+///
+/// `PMA_ATTACHMENT_OMITTED` (out-parameters not written) for an attachment whose bytes are not
+/// carried because it is larger than the mailbox's `max_attachment_bytes`: the ticket JSON
+/// marks it `"omitted": "too_large"` with its `size` and `sha256`, and its `warnings` say so.
+/// `PMA_INDEX_OUT_OF_RANGE` for a bad index. Thread-safe.
 ///
 /// # Safety
 /// `batch` is NULL or a live batch; `ptr` and `len` are NULL or writable.
@@ -207,17 +219,70 @@ pub unsafe extern "C" fn pma_batch_attachment(
     ptr: *mut *const u8,
     len: *mut usize,
 ) -> pma_result {
-    accessor(batch, |b| {
+    accessor(batch, "pma_batch_attachment", |b| {
         out_arg(ptr, "ptr")?;
         out_arg(len, "len")?;
         index_check(ticket_index, b.batch.tickets.len(), "ticket")?;
         let atts = &b.batch.tickets[ticket_index].attachments;
         index_check(attachment_index, atts.len(), "attachment")?;
-        let data = &atts[attachment_index].data;
+        let att = &atts[attachment_index];
+        if att.omitted.is_some() {
+            return Err(CallError::new(
+                pma_result::PMA_ATTACHMENT_OMITTED,
+                format!(
+                    "attachment {attachment_index} of ticket {ticket_index} ({:?}, {} bytes) is larger than max_attachment_bytes: its bytes are not carried (the ticket marks it \"omitted\": \"too_large\"); open the mail in the mailbox, or raise max_attachment_bytes",
+                    att.filename.as_deref().unwrap_or("unnamed"),
+                    att.size
+                ),
+            ));
+        }
+        let data = &att.data;
         // SAFETY: checked non-NULL; writable by the caller's contract.
         unsafe {
             *ptr = data.as_ptr();
             *len = data.len();
+        }
+        Ok(())
+    })
+}
+
+/// The raw RFC 822 bytes of ticket `index`'s message exactly as the server sent them (to
+/// archive it as an `.eml`), for a mailbox with `"keep_raw": true`. For a message too large to
+/// fetch whole (its ticket's `warnings` say so) only its header was fetched and is given. The
+/// memory belongs to the batch: valid until `pma_batch_free`.
+///
+/// `PMA_RAW_NOT_KEPT` when the mailbox does not keep raw messages (`keep_raw` is false, the
+/// default); `PMA_INDEX_OUT_OF_RANGE` for a bad index. Thread-safe.
+///
+/// # Safety
+/// `batch` is NULL or a live batch; `ptr` and `len` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pma_batch_raw(
+    batch: *const pma_batch,
+    index: usize,
+    ptr: *mut *const u8,
+    len: *mut usize,
+) -> pma_result {
+    accessor(batch, "pma_batch_raw", |b| {
+        out_arg(ptr, "ptr")?;
+        out_arg(len, "len")?;
+        if !b.keep_raw {
+            return Err(CallError::new(
+                pma_result::PMA_RAW_NOT_KEPT,
+                "the mailbox does not keep raw messages: set \"keep_raw\": true in its JSON",
+            ));
+        }
+        index_check(index, b.batch.tickets.len(), "ticket")?;
+        let raw = b.batch.raw(index).ok_or_else(|| {
+            CallError::new(
+                pma_result::PMA_INTERNAL,
+                format!("ticket {index} has no raw message although keep_raw is set"),
+            )
+        })?;
+        // SAFETY: checked non-NULL; writable by the caller's contract.
+        unsafe {
+            *ptr = raw.as_ptr();
+            *len = raw.len();
         }
         Ok(())
     })

@@ -7,14 +7,20 @@
 //! that is not a live handle of the expected kind is refused with `PMA_INVALID_HANDLE` before
 //! it is dereferenced.
 //!
-//! Layout by concern: [`result`] (codes), [`agent`] (the agent handle, init, fetch, ack, last
-//! error), [`batch`] (tickets and attachment bytes), [`report`] (connection test), [`log`]
+//! Layout by concern: [`result`] (codes), [`agent`] (the agent handle, init, fetch, ack, wait,
+//! secrets, device-code sign-in, last error), [`cancel`] (the per-handle cancel signal),
+//! [`batch`] (tickets, attachment and raw message bytes), [`report`] (connection test), [`log`]
 //! (forwarding log records to a host callback).
+//!
+//! Errors are kept twice: per handle (the last failed call on it, from any thread) and per
+//! thread (the last failed call of the calling thread, on any handle or none). Every failure
+//! that reaches the caller is also logged (warn for misuse of the API, error otherwise).
 
 #![allow(non_camel_case_types)] // C names: pma_agent, pma_result, …
 
 pub mod agent;
 pub mod batch;
+mod cancel;
 pub mod log;
 mod registry;
 pub mod report;
@@ -63,17 +69,25 @@ impl From<Error> for CallError {
 }
 
 thread_local! {
-    /// The last error of a call that had no usable handle to record it in (a failed
-    /// `pma_init`, a NULL or invalid agent): what `pma_last_error(NULL, …)` reads.
-    static LAST_HANDLELESS_ERROR: RefCell<Option<CallError>> = const { RefCell::new(None) };
+    /// The last error of any failed call on this thread (with or without a handle, including
+    /// batch and report accessors): what `pma_last_error(NULL, …)` reads.
+    static LAST_THREAD_ERROR: RefCell<Option<CallError>> = const { RefCell::new(None) };
 }
 
-pub(crate) fn set_handleless_error(e: &CallError) {
-    LAST_HANDLELESS_ERROR.with(|slot| *slot.borrow_mut() = Some(e.clone()));
+/// Records `e` as the calling thread's last error and logs it as a failure of `call`.
+pub(crate) fn set_thread_error(call: &str, e: &CallError) {
+    LAST_THREAD_ERROR.with(|slot| *slot.borrow_mut() = Some(e.clone()));
+    let code = e.code.name().trim_end_matches('\0');
+    match e.code as u32 {
+        // The host asked for it.
+        c if c == pma_result::PMA_CANCELLED as u32 => ::log::info!("{call}: {code}: {}", e.text),
+        100..=199 | 602 => ::log::warn!("{call}: {code}: {}", e.text),
+        _ => ::log::error!("{call}: {code}: {}", e.text),
+    }
 }
 
-pub(crate) fn handleless_error() -> Option<CallError> {
-    LAST_HANDLELESS_ERROR.with(|slot| slot.borrow().clone())
+pub(crate) fn thread_error() -> Option<CallError> {
+    LAST_THREAD_ERROR.with(|slot| slot.borrow().clone())
 }
 
 /// Runs an export's body, turning a panic into `PMA_PANIC` (unwinding into C is undefined

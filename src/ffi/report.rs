@@ -3,7 +3,7 @@
 
 use super::registry::{self, Kind};
 use super::result::pma_result;
-use super::{boundary_value, out_arg, CText, CallError};
+use super::{boundary_value, out_arg, set_thread_error, CText, CallError};
 use crate::agent::Report;
 use serde::Serialize;
 use std::os::raw::c_char;
@@ -185,7 +185,13 @@ pub unsafe extern "C" fn pma_report_json(
                 }
                 Ok::<(), CallError>(())
             })();
-            r.map_or_else(|e| e.code, |()| pma_result::PMA_OK)
+            r.map_or_else(
+                |e| {
+                    set_thread_error("pma_report_json", &e);
+                    e.code
+                },
+                |()| pma_result::PMA_OK,
+            )
         },
     )
 }
@@ -241,7 +247,13 @@ pub unsafe extern "C" fn pma_report_step(
                 unsafe { out.write(step) };
                 Ok::<(), CallError>(())
             })();
-            r.map_or_else(|e| e.code, |()| pma_result::PMA_OK)
+            r.map_or_else(
+                |e| {
+                    set_thread_error("pma_report_step", &e);
+                    e.code
+                },
+                |()| pma_result::PMA_OK,
+            )
         },
     )
 }

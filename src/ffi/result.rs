@@ -7,8 +7,9 @@ use crate::error::ErrorKind;
 use std::os::raw::c_char;
 
 /// The outcome of a call. `PMA_OK` (0) is success; every other value is an error, grouped by
-/// family: 1xx the caller misused the API, 2xx configuration and local files, 3xx network and
-/// TLS, 4xx IMAP, 5xx OAuth (Microsoft identity platform), 6xx mail and delivery, 9xx internal.
+/// family: 1xx the API itself (misuse, cancellation), 2xx configuration and local files, 3xx
+/// network and TLS, 4xx IMAP, 5xx OAuth (Microsoft identity platform), 6xx mail and delivery,
+/// 9xx internal.
 /// Values are never reused. `pma_result_str` names a code; `pma_last_error` gives the message
 /// and the administrator's fix of the call that failed.
 #[allow(non_camel_case_types)]
@@ -18,7 +19,7 @@ pub enum pma_result {
     /// Success.
     PMA_OK = 0,
 
-    // --- 1xx: the caller misused the API
+    // --- 1xx: the API itself: misuse, cancellation
     /// A required pointer argument was NULL.
     PMA_NULL_ARGUMENT = 100,
     /// A string argument was not valid UTF-8.
@@ -47,6 +48,14 @@ pub enum pma_result {
     /// Another logger was installed in this process before `pma_set_log_callback` (only
     /// possible when the static library is linked into a Rust program that sets its own).
     PMA_LOGGER_UNAVAILABLE = 110,
+    /// The call was ended by `pma_cancel` (from another thread). Nothing half-done remains:
+    /// a fetch handed nothing out, an acknowledgement may be repeated; the next call works.
+    PMA_CANCELLED = 111,
+    /// `pma_device_login_complete` without a device-code sign-in begun by
+    /// `pma_device_login_begin` (or after it completed or failed).
+    PMA_DEVICE_LOGIN_NOT_STARTED = 112,
+    /// `pma_batch_raw` on a batch of a mailbox that does not keep raw messages (`keep_raw`).
+    PMA_RAW_NOT_KEPT = 113,
 
     // --- 2xx: configuration and local files
     /// The mailbox JSON or a credential is invalid or missing; the message names the key.
@@ -140,6 +149,9 @@ pub enum pma_result {
     PMA_MAIL = 600,
     /// A ticket could not be delivered.
     PMA_DELIVERY = 601,
+    /// `pma_batch_attachment`: the attachment's bytes are not carried because it is larger than
+    /// `max_attachment_bytes`; the ticket JSON marks it `"omitted": "too_large"` with its size.
+    PMA_ATTACHMENT_OMITTED = 602,
 
     // --- 9xx: internal
     /// An invariant of the library was broken (a bug: please report it).
@@ -161,6 +173,9 @@ impl pma_result {
         pma_result::PMA_ALREADY_ACKED,
         pma_result::PMA_INVALID_ARGUMENT,
         pma_result::PMA_LOGGER_UNAVAILABLE,
+        pma_result::PMA_CANCELLED,
+        pma_result::PMA_DEVICE_LOGIN_NOT_STARTED,
+        pma_result::PMA_RAW_NOT_KEPT,
         pma_result::PMA_CONFIG,
         pma_result::PMA_IO,
         pma_result::PMA_CONNECT,
@@ -202,6 +217,7 @@ impl pma_result {
         pma_result::PMA_OAUTH_IDENTITY_PROVIDER,
         pma_result::PMA_MAIL,
         pma_result::PMA_DELIVERY,
+        pma_result::PMA_ATTACHMENT_OMITTED,
         pma_result::PMA_INTERNAL,
     ];
 
@@ -221,6 +237,9 @@ impl pma_result {
             PMA_ALREADY_ACKED => "PMA_ALREADY_ACKED\0",
             PMA_INVALID_ARGUMENT => "PMA_INVALID_ARGUMENT\0",
             PMA_LOGGER_UNAVAILABLE => "PMA_LOGGER_UNAVAILABLE\0",
+            PMA_CANCELLED => "PMA_CANCELLED\0",
+            PMA_DEVICE_LOGIN_NOT_STARTED => "PMA_DEVICE_LOGIN_NOT_STARTED\0",
+            PMA_RAW_NOT_KEPT => "PMA_RAW_NOT_KEPT\0",
             PMA_CONFIG => "PMA_CONFIG\0",
             PMA_IO => "PMA_IO\0",
             PMA_CONNECT => "PMA_CONNECT\0",
@@ -262,6 +281,7 @@ impl pma_result {
             PMA_OAUTH_IDENTITY_PROVIDER => "PMA_OAUTH_IDENTITY_PROVIDER\0",
             PMA_MAIL => "PMA_MAIL\0",
             PMA_DELIVERY => "PMA_DELIVERY\0",
+            PMA_ATTACHMENT_OMITTED => "PMA_ATTACHMENT_OMITTED\0",
             PMA_INTERNAL => "PMA_INTERNAL\0",
         }
     }

@@ -1,6 +1,14 @@
 //! The token cache file: the refresh token (Microsoft rotates it: every new one is stored), the
 //! access token with its expiry, and the identity they belong to. Written atomically with mode
 //! 0600; a cache written for another identity is ignored.
+//!
+//! The cache is also bound to the secrets that earned its tokens (the password, the client
+//! secret): a keyed hash of them is stored beside the tokens — PBKDF2-HMAC-SHA256 under a random
+//! salt of this cache file, never the secrets — and a cache whose hash does not match the
+//! secrets configured now is ignored. So a changed (or mistyped) password or client secret is
+//! noticed at once instead of being hidden behind a cached token for up to 90 days. The
+//! iterations make guessing a weak password from a stolen cache file slow; the file's refresh
+//! token is the bigger prize anyway, which is why it is private to the agent's user.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
@@ -29,6 +37,125 @@ pub(crate) struct Tokens {
     pub renew_at: u64,
 }
 
+/// The secrets a flow signs in with (what a cache is bound to). A flow that does not use the
+/// password leaves it `None`.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Secrets<'a> {
+    pub password: Option<&'a Secret>,
+    pub client_secret: Option<&'a Secret>,
+}
+
+impl Secrets<'_> {
+    /// What the log calls them.
+    fn names(&self) -> String {
+        match (self.password.is_some(), self.client_secret.is_some()) {
+            (true, true) => "password or client secret".into(),
+            (true, false) => "password".into(),
+            (false, true) => "client secret".into(),
+            (false, false) => "secret".into(),
+        }
+    }
+}
+
+/// The binding of a cache to the secrets configured when its tokens were obtained: one keyed
+/// hash per secret, under the cache's random salt.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Binding {
+    salt: [u8; SALT_LEN],
+    password: Option<[u8; HASH_LEN]>,
+    client_secret: Option<[u8; HASH_LEN]>,
+}
+
+impl std::fmt::Debug for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Binding(…)")
+    }
+}
+
+const SALT_LEN: usize = 16;
+const HASH_LEN: usize = 32;
+/// PBKDF2 rounds: a few milliseconds per provider start (hashes are computed when the cache
+/// is loaded, or once before the first write).
+const ITERATIONS: u32 = 10_000;
+
+fn keyed_hash(salt: &[u8; SALT_LEN], label: &str, secret: &Secret) -> [u8; HASH_LEN] {
+    let mut material = zeroize::Zeroizing::new(Vec::with_capacity(label.len() + 1 + 64));
+    material.extend_from_slice(label.as_bytes());
+    material.push(0);
+    material.extend_from_slice(secret.expose().as_bytes());
+    let mut hash = [0u8; HASH_LEN];
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::new(ITERATIONS).expect("non-zero"),
+        salt,
+        &material,
+        &mut hash,
+    );
+    hash
+}
+
+/// Equality without early exit: comparison time says nothing about how much matched.
+fn same(a: &[u8; HASH_LEN], b: &[u8; HASH_LEN]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Binding {
+    /// A binding of `secrets` under a fresh random salt.
+    pub(crate) fn new(secrets: Secrets<'_>) -> Result<Binding> {
+        use ring::rand::SecureRandom;
+        let mut salt = [0u8; SALT_LEN];
+        ring::rand::SystemRandom::new()
+            .fill(&mut salt)
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Internal,
+                    "the system's random number generator failed",
+                )
+            })?;
+        Ok(Binding {
+            salt,
+            password: secrets.password.map(|p| keyed_hash(&salt, "password", p)),
+            client_secret: secrets
+                .client_secret
+                .map(|c| keyed_hash(&salt, "client secret", c)),
+        })
+    }
+
+    /// Whether every secret configured now (`secrets`) is the one the tokens were obtained
+    /// with. A secret not configured now is not compared: tokens may outlive a password the
+    /// administrator removed from the configuration, but never survive a changed or added one.
+    fn matches(&self, secrets: Secrets<'_>) -> bool {
+        let check = |label: &str, now: Option<&Secret>, stored: &Option<[u8; HASH_LEN]>| match (
+            now, stored,
+        ) {
+            (None, _) => true,
+            (Some(v), Some(h)) => same(&keyed_hash(&self.salt, label, v), h),
+            (Some(_), None) => false,
+        };
+        check("password", secrets.password, &self.password)
+            && check("client secret", secrets.client_secret, &self.client_secret)
+    }
+
+    /// This binding reduced to the secrets configured now (what a write records).
+    fn restricted_to(&self, secrets: Secrets<'_>) -> Binding {
+        Binding {
+            salt: self.salt,
+            password: self.password.filter(|_| secrets.password.is_some()),
+            client_secret: self
+                .client_secret
+                .filter(|_| secrets.client_secret.is_some()),
+        }
+    }
+}
+
+/// What [`load`] found.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    pub tokens: Tokens,
+    /// The file's binding, when it matched the secrets configured now (reused for writes).
+    pub binding: Option<Binding>,
+}
+
 #[derive(Deserialize)]
 struct CacheFile {
     version: u32,
@@ -41,22 +168,30 @@ struct CacheFile {
     access_token: Option<String>,
     expires_at: u64,
     renew_at: u64,
+    /// Hex salt and keyed hashes of the [`Binding`] (absent in caches of version 1).
+    secret_salt: Option<String>,
+    password_hash: Option<String>,
+    client_secret_hash: Option<String>,
 }
 
-const VERSION: u32 = 1;
+/// Version 2 added the binding to the secrets.
+const VERSION: u32 = 2;
 
-/// The tokens cached at `path` for `identity`; empty when the file is absent, unreadable,
-/// damaged or written for another identity (each logged, none fatal: the flow starts over).
-pub(crate) fn load(path: &Path, identity: &Identity) -> Tokens {
+/// The tokens cached at `path` for `identity`, obtained with `secrets`; empty when the file is
+/// absent, unreadable, damaged, written for another identity, or bound to other secrets (each
+/// logged, none fatal: the flow starts over; see [`Binding::matches`]). A cache without a
+/// binding (version 1) is kept only when no secret is configured (device code): it cannot
+/// prove that its tokens came from the secrets configured now.
+pub(crate) fn load(path: &Path, identity: &Identity, secrets: Secrets<'_>) -> Loaded {
     let text = match std::fs::read(path) {
         Ok(t) => zeroize::Zeroizing::new(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Tokens::default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::default(),
         Err(e) => {
             log::warn!(
                 "token cache {}: cannot read it ({e}); ignoring it",
                 path.display()
             );
-            return Tokens::default();
+            return Loaded::default();
         }
     };
     let mut scratch = zeroize::Zeroizing::new(vec![0u8; text.len()]);
@@ -68,7 +203,7 @@ pub(crate) fn load(path: &Path, identity: &Identity) -> Tokens {
             "token cache {}: not a token cache; ignoring it",
             path.display()
         );
-        return Tokens::default();
+        return Loaded::default();
     };
     let tokens = Tokens {
         refresh_token: file.refresh_token.take().map(Secret::new),
@@ -76,7 +211,7 @@ pub(crate) fn load(path: &Path, identity: &Identity) -> Tokens {
         expires_at: file.expires_at,
         renew_at: file.renew_at,
     };
-    let same = file.version == VERSION
+    let same = (file.version == VERSION || file.version == 1)
         && file.authority == identity.authority
         && file.client_id == identity.client_id
         && file.tenant.eq_ignore_ascii_case(&identity.tenant)
@@ -87,14 +222,86 @@ pub(crate) fn load(path: &Path, identity: &Identity) -> Tokens {
             "token cache {}: written for another application, tenant, user or flow; ignoring it",
             path.display()
         );
-        return Tokens::default();
+        return Loaded::default();
     }
-    tokens
+    let damaged = || {
+        log::warn!(
+            "token cache {}: damaged secret binding; ignoring it",
+            path.display()
+        );
+        Loaded::default()
+    };
+    let stored = match file.secret_salt.as_deref() {
+        None => None,
+        Some(salt) => {
+            let Some(salt) = unhex::<SALT_LEN>(salt) else {
+                return damaged();
+            };
+            let hash = |h: Option<&str>| match h {
+                None => Ok(None),
+                Some(h) => unhex::<HASH_LEN>(h).map(Some).ok_or(()),
+            };
+            let (Ok(password), Ok(client_secret)) = (
+                hash(file.password_hash.as_deref()),
+                hash(file.client_secret_hash.as_deref()),
+            ) else {
+                return damaged();
+            };
+            Some(Binding {
+                salt,
+                password,
+                client_secret,
+            })
+        }
+    };
+    let no_secret = secrets.password.is_none() && secrets.client_secret.is_none();
+    match stored {
+        Some(b) if b.matches(secrets) => Loaded {
+            tokens,
+            binding: Some(b.restricted_to(secrets)),
+        },
+        None if no_secret => Loaded {
+            tokens,
+            binding: None,
+        },
+        _ => {
+            log::info!(
+                "token cache {}: its tokens were obtained with another {} than the one configured \
+                 now; ignoring them (signing in again with the configured one)",
+                path.display(),
+                secrets.names()
+            );
+            Loaded::default()
+        }
+    }
 }
 
-/// Writes `tokens` for `identity` to `path` atomically (temp file in the same directory, fsync,
-/// rename, fsync of the directory), readable by the owner only.
-pub(crate) fn store(path: &Path, identity: &Identity, tokens: &Tokens) -> Result<()> {
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `tokens` for `identity`, bound by `binding` to the secrets that obtained them, to
+/// `path` atomically (temp file in the same directory, fsync, rename, fsync of the directory),
+/// readable by the owner only.
+pub(crate) fn store(
+    path: &Path,
+    identity: &Identity,
+    binding: &Binding,
+    tokens: &Tokens,
+) -> Result<()> {
     let mut json = zeroize::Zeroizing::new(String::with_capacity(4096));
     json.push('{');
     let _ = write!(json, "\"version\":{VERSION}");
@@ -118,11 +325,27 @@ pub(crate) fn store(path: &Path, identity: &Identity, tokens: &Tokens) -> Result
             None => json.push_str("null"),
         }
     }
-    let _ = writeln!(
+    let _ = write!(
         json,
-        ",\"expires_at\":{},\"renew_at\":{}}}",
-        tokens.expires_at, tokens.renew_at
+        ",\"expires_at\":{},\"renew_at\":{},\"secret_salt\":\"{}\"",
+        tokens.expires_at,
+        tokens.renew_at,
+        hex(&binding.salt)
     );
+    for (key, hash) in [
+        ("password_hash", &binding.password),
+        ("client_secret_hash", &binding.client_secret),
+    ] {
+        match hash {
+            Some(h) => {
+                let _ = write!(json, ",\"{key}\":\"{}\"", hex(h));
+            }
+            None => {
+                let _ = write!(json, ",\"{key}\":null");
+            }
+        }
+    }
+    json.push_str("}\n");
     crate::state::write_atomic(path, json.as_bytes()).map_err(|e| {
         Error::new(
             ErrorKind::Io,
@@ -161,11 +384,27 @@ mod tests {
         }
     }
 
+    fn pw(p: &Secret) -> Secrets<'_> {
+        Secrets {
+            password: Some(p),
+            client_secret: None,
+        }
+    }
+
+    const NONE: Secrets<'static> = Secrets {
+        password: None,
+        client_secret: None,
+    };
+
     fn temp_dir(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("pma-cache-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    fn bound(secrets: Secrets<'_>) -> Binding {
+        Binding::new(secrets).unwrap()
     }
 
     #[test]
@@ -180,13 +419,17 @@ mod tests {
             expires_at: 1_800_000_000,
             renew_at: 1_799_999_700,
         };
-        store(&path, &id, &tokens).unwrap();
-        assert_eq!(load(&path, &id), tokens);
+        let p = Secret::new("correct horse");
+        let b = bound(pw(&p));
+        store(&path, &id, &b, &tokens).unwrap();
+        let loaded = load(&path, &id, pw(&p));
+        assert_eq!(loaded.tokens, tokens);
+        assert_eq!(loaded.binding, Some(b.clone()));
         // Rewriting replaces the file and leaves no temp file behind.
         let mut rotated = tokens.clone();
         rotated.refresh_token = Some(Secret::new("0.rotated"));
-        store(&path, &id, &rotated).unwrap();
-        assert_eq!(load(&path, &id), rotated);
+        store(&path, &id, &b, &rotated).unwrap();
+        assert_eq!(load(&path, &id, pw(&p)).tokens, rotated);
         let names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -202,6 +445,64 @@ mod tests {
     }
 
     #[test]
+    fn a_cache_is_bound_to_its_secret_which_it_never_holds() {
+        let dir = temp_dir("bind");
+        let path = dir.join("t.json");
+        let tokens = Tokens {
+            refresh_token: Some(Secret::new("r")),
+            ..Tokens::default()
+        };
+        let right = Secret::new("Right-Pa55word");
+        store(&path, &identity(), &bound(pw(&right)), &tokens).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("Right-Pa55word"), "{text}");
+        assert!(text.contains("\"password_hash\":\""), "{text}");
+        assert_eq!(load(&path, &identity(), pw(&right)).tokens, tokens);
+        // Another password, an added client secret: the cache is not used.
+        let wrong = Secret::new("Wrong-Pa55word");
+        assert_eq!(
+            load(&path, &identity(), pw(&wrong)).tokens,
+            Tokens::default()
+        );
+        let secret = Secret::new("s");
+        let with_secret = Secrets {
+            password: Some(&right),
+            client_secret: Some(&secret),
+        };
+        assert_eq!(
+            load(&path, &identity(), with_secret).tokens,
+            Tokens::default()
+        );
+        // The password removed from the configuration: nothing to compare, the tokens stay.
+        assert_eq!(load(&path, &identity(), NONE).tokens, tokens);
+        // Two caches of the same password get different salts (and so different hashes).
+        let other = dir.join("u.json");
+        store(&other, &identity(), &bound(pw(&right)), &tokens).unwrap();
+        let salt = |t: &str| t.split("\"secret_salt\":\"").nth(1).unwrap()[..32].to_string();
+        assert_ne!(salt(&text), salt(&std::fs::read_to_string(&other).unwrap()));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unbound_cache_of_version_1_is_kept_only_without_secrets() {
+        let dir = temp_dir("v1");
+        let path = dir.join("t.json");
+        let v1 = "{\"version\":1,\"authority\":\"https://login.microsoftonline.com\",\"client_id\":\"app\",\
+                  \"tenant\":\"contoso.onmicrosoft.com\",\"username\":\"alice@contoso.com\",\"flow\":\"password\",\
+                  \"refresh_token\":\"r1\",\"access_token\":null,\"expires_at\":0,\"renew_at\":0}\n";
+        std::fs::write(&path, v1).unwrap();
+        let loaded = load(&path, &identity(), NONE);
+        assert_eq!(
+            loaded.tokens.refresh_token.as_ref().map(Secret::expose),
+            Some("r1")
+        );
+        assert_eq!(loaded.binding, None);
+        let p = Secret::new("p");
+        assert_eq!(load(&path, &identity(), pw(&p)).tokens, Tokens::default());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn another_identity_or_damage_is_ignored() {
         let dir = temp_dir("other");
         let path = dir.join("t.json");
@@ -209,21 +510,25 @@ mod tests {
             refresh_token: Some(Secret::new("r")),
             ..Tokens::default()
         };
-        store(&path, &identity(), &tokens).unwrap();
+        store(&path, &identity(), &bound(NONE), &tokens).unwrap();
         let mut other = identity();
         other.client_id = "another-app".into();
-        assert_eq!(load(&path, &other), Tokens::default());
+        assert_eq!(load(&path, &other, NONE).tokens, Tokens::default());
         let mut other = identity();
         other.flow = "device_code";
-        assert_eq!(load(&path, &other), Tokens::default());
+        assert_eq!(load(&path, &other, NONE).tokens, Tokens::default());
         // User names and tenants compare case-insensitively.
         let mut same = identity();
         same.username = "ALICE@contoso.com".into();
-        assert_eq!(load(&path, &same), tokens);
+        assert_eq!(load(&path, &same, NONE).tokens, tokens);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let damaged = text.replace("\"secret_salt\":\"", "\"secret_salt\":\"zz");
+        std::fs::write(&path, damaged).unwrap();
+        assert_eq!(load(&path, &identity(), NONE).tokens, Tokens::default());
         std::fs::write(&path, b"{\"version\":1,").unwrap();
-        assert_eq!(load(&path, &identity()), Tokens::default());
+        assert_eq!(load(&path, &identity(), NONE).tokens, Tokens::default());
         assert_eq!(
-            load(&dir.join("absent.json"), &identity()),
+            load(&dir.join("absent.json"), &identity(), NONE).tokens,
             Tokens::default()
         );
         std::fs::remove_dir_all(dir).unwrap();
@@ -233,8 +538,8 @@ mod tests {
     fn a_missing_directory_is_created() {
         let dir = temp_dir("mkdir");
         let path = dir.join("state/sub/x.token.json");
-        store(&path, &identity(), &Tokens::default()).unwrap();
-        assert_eq!(load(&path, &identity()), Tokens::default());
+        store(&path, &identity(), &bound(NONE), &Tokens::default()).unwrap();
+        assert_eq!(load(&path, &identity(), NONE).tokens, Tokens::default());
         assert!(path.exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -242,7 +547,7 @@ mod tests {
     #[test]
     fn unwritable_directory_is_a_clear_io_error() {
         let path = Path::new("/proc/pma-no-such-dir/x.token.json");
-        let e = store(path, &identity(), &Tokens::default()).unwrap_err();
+        let e = store(path, &identity(), &bound(NONE), &Tokens::default()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io);
         assert!(
             e.message().contains("/proc/pma-no-such-dir/x.token.json"),

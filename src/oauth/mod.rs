@@ -41,7 +41,7 @@ use crate::config::{Flow, OAuth};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{self, HttpOptions, Url};
 use crate::secret::Secret;
-use cache::{Identity, Tokens};
+use cache::{Binding, Identity, Secrets, Tokens};
 use errors::ErrorAnswer;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -120,11 +120,25 @@ pub struct TokenProvider {
     http: HttpOptions,
     options: ProviderOptions,
     tokens: Tokens,
+    /// The binding of the cache file to the secrets configured now (made before the first
+    /// write when the loaded file had none that matched).
+    binding: Option<Binding>,
     /// The cache file lags behind `tokens` (a write failed): written again before the next use.
     unsaved: bool,
     last_failure: Option<(Instant, Error)>,
     /// Tokens obtained from the endpoint so far (any grant; `run` reports it as a metric).
     grants: u64,
+    /// A device-code sign-in begun and not yet completed.
+    pending_device: Option<PendingDevice>,
+}
+
+/// A device code handed out by the identity platform, waiting for the person to sign in.
+#[derive(Debug)]
+struct PendingDevice {
+    device_code: Secret,
+    deadline: Instant,
+    interval: Duration,
+    transient_failures: u32,
 }
 
 /// A refused request: the mapped error plus the OAuth error code the flows branch on.
@@ -226,9 +240,14 @@ impl TokenProvider {
             username: username.trim().to_string(),
             flow: flow_name(oauth.flow),
         };
-        let tokens = match &options.cache_path {
-            Some(path) => cache::load(path, &identity),
-            None => Tokens::default(),
+        let password = password.filter(|p| !p.is_empty());
+        let loaded = match &options.cache_path {
+            Some(path) => cache::load(
+                path,
+                &identity,
+                secret_set(oauth.flow, password.as_ref(), client_secret.as_ref()),
+            ),
+            None => cache::Loaded::default(),
         };
         let http = HttpOptions {
             timeout: options.timeout,
@@ -242,15 +261,63 @@ impl TokenProvider {
             endpoint: url.authority(),
             identity,
             flow: oauth.flow,
-            password: password.filter(|p| !p.is_empty()),
+            password,
             client_secret,
             http,
             options,
-            tokens,
+            tokens: loaded.tokens,
+            binding: loaded.binding,
             unsaved: false,
             last_failure: None,
             grants: 0,
+            pending_device: None,
         })
+    }
+
+    /// Replaces the password (password flow). A different password invalidates every token
+    /// obtained with the old one: the next request signs in with the new password.
+    pub fn set_password(&mut self, password: Option<Secret>) {
+        let password = password.filter(|p| !p.is_empty());
+        if password != self.password {
+            self.password = password;
+            if self.flow == Flow::Password {
+                self.forget_tokens("password");
+            }
+        }
+    }
+
+    /// Replaces the client secret. A different secret invalidates every token obtained with
+    /// the old one.
+    pub fn set_client_secret(&mut self, client_secret: Option<Secret>) {
+        let client_secret = client_secret.filter(|s| !s.is_empty());
+        if client_secret != self.client_secret {
+            self.client_secret = client_secret;
+            self.forget_tokens("client secret");
+        }
+    }
+
+    fn forget_tokens(&mut self, what: &str) {
+        if self.tokens != Tokens::default() {
+            log::info!(
+                "OAuth {}: the {what} for {} changed; tokens obtained with the old one are dropped",
+                self.endpoint,
+                self.identity.username
+            );
+        }
+        self.tokens = Tokens::default();
+        self.binding = None;
+        self.last_failure = None;
+        self.pending_device = None;
+        // The file still holds the old tokens, bound to the old secret: ignored from now on.
+        self.unsaved = false;
+    }
+
+    fn secrets(&self) -> Secrets<'_> {
+        secret_set(
+            self.flow,
+            self.password.as_ref(),
+            self.client_secret.as_ref(),
+        )
     }
 
     /// Tokens obtained from the token endpoint by this provider (sign-ins and refreshes).
@@ -300,6 +367,16 @@ impl TokenProvider {
     /// Signs in with a device code: shows the code through `prompt`, polls the token endpoint
     /// until the person signed in (or declined, or the code expired), and stores the tokens.
     pub async fn device_login(&mut self, mut prompt: impl FnMut(&DeviceCodePrompt)) -> Result<()> {
+        let shown = self.device_login_begin().await?;
+        prompt(&shown);
+        self.device_login_complete().await
+    }
+
+    /// The first half of [`TokenProvider::device_login`], for a host with its own UI: asks the
+    /// identity platform for a device code and returns what the person must do. The code waits
+    /// for [`TokenProvider::device_login_complete`]; a second begin replaces it.
+    pub async fn device_login_begin(&mut self) -> Result<DeviceCodePrompt> {
+        self.pending_device = None;
         let client_id = self.identity.client_id.clone();
         let form = [
             ("client_id", client_id.as_str()),
@@ -333,23 +410,57 @@ impl TokenProvider {
         let message = answer.message.unwrap_or_else(|| {
             format!("To sign in, open {verification_uri} and enter the code {user_code}.")
         });
-        prompt(&DeviceCodePrompt {
+        self.pending_device = Some(PendingDevice {
+            device_code,
+            deadline: Instant::now() + expires_in,
+            interval: Duration::from_secs(answer.interval.unwrap_or(5).clamp(1, 60)),
+            transient_failures: 0,
+        });
+        log::info!(
+            "OAuth {}: device-code sign-in of {} begun: waiting for the person to enter the code at {verification_uri}",
+            self.endpoint,
+            self.identity.username
+        );
+        Ok(DeviceCodePrompt {
             verification_uri,
             user_code,
             message,
             expires_in,
-        });
-        let deadline = Instant::now() + expires_in;
-        let mut interval = Duration::from_secs(answer.interval.unwrap_or(5).clamp(1, 60));
-        let mut transient_failures = 0;
-        log::debug!(
-            "OAuth {}: waiting for the device-code sign-in of {}",
-            self.endpoint,
-            self.identity.username
-        );
+        })
+    }
+
+    /// Whether a device-code sign-in was begun and waits for
+    /// [`TokenProvider::device_login_complete`].
+    pub fn device_login_pending(&self) -> bool {
+        self.pending_device.is_some()
+    }
+
+    /// The second half of [`TokenProvider::device_login`]: polls the token endpoint until the
+    /// person signed in (tokens stored), declined, or the code expired. Dropped before it ends
+    /// (cancelled), the sign-in stays pending and may be completed by a later call.
+    pub async fn device_login_complete(&mut self) -> Result<()> {
+        let client_id = self.identity.client_id.clone();
         loop {
+            let Some(pending) = self.pending_device.as_ref() else {
+                return Err(Error::new(
+                    ErrorKind::SignInRequired,
+                    "no device-code sign-in is waiting to be completed: begin one first",
+                ));
+            };
+            let (interval, deadline, device_code) = (
+                pending.interval,
+                pending.deadline,
+                pending.device_code.clone(),
+            );
+            log::debug!(
+                "OAuth {}: waiting {} s for the device-code sign-in of {}",
+                self.endpoint,
+                interval.as_secs(),
+                self.identity.username
+            );
             smol::Timer::after(interval).await;
             if Instant::now() >= deadline {
+                self.pending_device = None;
                 return Err(Error::new(
                     ErrorKind::DeviceCodeExpired,
                     format!(
@@ -366,6 +477,7 @@ impl TokenProvider {
             ];
             match self.grant(&form, "device code").await {
                 Ok(_) => {
+                    self.pending_device = None;
                     self.last_failure = None;
                     log::info!(
                         "OAuth {}: device-code sign-in of {} completed",
@@ -376,22 +488,26 @@ impl TokenProvider {
                 }
                 Err(r) => {
                     let code = r.answer.as_ref().map(|a| a.error.as_str());
+                    let pending = self.pending_device.as_mut().expect("checked above");
                     match code {
                         Some("authorization_pending") => continue,
                         Some("slow_down") => {
-                            interval += SLOW_DOWN_STEP;
+                            pending.interval += SLOW_DOWN_STEP;
                             continue;
                         }
                         // Network trouble: poll on a little. Not a cache write failure (Io):
                         // the code was redeemed, polling again would only hide that error.
                         _ if r.error.is_temporary()
                             && r.error.kind() != ErrorKind::Io
-                            && transient_failures < 3 =>
+                            && pending.transient_failures < 3 =>
                         {
-                            transient_failures += 1;
+                            pending.transient_failures += 1;
                             log::warn!("device-code sign-in: {} (polling on)", r.error);
                         }
-                        _ => return Err(r.error),
+                        _ => {
+                            self.pending_device = None;
+                            return Err(r.error);
+                        }
                     }
                 }
             }
@@ -406,6 +522,15 @@ impl TokenProvider {
     /// Obtains a new access token, answering a recent failure that needs an administrator from
     /// memory.
     async fn obtain(&mut self) -> Result<Secret> {
+        self.recent_failure()?;
+        let result = self.obtain_now().await;
+        self.remember_outcome(&result);
+        result
+    }
+
+    /// A failure that needs an administrator, answered from memory for a while: asking again
+    /// with the same wrong password would only lock the account.
+    fn recent_failure(&self) -> Result<()> {
         if let Some((when, error)) = &self.last_failure {
             if when.elapsed() < self.options.failure_backoff {
                 log::debug!(
@@ -416,43 +541,63 @@ impl TokenProvider {
                 return Err(error.clone());
             }
         }
-        let result = self.obtain_now().await;
-        match &result {
+        Ok(())
+    }
+
+    fn remember_outcome<T>(&mut self, result: &Result<T>) {
+        match result {
             Ok(_) => self.last_failure = None,
             Err(e) if !e.is_temporary() && e.kind() != ErrorKind::SignInRequired => {
                 self.last_failure = Some((Instant::now(), e.clone()));
             }
             Err(_) => {}
         }
+    }
+
+    /// Checks the credentials as configured now with a fresh request to the token endpoint,
+    /// never the cache alone: the password grant with the configured password, the
+    /// client-credentials grant with the configured client secret; the device-code flow (and a
+    /// password flow without a password) redeem the stored refresh token. Keeps the tokens it
+    /// gets. Returns the new access token and what was checked, e.g. `"the password of
+    /// alice@contoso.com"`.
+    pub async fn verify_credentials(&mut self) -> Result<(Secret, String)> {
+        self.save_if_unsaved()?;
+        self.recent_failure()?;
+        let user = self.identity.username.clone();
+        let result = match (self.flow, self.password.is_some()) {
+            (Flow::Password, true) => self
+                .password_grant()
+                .await
+                .map(|t| (t, format!("the password of {user}"))),
+            (Flow::ClientCredentials, _) => {
+                let app = self.identity.client_id.clone();
+                self.client_credentials_grant()
+                    .await
+                    .map(|t| (t, format!("the client secret of application {app}")))
+            }
+            _ => match self.tokens.refresh_token.clone() {
+                Some(refresh) => match self.refresh_grant(&refresh).await {
+                    Ok(t) => Ok((t, format!("the stored sign-in (refresh token) of {user}"))),
+                    Err(r) => {
+                        if r.answer.as_ref().is_some_and(|a| a.is_invalid_grant()) {
+                            self.drop_refused_refresh_token(&r.error);
+                        }
+                        Err(r.error)
+                    }
+                },
+                None => Err(self.sign_in_required()),
+            },
+        };
+        self.remember_outcome(&result);
         result
     }
 
     async fn obtain_now(&mut self) -> Result<Secret> {
         if let Some(refresh_token) = self.tokens.refresh_token.clone() {
-            let client_id = self.identity.client_id.clone();
-            let secret = self.client_secret.clone();
-            let mut form = vec![
-                ("grant_type", "refresh_token"),
-                ("client_id", client_id.as_str()),
-                ("refresh_token", refresh_token.expose()),
-                ("scope", DELEGATED_SCOPE),
-            ];
-            if let Some(s) = &secret {
-                form.push(("client_secret", s.expose()));
-            }
-            match self.grant(&form, "refresh token").await {
+            match self.refresh_grant(&refresh_token).await {
                 Ok(token) => return Ok(token),
                 Err(r) if r.answer.as_ref().is_some_and(|a| a.is_invalid_grant()) => {
-                    log::warn!(
-                        "OAuth {}: the refresh token of {} was refused: {}",
-                        self.endpoint,
-                        self.identity.username,
-                        r.error
-                    );
-                    self.tokens = Tokens::default();
-                    if let Err(e) = self.save() {
-                        log::warn!("{e}");
-                    }
+                    self.drop_refused_refresh_token(&r.error);
                     if self.flow == Flow::Password && self.password.is_some() {
                         log::info!(
                             "OAuth {}: signing in again with the configured password",
@@ -467,30 +612,64 @@ impl TokenProvider {
         }
         match self.flow {
             Flow::Password => self.password_grant().await,
-            Flow::ClientCredentials => {
-                let secret = self.client_secret.clone().ok_or_else(|| {
-                    Error::config("oauth.client_secret", "missing for flow client_credentials")
-                })?;
-                let client_id = self.identity.client_id.clone();
-                let form = [
-                    ("grant_type", "client_credentials"),
-                    ("client_id", client_id.as_str()),
-                    ("client_secret", secret.expose()),
-                    ("scope", APP_SCOPE),
-                ];
-                self.grant(&form, "client credentials")
-                    .await
-                    .map_err(|r| r.error)
-            }
-            Flow::DeviceCode => Err(Error::new(
-                ErrorKind::SignInRequired,
-                format!(
-                    "OAuth: no token for {} yet; flow \"device_code\" needs an interactive sign-in",
-                    self.identity.username
-                ),
-            )
-            .with_fix(format!("run `{}`", self.options.sign_in_command))),
+            Flow::ClientCredentials => self.client_credentials_grant().await,
+            Flow::DeviceCode => Err(self.sign_in_required()),
         }
+    }
+
+    fn sign_in_required(&self) -> Error {
+        Error::new(
+            ErrorKind::SignInRequired,
+            format!(
+                "OAuth: no token for {} yet; flow \"{}\" needs an interactive sign-in",
+                self.identity.username,
+                flow_name(self.flow)
+            ),
+        )
+        .with_fix(format!("run `{}`", self.options.sign_in_command))
+    }
+
+    fn drop_refused_refresh_token(&mut self, error: &Error) {
+        log::warn!(
+            "OAuth {}: the refresh token of {} was refused: {error}",
+            self.endpoint,
+            self.identity.username,
+        );
+        self.tokens = Tokens::default();
+        if let Err(e) = self.save() {
+            log::warn!("{e}");
+        }
+    }
+
+    async fn refresh_grant(&mut self, refresh_token: &Secret) -> Result<Secret, Refusal> {
+        let client_id = self.identity.client_id.clone();
+        let secret = self.client_secret.clone();
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id.as_str()),
+            ("refresh_token", refresh_token.expose()),
+            ("scope", DELEGATED_SCOPE),
+        ];
+        if let Some(s) = &secret {
+            form.push(("client_secret", s.expose()));
+        }
+        self.grant(&form, "refresh token").await
+    }
+
+    async fn client_credentials_grant(&mut self) -> Result<Secret> {
+        let secret = self.client_secret.clone().ok_or_else(|| {
+            Error::config("oauth.client_secret", "missing for flow client_credentials")
+        })?;
+        let client_id = self.identity.client_id.clone();
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id.as_str()),
+            ("client_secret", secret.expose()),
+            ("scope", APP_SCOPE),
+        ];
+        self.grant(&form, "client credentials")
+            .await
+            .map_err(|r| r.error)
     }
 
     async fn password_grant(&mut self) -> Result<Secret> {
@@ -523,13 +702,16 @@ impl TokenProvider {
             .await
             .map_err(|e| self.network_error(e))?;
         if resp.status != 200 {
-            let refusal = self.refusal(&resp);
+            let mut refusal = self.refusal(&resp);
             log::debug!(
                 "OAuth {}: {what} grant for {} refused: {}",
                 self.endpoint,
                 self.identity.username,
                 refusal.error
             );
+            if let Some(credential) = self.refused_credential(refusal.error.kind(), what) {
+                refusal.error = refusal.error.context(format!("{credential} was refused"));
+            }
             return Err(refusal);
         }
         let Some(mut answer) = wire::token_answer(&resp.body) else {
@@ -574,10 +756,11 @@ impl TokenProvider {
         self.tokens.access_token = Some(access.clone());
         self.tokens.expires_at = now + lifetime;
         self.tokens.renew_at = now + lifetime - margin;
-        log::debug!(
-            "OAuth {}: {what} grant for {}: access token valid for {lifetime} s{}",
+        log::info!(
+            "OAuth {}: signed in as {} with the {what} ({} flow): access token valid for {lifetime} s{}",
             self.endpoint,
             self.identity.username,
+            flow_name(self.flow),
             if rotated {
                 ", new refresh token stored"
             } else {
@@ -586,6 +769,33 @@ impl TokenProvider {
         );
         self.save()?;
         Ok(access)
+    }
+
+    /// Which configured credential an identity-platform refusal of a `what` grant is about,
+    /// so that the report names it ("the password of alice@contoso.com was refused: …").
+    fn refused_credential(&self, kind: ErrorKind, what: &str) -> Option<String> {
+        use ErrorKind as K;
+        let user = &self.identity.username;
+        match kind {
+            K::InvalidClientSecret => Some(format!(
+                "the client secret of application {}",
+                self.identity.client_id
+            )),
+            K::InvalidCredentials | K::PasswordExpired if what == "password" => {
+                Some(format!("the password of {user}"))
+            }
+            K::GrantRevoked | K::RefreshTokenExpired | K::InvalidRefreshToken => {
+                Some(format!("the stored sign-in (refresh token) of {user}"))
+            }
+            k if k.is_identity_platform() && what == "password" => Some(format!(
+                "the sign-in of {user} with the configured password"
+            )),
+            k if k.is_identity_platform() && what == "client credentials" => Some(format!(
+                "the sign-in of application {} with the configured client secret",
+                self.identity.client_id
+            )),
+            _ => None,
+        }
     }
 
     fn refusal(&self, resp: &http::Response) -> Refusal {
@@ -647,10 +857,18 @@ impl TokenProvider {
     }
 
     fn save(&mut self) -> Result<()> {
-        let Some(path) = &self.options.cache_path else {
+        let Some(path) = self.options.cache_path.clone() else {
             return Ok(());
         };
-        match cache::store(path, &self.identity, &self.tokens) {
+        let binding = match self.binding.clone() {
+            Some(b) => b,
+            None => {
+                let b = Binding::new(self.secrets())?;
+                self.binding = Some(b.clone());
+                b
+            }
+        };
+        match cache::store(&path, &self.identity, &binding, &self.tokens) {
             Ok(()) => {
                 self.unsaved = false;
                 Ok(())
@@ -667,6 +885,18 @@ impl TokenProvider {
             self.save()?;
         }
         Ok(())
+    }
+}
+
+/// The secrets `flow` signs in with: what a token cache is bound to.
+fn secret_set<'a>(
+    flow: Flow,
+    password: Option<&'a Secret>,
+    client_secret: Option<&'a Secret>,
+) -> Secrets<'a> {
+    Secrets {
+        password: password.filter(|_| flow == Flow::Password),
+        client_secret,
     }
 }
 

@@ -805,3 +805,138 @@ fn an_unwritable_cache_is_reported_not_hidden() {
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
     assert!(e.fix().unwrap().contains("state_dir"));
 }
+
+#[test]
+fn verify_credentials_asks_with_the_configured_password_even_with_a_cached_token() {
+    let dir = temp_dir("verify");
+    let cache = dir.join("Helpdesk.token.json");
+    let idp = MockIdp::start(|req, i| match req.form["grant_type"].as_str() {
+        "password" if req.form["password"] == "right" => (
+            200,
+            token_json(&format!("at-{i}"), Some(&format!("rt-{i}")), 3600),
+        ),
+        "password" => (
+            400,
+            error_json("invalid_grant", 50126, "Error validating credentials."),
+        ),
+        _ => (400, error_json("unsupported_grant_type", 70003, "no")),
+    });
+    let mut p = provider(
+        &idp.base,
+        Flow::Password,
+        Some("right"),
+        Some(cache.clone()),
+    );
+    smol::block_on(p.access_token()).unwrap();
+    // A cached, valid token does not make the check pass by itself: a fresh grant is asked.
+    let (token, what) = smol::block_on(p.verify_credentials()).unwrap();
+    assert_eq!(token.expose(), "at-1");
+    assert_eq!(what, "the password of alice@contoso.com");
+    assert_eq!(idp.grants(), ["password", "password"]);
+    drop(p);
+
+    // The configured password changed to a wrong one: the cache (bound to the right one) is
+    // not used, neither for the check nor for work; the failure names the credential.
+    let mut p = provider(
+        &idp.base,
+        Flow::Password,
+        Some("Wr0ng-Pa55"),
+        Some(cache.clone()),
+    );
+    let e = smol::block_on(p.verify_credentials()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidCredentials, "{e}");
+    assert!(
+        e.message()
+            .starts_with("the password of alice@contoso.com was refused: "),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("Wr0ng-Pa55"), "{e}");
+    let mut p = provider(
+        &idp.base,
+        Flow::Password,
+        Some("Wr0ng-Pa55"),
+        Some(cache.clone()),
+    );
+    let e = smol::block_on(p.access_token()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidCredentials, "{e}");
+    // Back to the right password: the (still right-bound) cache serves again, no request.
+    let before = idp.seen().len();
+    let mut p = provider(
+        &idp.base,
+        Flow::Password,
+        Some("right"),
+        Some(cache.clone()),
+    );
+    assert_eq!(smol::block_on(p.access_token()).unwrap().expose(), "at-1");
+    assert_eq!(idp.seen().len(), before);
+    // Replaced in a running provider: the tokens of the old password are dropped.
+    p.set_password(Some(Secret::new("Wr0ng-Pa55")));
+    let e = smol::block_on(p.access_token()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidCredentials, "{e}");
+    p.set_password(Some(Secret::new("right")));
+    assert!(
+        smol::block_on(p.access_token()).is_ok(),
+        "a new password is asked at once"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn verify_credentials_of_a_device_code_sign_in_redeems_the_refresh_token() {
+    let idp = MockIdp::start(|req, _| match req.form["grant_type"].as_str() {
+        "refresh_token" => (
+            400,
+            error_json(
+                "invalid_grant",
+                50173,
+                "The provided grant has expired due to it being revoked.",
+            ),
+        ),
+        _ => (400, error_json("unsupported_grant_type", 70003, "no")),
+    });
+    let mut p = provider(&idp.base, Flow::DeviceCode, None, None);
+    let e = smol::block_on(p.verify_credentials()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::SignInRequired, "{e}");
+    p.tokens.refresh_token = Some(Secret::new("rt-old"));
+    p.tokens.access_token = Some(Secret::new("cached"));
+    p.tokens.renew_at = u64::MAX;
+    let e = smol::block_on(p.verify_credentials()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::GrantRevoked, "{e}");
+    assert!(
+        e.message()
+            .starts_with("the stored sign-in (refresh token) of alice@contoso.com was refused"),
+        "{e}"
+    );
+    assert!(!p.has_refresh_token(), "a refused refresh token is dropped");
+}
+
+#[test]
+fn device_login_in_two_halves_survives_an_interrupted_wait() {
+    let idp = MockIdp::start(|req, i| {
+        if req.path.ends_with("/devicecode") {
+            return (200, "{\"user_code\":\"WXYZ\",\"device_code\":\"dc\",\"verification_uri\":\"https://microsoft.com/devicelogin\",\"expires_in\":600,\"interval\":1}".into());
+        }
+        if i < 3 {
+            (400, error_json("authorization_pending", 70016, "pending"))
+        } else {
+            (200, token_json("at-dev", Some("rt-dev"), 3600))
+        }
+    });
+    let mut p = provider(&idp.base, Flow::DeviceCode, None, None);
+    let e = smol::block_on(p.device_login_complete()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::SignInRequired, "nothing begun: {e}");
+    let prompt = smol::block_on(p.device_login_begin()).unwrap();
+    assert_eq!(prompt.user_code, "WXYZ");
+    assert!(p.device_login_pending());
+    // The wait is dropped after the first poll (a host's cancel): the sign-in stays pending.
+    smol::block_on(async {
+        let complete = p.device_login_complete();
+        futures::pin_mut!(complete);
+        let stop = smol::Timer::after(Duration::from_millis(1500));
+        futures::future::select(complete, stop).await;
+    });
+    assert!(p.device_login_pending());
+    smol::block_on(p.device_login_complete()).unwrap();
+    assert!(!p.device_login_pending());
+    assert_eq!(smol::block_on(p.access_token()).unwrap().expose(), "at-dev");
+}

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::build::hex;
 use super::charset::transfer_decoded;
-use super::model::Attachment;
+use super::model::{Attachment, Omitted};
 use super::tnef;
 use super::TicketOptions;
 
@@ -79,15 +79,15 @@ pub(super) fn make_attachment(
 ) -> Attachment {
     let size = data.len() as u64;
     let sha256 = sha256_hex(&data);
-    let data = if size > opts.max_attachment_bytes {
+    let (data, omitted) = if size > opts.max_attachment_bytes {
         warnings.push(format!(
             "attachment \"{}\" is {size} bytes, over the limit of {} bytes; listed without its data",
             filename.as_deref().unwrap_or("(unnamed)"),
             opts.max_attachment_bytes
         ));
-        Vec::new()
+        (Vec::new(), Some(Omitted::TooLarge))
     } else {
-        data
+        (data, None)
     };
     Attachment {
         filename,
@@ -96,6 +96,7 @@ pub(super) fn make_attachment(
         inline,
         content_id,
         sha256,
+        omitted,
         data,
     }
 }

@@ -26,9 +26,21 @@ pub struct Attachment {
     pub content_id: Option<String>,
     /// Hex SHA-256 of the decoded bytes.
     pub sha256: String,
-    /// The decoded bytes; empty when over the size limit (a warning says so).
+    /// Why the bytes are not carried (`"too_large"`: over `max_attachment_bytes`; `size` and
+    /// `sha256` still describe the part as sent). Absent when they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub omitted: Option<Omitted>,
+    /// The decoded bytes; empty when omitted (a warning says so).
     #[serde(skip)]
     pub data: Vec<u8>,
+}
+
+/// Why an attachment's bytes are not carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Omitted {
+    /// Larger than the mailbox's `max_attachment_bytes`.
+    TooLarge,
 }
 
 /// Where the ticket belongs.

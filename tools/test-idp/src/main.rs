@@ -35,6 +35,9 @@
 //! - `reset[?user=U]`: everything (tokens, devices, settings, counters), or U's settings/counters.
 //! - `expire_access_tokens[?user=U]`: current access tokens become inactive.
 //! - `revoke?user=U`: U's refresh tokens fail with 50173, U's access tokens become inactive.
+//! - `set_password?user=U&password=P`: U's password becomes P (the directory's password is
+//!   refused for U with 50126) and U's refresh tokens are revoked (50173), as a password change
+//!   at Microsoft does; `reset?user=U` restores the directory's password.
 //! - `fail_next?code=N[&count=K][&user=U]`: the next K token requests fail with AADSTS N
 //!   (every code of REFERENCE.md's table, plus 70016 authorization_pending, 70019
 //!   expired_token, 70020 slow_down, 70021 authorization_declined, 70003, 900144).

@@ -144,6 +144,8 @@ pub struct Service {
     introspect_mode: IntrospectMode,
     /// Introspection faults for the tokens of one principal only.
     introspect_modes: HashMap<String, IntrospectMode>,
+    /// Users whose password was changed (`set_password`), lower-cased.
+    passwords: HashMap<String, String>,
     /// Bumped by reset so hanging connections give up.
     pub generation: u64,
 }
@@ -166,6 +168,7 @@ impl Service {
             device_expires: 900,
             introspect_mode: IntrospectMode::Normal,
             introspect_modes: HashMap::new(),
+            passwords: HashMap::new(),
             generation: 0,
         }
     }
@@ -329,7 +332,11 @@ impl Service {
                     return Err(900144);
                 };
                 let g = directory::delegated_scope(get("scope").unwrap_or(""))?;
-                let user = directory::sign_in(user, password, &self.password)?;
+                let current = self
+                    .passwords
+                    .get(&user.trim().to_ascii_lowercase())
+                    .unwrap_or(&self.password);
+                let user = directory::sign_in(user, password, current)?;
                 if app == App::NoConsent {
                     return Err(65001);
                 }
@@ -564,6 +571,7 @@ impl Service {
                         self.per_subject.remove(&u);
                         self.subject_stats.remove(&u);
                         self.introspect_modes.remove(&u);
+                        self.passwords.remove(&u);
                     }
                     None => {
                         let generation = self.generation + 1;
@@ -597,6 +605,20 @@ impl Service {
                         a.expires = past;
                     }
                 }
+                ok()
+            }
+            "set_password" => {
+                // As a password change at Microsoft: the old password stops working and every
+                // refresh token of the user is revoked (AADSTS50173).
+                let (Some(u), Some(pw)) = (user, get("password")) else {
+                    return bad("set_password needs user= and password=".into());
+                };
+                for r in self.refresh.values_mut() {
+                    if r.user == u {
+                        r.state = RefreshState::Revoked;
+                    }
+                }
+                self.passwords.insert(u, pw.to_string());
                 ok()
             }
             "fail_next" => {
@@ -975,6 +997,41 @@ mod tests {
         assert!(body(&s.handle("POST", "/_test/stats", ""))
             .1
             .contains("\"slow_down\":1"));
+    }
+
+    #[test]
+    fn a_changed_password_refuses_the_old_one_and_revokes_refresh_tokens() {
+        let mut s = Service::new("pw");
+        let (status, first) = password(&mut s, "carol@contoso.test");
+        assert_eq!(status, 200, "{first}");
+        let refresh = field(&first, "refresh_token").unwrap();
+        s.handle(
+            "POST",
+            "/_test/set_password?user=carol@contoso.test&password=new-pw",
+            "",
+        );
+        assert_eq!(password(&mut s, "carol@contoso.test").0, 400);
+        let (status, answer) = body(&s.handle(
+            "POST",
+            "/contoso-tenant/oauth2/v2.0/token",
+            &format!(
+                "grant_type=refresh_token&client_id=app-public&refresh_token={refresh}&scope={IMAP}"
+            ),
+        ));
+        assert_eq!(status, 400);
+        assert!(answer.contains("50173"), "{answer}");
+        let (status, _) = body(&s.handle(
+            "POST",
+            "/contoso-tenant/oauth2/v2.0/token",
+            &format!(
+                "grant_type=password&client_id=app-public&username=carol@contoso.test&password=new-pw&scope={IMAP}"
+            ),
+        ));
+        assert_eq!(status, 200);
+        // Other users keep the directory's password.
+        assert_eq!(password(&mut s, "dave@contoso.test").0, 200);
+        s.handle("POST", "/_test/reset?user=carol@contoso.test", "");
+        assert_eq!(password(&mut s, "carol@contoso.test").0, 200);
     }
 
     #[test]
