@@ -166,9 +166,10 @@ impl Registry {
 
     /// Keeps only the mailboxes in `names` (removed and deactivated ones vanish).
     pub fn retain(&self, names: &[&str]) {
+        let keep: std::collections::HashSet<&str> = names.iter().copied().collect();
         self.lock()
             .mailboxes
-            .retain(|k, _| names.iter().any(|n| n == k));
+            .retain(|k, _| keep.contains(k.as_str()));
     }
 
     /// Every mailbox of the configuration was started.
