@@ -64,6 +64,11 @@ impl Batch {
         self.uids.is_empty()
     }
 
+    /// Messages acknowledged with this batch (tickets and suppressed duplicates).
+    pub fn message_count(&self) -> usize {
+        self.uids.len()
+    }
+
     /// The raw message of ticket `i`, when the mailbox keeps them (`keep_raw`).
     pub fn raw(&self, i: usize) -> Option<&[u8]> {
         self.raw.get(i).map(Vec::as_slice)
@@ -123,6 +128,8 @@ pub struct Agent {
     attachment_bytes: bool,
     /// Sizes of pending messages asked for ahead of their batch, under one UIDVALIDITY.
     size_cache: (u32, BTreeMap<u32, u32>),
+    /// Bytes of mail read from the server over this agent's life (metrics).
+    bytes_read: u64,
     _lock: Option<MailboxLock>,
 }
 
@@ -194,6 +201,7 @@ impl Agent {
             outstanding: Vec::new(),
             read_only: false,
             attachment_bytes: true,
+            bytes_read: 0,
             size_cache: (0, BTreeMap::new()),
             _lock: None,
         })
@@ -288,6 +296,16 @@ impl Agent {
     /// attachment metadata only and memory stays bounded by the largest single message.
     pub fn set_attachment_bytes(&mut self, keep: bool) {
         self.attachment_bytes = keep;
+    }
+
+    /// Bytes of mail (message sources) read from the server since this agent was made.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// Tokens obtained from the identity platform since this agent was made.
+    pub fn token_grants(&self) -> u64 {
+        self.tokens.as_ref().map_or(0, |t| t.grants())
     }
 
     /// The token provider, for sign-in (`login`) and diagnosis.
@@ -730,8 +748,10 @@ impl Agent {
             let (options, folder_name) = (&self.options, &self.mailbox.imap.folder);
             let keep_bytes = self.attachment_bytes;
             let keep_raw = self.mailbox.keep_raw;
+            let bytes_read = &mut self.bytes_read;
             let mut on_message = |msg: imap::Arrived<'_>| {
                 received += msg.raw.len();
+                *bytes_read += msg.raw.len() as u64;
                 log::trace!(
                     "UID {}: {} bytes{}",
                     msg.uid,

@@ -44,6 +44,10 @@ pub struct Config {
     /// Seconds one IMAP IDLE lasts before `run` re-issues it (`idle_refresh_secs`, default
     /// 1500, at most 1740: servers end IDLE after 29 or 30 minutes).
     pub idle_refresh_secs: u64,
+    /// Where `run` serves `/metrics`, `/healthz` and `/readyz` (`metrics.listen`); `None`
+    /// (the default) serves nothing. A bare port means loopback: another interface is used
+    /// only when the administrator writes its address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Where tickets are delivered (`output`). `Debug` hides the webhook URL's query, which often
@@ -195,6 +199,7 @@ const TOP_KEYS: &[&str] = &[
     "notify_command",
     "notify_webhook",
     "idle_refresh_secs",
+    "metrics",
 ];
 /// `idle_refresh_secs` when absent: 25 minutes.
 pub const DEFAULT_IDLE_REFRESH_SECS: u64 = 1500;
@@ -447,6 +452,8 @@ impl Config {
             DEFAULT_IDLE_REFRESH_SECS,
         )?;
 
+        let metrics_listen = parse_metrics(&root)?;
+
         const LIST: &str = "a non-empty array of mailbox objects";
         let list = match root.get("mailboxes") {
             None => return Err(root.missing("mailboxes", LIST)),
@@ -491,6 +498,7 @@ impl Config {
             notify_command,
             notify_webhook,
             idle_refresh_secs,
+            metrics_listen,
         })
     }
 
@@ -505,6 +513,43 @@ impl Config {
 /// systems ignore case.
 fn name_key(name: &str) -> String {
     name.to_lowercase()
+}
+
+fn parse_metrics(root: &Obj<'_>) -> Result<Option<std::net::SocketAddr>> {
+    let Some(obj) = root.obj_opt(
+        "metrics",
+        "an object such as {\"listen\": \"127.0.0.1:9464\"}",
+    )?
+    else {
+        return Ok(None);
+    };
+    obj.check_keys(&["listen"])?;
+    const EXPECTED: &str = "an address such as \"127.0.0.1:9464\" or \"0.0.0.0:9464\", a port \
+                            such as \"9464\" (loopback), or null";
+    match obj.str_opt_as("listen", EXPECTED, false)? {
+        None => Ok(None),
+        Some(text) => parse_listen(text).map(Some).map_err(|why| {
+            Error::config(
+                obj.key_path("listen"),
+                format!("{why}; expected {EXPECTED}"),
+            )
+        }),
+    }
+}
+
+/// `metrics.listen`: `IP:PORT` as written (`[::1]:9464` for IPv6), or a bare `PORT` on
+/// 127.0.0.1. Host names are refused: the address that is bound must be the one written.
+pub fn parse_listen(text: &str) -> std::result::Result<std::net::SocketAddr, String> {
+    let t = text.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return match t.parse::<u16>() {
+            Ok(port) => Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+            Err(_) => Err(format!("{t:?} is not a port (0..65535)")),
+        };
+    }
+    t.parse::<std::net::SocketAddr>().map_err(|_| {
+        format!("{t:?} is not an IP address with a port (host names are not accepted)")
+    })
 }
 
 fn parse_output(root: &Obj<'_>, ctx: &Ctx<'_>) -> Result<Output> {

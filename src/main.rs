@@ -16,12 +16,13 @@ Usage:
   psa-mail-agent test  --config F [--mailbox NAME]  step-by-step diagnosis; exit 0 = healthy
   psa-mail-agent fetch --config F [--mailbox NAME] [--max N] [--no-ack]
   psa-mail-agent login --config F --mailbox NAME    device-code sign-in (MFA-capable)
-  psa-mail-agent run   --config F                   daemon: every active mailbox, IDLE or polling
-  psa-mail-agent status --config F                  each mailbox's state; exit 0 = all healthy
+  psa-mail-agent run   --config F [--shard I/N]     daemon: every active mailbox, IDLE or polling
+  psa-mail-agent status --config F [--shard I/N]    each mailbox's state; exit 0 = all healthy
   psa-mail-agent COMMAND --help
 
 Options for every command:
   -v, -vv, -vvv    more logging on stderr (or PMA_LOG=error|warn|info|debug|trace)
+  --log-format F   text (default) or json: one JSON object per line (or PMA_LOG_FORMAT)
   -h, --help       this help
   -V, --version    the version
 
@@ -68,7 +69,7 @@ without a person. Also useful to replace a revoked grant for the other flows.
 ";
 
 const RUN_HELP: &str = "\
-psa-mail-agent run --config F
+psa-mail-agent run --config F [--shard I/N]
 
 Runs every active mailbox in one process until SIGTERM or SIGINT (Ctrl-C): fetches pending mail,
 delivers each ticket to the configured output (stdout, spool directory or webhook), acknowledges
@@ -78,14 +79,23 @@ administrator must fix park the mailbox (retried every 30 minutes) and call noti
 notify_webhook. SIGHUP reloads the configuration: added, removed and changed mailboxes are
 started, stopped or restarted, parked ones retried at once, the others keep running.
 Each mailbox's state is written to <state_dir>/<name>.status.json (see `status`).
+
+--shard I/N (or PMA_SHARD=I/N): serve only the active mailboxes that rendezvous hashing of
+their names gives shard I of N (0 <= I < N), for N agents sharing one configuration, each with
+its own state_dir (or one shared state_dir). I may be a StatefulSet pod name such as agent-2.
+Going from N to N+1 agents moves about 1/(N+1) of the mailboxes, all to the new agent.
+
+metrics.listen in the config (e.g. \"127.0.0.1:9464\"; default off) serves Prometheus metrics
+at /metrics, and /healthz (the process answers) and /readyz (no mailbox parked) for probes.
 ";
 
 const STATUS_HELP: &str = "\
-psa-mail-agent status --config F
+psa-mail-agent status --config F [--shard I/N]
 
 Prints each mailbox's state as `run` last wrote it: running, idle, failing, parked or stopped,
 tickets delivered, errors, the last error with its fix, and the next attempt.
 Exit code 0 when every active mailbox is running or idle in a live agent, else 1.
+With --shard I/N (or PMA_SHARD), only the mailboxes of that shard of `run --shard`.
 ";
 
 struct Args {
@@ -95,6 +105,8 @@ struct Args {
     mailbox: Option<String>,
     max: Option<usize>,
     no_ack: bool,
+    shard: Option<String>,
+    log_format: Option<String>,
     verbosity: u8,
     help: bool,
     version: bool,
@@ -108,6 +120,8 @@ fn parse_args(raw: Vec<String>) -> Result<Args, String> {
         mailbox: None,
         max: None,
         no_ack: false,
+        shard: None,
+        log_format: None,
         verbosity: 0,
         help: false,
         version: false,
@@ -133,6 +147,10 @@ fn parse_args(raw: Vec<String>) -> Result<Args, String> {
                 );
             }
             "--no-ack" => args.no_ack = true,
+            "--shard" => args.shard = Some(value("--shard")?),
+            "--log-format" => args.log_format = Some(value("--log-format")?),
+            s if s.starts_with("--shard=") => args.shard = Some(s[8..].to_string()),
+            s if s.starts_with("--log-format=") => args.log_format = Some(s[13..].to_string()),
             s if s.starts_with("--config=") => args.config = Some(PathBuf::from(&s[9..])),
             s if s.starts_with("--mailbox=") => args.mailbox = Some(s[10..].to_string()),
             s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown option {s}")),
@@ -216,7 +234,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    cli_log::init(args.verbosity, env_level.as_deref());
+    let format = match cli_log::LogFormat::choose(
+        args.log_format.as_deref(),
+        std::env::var("PMA_LOG_FORMAT").ok().as_deref(),
+        std::env::var_os("JOURNAL_STREAM").is_some(),
+    ) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    cli_log::init_with_format(args.verbosity, env_level.as_deref(), format);
     let help = match args.command.as_str() {
         "parse" => PARSE_HELP,
         "test" => TEST_HELP,
@@ -240,6 +269,10 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => ExitCode::from(stdout_failed(&e)),
         };
+    }
+    if args.shard.is_some() && !matches!(args.command.as_str(), "run" | "status") {
+        eprintln!("error: --shard applies to run and status only\n\n{help}");
+        return ExitCode::from(2);
     }
     let code = match args.command.as_str() {
         "parse" => cmd_parse(&args),
@@ -587,7 +620,15 @@ fn cmd_run(args: &Args) -> u8 {
         );
         return 2;
     }
-    match psa_mail_agent::daemon::run(path) {
+    let shard = match shard_of(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{RUN_HELP}");
+            return 2;
+        }
+    };
+    let options = psa_mail_agent::daemon::RunOptions { shard };
+    match psa_mail_agent::daemon::run_with(path, &options) {
         Ok(()) => 0,
         Err(e) => {
             report_error(&e);
@@ -596,9 +637,29 @@ fn cmd_run(args: &Args) -> u8 {
     }
 }
 
-fn cmd_status(_args: &Args, config: &Config, _mailboxes: Vec<Mailbox>) -> u8 {
+/// The shard of `--shard`, else of `PMA_SHARD` (set in a sharded agent's environment, so
+/// `status` run beside it, e.g. with `kubectl exec`, looks at that agent's mailboxes only).
+fn shard_of(args: &Args) -> Result<Option<psa_mail_agent::daemon::Shard>, String> {
+    let (source, text) = match (&args.shard, std::env::var("PMA_SHARD").ok()) {
+        (Some(s), _) => ("--shard", s.clone()),
+        (None, Some(s)) if !s.trim().is_empty() => ("PMA_SHARD", s),
+        _ => return Ok(None),
+    };
+    psa_mail_agent::daemon::Shard::parse(&text)
+        .map(Some)
+        .map_err(|e| format!("{source}: {e}"))
+}
+
+fn cmd_status(args: &Args, config: &Config, _mailboxes: Vec<Mailbox>) -> u8 {
+    let shard = match shard_of(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{STATUS_HELP}");
+            return 2;
+        }
+    };
     let stdout = std::io::stdout();
-    match psa_mail_agent::daemon::print_status(config, &mut stdout.lock()) {
+    match psa_mail_agent::daemon::print_status_of(config, shard, &mut stdout.lock()) {
         Ok(true) => 0,
         Ok(false) => 1,
         Err(e) => {

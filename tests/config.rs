@@ -1078,6 +1078,43 @@ fn daemon_settings_are_validated() {
 }
 
 #[test]
+fn metrics_listen_is_off_by_default_loopback_for_a_port_and_refuses_host_names() {
+    let with = |members: &str| format!(r#"{{{members}, "mailboxes": [{{{BASIC}}}]}}"#);
+    assert_eq!(load(&one("")).unwrap().metrics_listen, None);
+    let at = |listen: &str| {
+        load(&with(&format!(r#""metrics": {{"listen": {listen}}}"#)))
+            .unwrap()
+            .metrics_listen
+            .map(|a| a.to_string())
+    };
+    assert_eq!(at("null"), None);
+    assert_eq!(at(r#""9464""#).as_deref(), Some("127.0.0.1:9464"));
+    assert_eq!(at(r#""127.0.0.1:0""#).as_deref(), Some("127.0.0.1:0"));
+    assert_eq!(at(r#""0.0.0.0:9464""#).as_deref(), Some("0.0.0.0:9464"));
+    assert_eq!(at(r#""[::1]:9464""#).as_deref(), Some("[::1]:9464"));
+    fails(
+        &with(r#""metrics": {"listen": "localhost:9464"}"#),
+        "metrics.listen",
+        &["host names are not accepted", "127.0.0.1:9464"],
+    );
+    fails(
+        &with(r#""metrics": {"listen": "70000"}"#),
+        "metrics.listen",
+        &["not a port"],
+    );
+    fails(
+        &with(r#""metrics": {"listen": 9464}"#),
+        "metrics.listen",
+        &["expected an address"],
+    );
+    fails(
+        &with(r#""metrics": {"port": 9464}"#),
+        "metrics.port",
+        &["unknown key"],
+    );
+}
+
+#[test]
 fn webhook_ca_file_is_resolved_and_checked() {
     let c = load(
         r#"{"output": {"kind": "webhook", "url": "https://psa.internal/hook", "ca_file": "certs/ca.pem"},

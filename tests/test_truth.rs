@@ -215,7 +215,8 @@ fn the_cli_logs_connection_sign_in_batches_and_acks_at_info_and_never_a_secret()
     ] {
         assert!(
             err.lines()
-                .any(|l| l.starts_with("[INFO") && l.contains(&wanted)),
+                // (after the line's RFC 3339 timestamp)
+                .any(|l| l.contains(" [INFO ") && l.contains(&wanted)),
             "no INFO record with {wanted:?}:\n{err}"
         );
     }

@@ -14,10 +14,14 @@
 //! the mailboxes that were added, removed or changed (and retrying parked ones at once).
 //! Windows: Ctrl-C (or the service manager's stop, see examples/windows-service.md) stops.
 
+pub mod metrics;
+pub mod metrics_server;
 pub mod notify;
+pub mod shard;
 pub mod status;
 mod worker;
 
+pub use shard::Shard;
 pub use worker::needs_admin;
 
 use crate::config::{Config, Mailbox, Output};
@@ -123,26 +127,81 @@ impl Settings {
     }
 }
 
+/// How `run` was asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Serve only the mailboxes rendezvous hashing gives this shard (`--shard I/N`).
+    pub shard: Option<Shard>,
+}
+
 /// Runs every active mailbox of the configuration at `config_path` until SIGTERM or SIGINT.
 /// Returns an error only when it cannot start (configuration, output, signals).
 pub fn run(config_path: &Path) -> Result<()> {
-    let signals = signals()?;
-    let config = Config::load(config_path)?;
-    let _run_lock = run_lock(&config.state_dir)?;
-    let ex = Rc::new(LocalExecutor::new());
-    smol::block_on(ex.run(supervise(ex.clone(), config_path, config, signals)))
+    run_with(config_path, &RunOptions::default())
 }
 
-/// One `run` per state directory: a second would fight over every mailbox's lock and overwrite
-/// the first one's status files with its own failures.
-fn run_lock(state_dir: &Path) -> Result<std::fs::File> {
+/// [`run`] with options: a shard of the mailboxes.
+pub fn run_with(config_path: &Path, options: &RunOptions) -> Result<()> {
+    let signals = signals()?;
+    let config = Config::load(config_path)?;
+    let _run_lock = run_lock(&config.state_dir, options.shard)?;
+    let ex = Rc::new(LocalExecutor::new());
+    let _metrics = match config.metrics_listen {
+        Some(addr) => Some(serve_metrics(&ex, addr)?),
+        None => None,
+    };
+    smol::block_on(ex.run(supervise(
+        ex.clone(),
+        config_path,
+        config,
+        signals,
+        options.shard,
+    )))
+}
+
+/// Binds `metrics.listen` (failing the start when it cannot) and serves it on `ex`.
+fn serve_metrics(
+    ex: &Rc<LocalExecutor<'static>>,
+    addr: std::net::SocketAddr,
+) -> Result<smol::Task<()>> {
+    let cannot = |e: std::io::Error| {
+        Error::new(
+            ErrorKind::Io,
+            format!("metrics.listen: cannot listen on {addr}: {e}"),
+        )
+        .with_fix("choose a free port (or another address) for metrics.listen, or remove it")
+    };
+    let std_listener = std::net::TcpListener::bind(addr).map_err(cannot)?;
+    let bound = std_listener.local_addr().map_err(cannot)?;
+    let listener = smol::net::TcpListener::try_from(std_listener).map_err(cannot)?;
+    log::info!(
+        target: "psa_mail_agent::daemon::metrics",
+        event = "metrics_listening";
+        "metrics: serving http://{bound}/metrics, /healthz and /readyz"
+    );
+    Ok(ex.spawn(metrics_server::serve(
+        ex.clone(),
+        listener,
+        metrics::global(),
+    )))
+}
+
+/// One `run` per state directory (and shard): a second would fight over every mailbox's lock
+/// and overwrite the first one's status files with its own failures. Shards of one
+/// configuration may share a state directory (on shared storage, a moving mailbox's state then
+/// moves with it): each holds its own lock, and each mailbox's own lock keeps two shards from
+/// serving it at once while they are restarted with a new shard count.
+fn run_lock(state_dir: &Path, shard: Option<Shard>) -> Result<std::fs::File> {
     std::fs::create_dir_all(state_dir).map_err(|e| {
         Error::new(
             ErrorKind::Io,
             format!("create {}: {e}", state_dir.display()),
         )
     })?;
-    let path = state_dir.join("run.lock");
+    let path = match shard {
+        None => state_dir.join("run.lock"),
+        Some(s) => state_dir.join(format!("run.shard-{}.lock", s.index)),
+    };
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -154,7 +213,10 @@ fn run_lock(state_dir: &Path) -> Result<std::fs::File> {
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
             ErrorKind::Config,
             format!(
-                "another `psa-mail-agent run` already uses the state directory {}",
+                "another `psa-mail-agent run`{} already uses the state directory {}",
+                shard
+                    .map(|s| format!(" of shard {}", s.index))
+                    .unwrap_or_default(),
                 state_dir.display()
             ),
         )
@@ -185,6 +247,8 @@ struct Supervisor {
     settings: Settings,
     shared: Rc<Shared>,
     running: BTreeMap<String, Running>,
+    shard: Option<Shard>,
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 async fn supervise(
@@ -192,6 +256,7 @@ async fn supervise(
     config_path: &Path,
     config: Config,
     mut signals: async_signal::Signals,
+    shard: Option<Shard>,
 ) -> Result<()> {
     let settings = Settings::of(&config);
     let shared = settings.shared()?;
@@ -200,13 +265,24 @@ async fn supervise(
         settings,
         shared,
         running: BTreeMap::new(),
+        shard,
+        metrics_listen: config.metrics_listen,
     };
     sup.apply(&config, false).await;
-    log::info!(
-        "running {} mailbox(es) from {}",
-        sup.running.len(),
-        config_path.display()
-    );
+    metrics::global().set_started(shard.map(|s| (s.index, s.count)));
+    let active = config.mailboxes.iter().filter(|m| m.active).count();
+    match shard {
+        Some(s) => log::info!(
+            "running {} of the {active} active mailbox(es) of {} (shard {s})",
+            sup.running.len(),
+            config_path.display()
+        ),
+        None => log::info!(
+            "running {} mailbox(es) from {}",
+            sup.running.len(),
+            config_path.display()
+        ),
+    }
     while let Some(sig) = signals.next().await {
         use async_signal::Signal;
         match sig {
@@ -279,10 +355,11 @@ impl Supervisor {
     /// Starts the active mailboxes of `config` that are not running, stops those no longer
     /// wanted, restarts the changed ones (and with `retry_parked` the parked ones).
     async fn apply(&mut self, config: &Config, retry_parked: bool) {
+        let shard = self.shard;
         let wanted: BTreeMap<String, &Mailbox> = config
             .mailboxes
             .iter()
-            .filter(|m| m.active)
+            .filter(|m| m.active && shard.is_none_or(|s| s.owns(&m.name)))
             .map(|m| (key(&m.name), m))
             .collect();
         let mut to_stop = Vec::new();
@@ -305,6 +382,8 @@ impl Supervisor {
         }
         // Stopped first: a restarted mailbox needs its lock back.
         stop_all(to_stop).await;
+        let names: Vec<&str> = wanted.values().map(|m| m.name.as_str()).collect();
+        metrics::global().retain(&names);
         for (name, m) in wanted {
             if !self.running.contains_key(&name) {
                 self.start(m);
@@ -313,6 +392,9 @@ impl Supervisor {
     }
 
     async fn reload(&mut self, config: Config) {
+        if config.metrics_listen != self.metrics_listen {
+            log::warn!("reload: a change of metrics.listen takes effect at the next start");
+        }
         let settings = Settings::of(&config);
         if settings != self.settings {
             match settings.shared() {
@@ -336,9 +418,21 @@ impl Supervisor {
 /// Prints the status of every mailbox of `config` in `out`; true when all active ones are
 /// healthy (running or idle, in a live process).
 pub fn print_status(config: &Config, out: &mut dyn std::io::Write) -> std::io::Result<bool> {
+    print_status_of(config, None, out)
+}
+
+/// [`print_status`] for the mailboxes of `shard` only (all with `None`).
+pub fn print_status_of(
+    config: &Config,
+    shard: Option<Shard>,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<bool> {
     let mut healthy = true;
     let now = status::now();
     for m in &config.mailboxes {
+        if shard.is_some_and(|s| !s.owns(&m.name)) {
+            continue;
+        }
         let paths = crate::state::StatePaths::new(&config.state_dir, &m.name);
         if !m.active {
             writeln!(out, "{}: inactive", m.name)?;

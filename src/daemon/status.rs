@@ -145,6 +145,7 @@ impl StatusFile {
             if state != states::FAILING && state != states::PARKED {
                 self.status.next_retry = None;
             }
+            super::metrics::global().set_state(&self.status.mailbox, state);
             self.save();
         }
     }

@@ -1,6 +1,7 @@
 //! One mailbox inside the daemon: fetch everything pending, deliver, acknowledge, wait for new
 //! mail, and on failure retry with backoff, or rarely when an administrator must act.
 
+use super::metrics;
 use super::notify::Event;
 use super::status::{self, states, LastError, StatusFile};
 use super::{Shared, Stop};
@@ -14,7 +15,7 @@ use futures::FutureExt;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// First retry after a temporary failure.
 pub const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -56,6 +57,8 @@ struct Worker {
     /// A batch was acknowledged since the last failure: the line works, if poorly, so the next
     /// retry starts again at the shortest delay instead of waiting minutes.
     progressed: bool,
+    /// The current agent's byte and token counters already reported to the metrics.
+    reported: (u64, u64),
 }
 
 /// Runs `mailbox` until `stop`. `parked` tells the supervisor the mailbox waits for an admin (a
@@ -70,11 +73,14 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
         backoff: Backoff::new(RETRY_FIRST, RETRY_MAX),
         parked,
         progressed: false,
+        reported: (0, 0),
     };
-    log::info!("mailbox {}: started", w.name);
+    metrics::global().mailbox_started(&w.name);
+    log::info!(mailbox = w.name.as_str(), event = "started"; "mailbox {}: started", w.name);
     // Outer loop: one agent (connection, token provider, state, lock) per attempt after an
     // admin-level failure, so `psa-mail-agent login` can take the lock while the mailbox waits.
     'agent: while !stop.is_set() {
+        w.reported = (0, 0);
         let mut agent = match Agent::new(mailbox.clone(), w.shared.state_dir.clone()) {
             Ok(mut a) => {
                 a.set_attachment_bytes(w.shared.sink.needs_attachment_bytes());
@@ -106,6 +112,7 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
                 };
                 let r = agent.connect().await;
                 drop(permit);
+                w.report_counters(&agent);
                 match r {
                     Ok(()) => {
                         connected = true;
@@ -150,7 +157,11 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
             }
             w.status.set_state(states::IDLE);
             let refresh = w.shared.idle_refresh;
-            match agent.wait_for_mail(refresh, stop.wait()).await {
+            metrics::global().set_in_idle(&w.name, agent.supports_idle() == Some(true));
+            let woke = agent.wait_for_mail(refresh, stop.wait()).await;
+            metrics::global().set_in_idle(&w.name, false);
+            w.report_counters(&agent);
+            match woke {
                 Ok(Wake::Stopped) => break,
                 Ok(wake) => {
                     wait_failed = false;
@@ -179,7 +190,7 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
         break;
     }
     w.status.set_state(states::STOPPED);
-    log::info!("mailbox {}: stopped", w.name);
+    log::info!(mailbox = w.name.as_str(), event = "stopped"; "mailbox {}: stopped", w.name);
 }
 
 impl Worker {
@@ -190,8 +201,13 @@ impl Worker {
         delivered: &mut HashSet<String>,
         stop: &Stop,
     ) -> Result<()> {
+        let m = metrics::global();
         loop {
-            let batch = agent.fetch(usize::MAX).await?;
+            let started = Instant::now();
+            let fetched = agent.fetch(usize::MAX).await;
+            self.report_counters(agent);
+            let batch = fetched?;
+            m.fetched(started.elapsed());
             if batch.is_void() {
                 return Ok(());
             }
@@ -200,19 +216,25 @@ impl Worker {
                 if delivered.contains(&t.dedupe_key) {
                     continue;
                 }
+                let started = Instant::now();
                 self.shared.sink.deliver_until(t, stop.wait()).await?;
+                m.delivered(&self.name, started.elapsed());
                 delivered.insert(t.dedupe_key.clone());
                 fresh += 1;
             }
             // Counted once delivered, whether or not the acknowledgement below gets through.
             self.status.status.tickets_delivered += fresh;
             agent.ack(&batch).await?;
+            m.acknowledged(&self.name, batch.message_count() as u64);
             self.progressed = true;
             // Nothing is in flight after an acknowledgement (tickets of a batch whose ack
             // failed are suppressed by the agent's state when they come again).
             delivered.clear();
             if !batch.is_empty() {
-                log::info!("mailbox {}: {} ticket(s) delivered", self.name, batch.len());
+                log::info!(
+                    mailbox = self.name.as_str(), event = "delivered";
+                    "mailbox {}: {} ticket(s) delivered", self.name, batch.len()
+                );
             }
             self.status.status.last_success = Some(status::now());
             self.status.save();
@@ -220,6 +242,19 @@ impl Worker {
                 return Ok(());
             }
         }
+    }
+
+    /// Adds what the agent read and the tokens it obtained since the last report to the metrics.
+    fn report_counters(&mut self, agent: &Agent) {
+        let now = (agent.bytes_read(), agent.token_grants());
+        let m = metrics::global();
+        if now.0 > self.reported.0 {
+            m.bytes_read(&self.name, now.0 - self.reported.0);
+        }
+        if now.1 > self.reported.1 {
+            m.token_refreshes(&self.name, now.1 - self.reported.1);
+        }
+        self.reported = now;
     }
 
     async fn succeeded(&mut self) {
@@ -231,7 +266,7 @@ impl Worker {
         if self.status.status.failure_notified {
             self.status.status.failure_notified = false;
             self.status.save();
-            log::info!("mailbox {}: recovered", self.name);
+            log::info!(mailbox = self.name.as_str(), event = "recovered"; "mailbox {}: recovered", self.name);
             self.shared
                 .notifier
                 .notify(
@@ -259,6 +294,7 @@ impl Worker {
             self.backoff.next_delay()
         };
         let kind = format!("{:?}", e.kind());
+        metrics::global().error(&self.name, &kind);
         {
             let s = &mut self.status.status;
             s.errors += 1;
@@ -281,6 +317,7 @@ impl Worker {
         let fix = e.fix().map(|f| format!(" (fix: {f})")).unwrap_or_default();
         if admin {
             log::error!(
+                mailbox = self.name.as_str(), event = "parked", error_kind = kind.as_str();
                 "mailbox {}: {}{fix}; parked: waiting for an administrator, next attempt in {} \
                  min (or after SIGHUP)",
                 self.name,
@@ -289,6 +326,7 @@ impl Worker {
             );
         } else {
             log::warn!(
+                mailbox = self.name.as_str(), event = "failing", error_kind = kind.as_str();
                 "mailbox {}: {}{fix}; retrying in {:.1} s",
                 self.name,
                 e.message(),

@@ -126,6 +126,8 @@ pub struct TokenProvider {
     /// The cache file lags behind `tokens` (a write failed): written again before the next use.
     unsaved: bool,
     last_failure: Option<(Instant, Error)>,
+    /// Tokens obtained from the endpoint so far (any grant; `run` reports it as a metric).
+    grants: u64,
     /// A device-code sign-in begun and not yet completed.
     pending_device: Option<PendingDevice>,
 }
@@ -267,6 +269,7 @@ impl TokenProvider {
             binding: loaded.binding,
             unsaved: false,
             last_failure: None,
+            grants: 0,
             pending_device: None,
         })
     }
@@ -315,6 +318,11 @@ impl TokenProvider {
             self.password.as_ref(),
             self.client_secret.as_ref(),
         )
+    }
+
+    /// Tokens obtained from the token endpoint by this provider (sign-ins and refreshes).
+    pub fn grants(&self) -> u64 {
+        self.grants
     }
 
     /// The token endpoint URL.
@@ -744,6 +752,7 @@ impl TokenProvider {
             }
             None => false,
         };
+        self.grants += 1;
         self.tokens.access_token = Some(access.clone());
         self.tokens.expires_at = now + lifetime;
         self.tokens.renew_at = now + lifetime - margin;
