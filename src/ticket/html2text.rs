@@ -5,12 +5,20 @@
 //! style and head content is dropped, entities are decoded, whitespace collapsed. Broken HTML
 //! (unclosed tags, stray `<`, unterminated comments) never fails: it just yields text.
 //!
-//! With [`Html2TextOptions::strip_quotes`] the quoted history that mail clients mark up
-//! (Gmail's `gmail_quote`, Outlook's `divRplyFwdMsg` / `appendonsend`, Thunderbird's
-//! `moz-cite-prefix`, `blockquote type=cite`) is left out, which is how the clean `body` of an
-//! HTML-only mail is made.
+//! With [`Html2TextOptions::strip_quotes`] the quoted history that mail clients mark up is left
+//! out, which is how the clean `body` of an HTML-only mail is made: Gmail (`gmail_quote`,
+//! `gmail_attr`), Outlook desktop/web/mobile (`divRplyFwdMsg`, `appendonsend`,
+//! `OLK_SRC_BODY_SECTION`, `ms-outlook-mobile-reference-message`, and an `<hr>` or border-top
+//! `<div>` followed by a header block in any language), Yahoo (`yahoo_quoted`, also with its
+//! `ydp…` prefix), Apple Mail/Thunderbird (`blockquote type=cite`, `moz-cite-prefix`), mail.ru
+//! (`mail-quote-collapse`, `data-o-mail-quote`), Zimbra (`data-marker="__QUOTED_TEXT__"`,
+//! `zwchr`), ProtonMail (`protonmail_quote`), Zoho (`zmail_extra`). Everything after a marker
+//! that opens the rest of the mail as history (Outlook's, Zimbra's) is dropped; the others drop
+//! just their element. Gmail's indentation (`<blockquote style="margin:0 0 0 40px;border:none">`)
+//! is not a quote.
 
 use super::entities::decode_entity;
+use super::quote_headers::header_block_at;
 
 /// How [`html_to_text`] renders.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,6 +45,7 @@ pub fn html_to_text(html: &str, opts: Html2TextOptions) -> String {
         cells: Vec::new(),
         tables: Vec::new(),
         table_scans: 0,
+        rule_scans: 0,
         next_table_is_data: false,
         stop: false,
     };
@@ -196,6 +205,8 @@ struct Converter {
     /// Per open table: true for a data table (cells joined by ` | `), false for layout.
     tables: Vec<bool>,
     table_scans: usize,
+    /// How many rules / bordered blocks were looked behind for a header block.
+    rule_scans: usize,
     next_table_is_data: bool,
     stop: bool,
 }
@@ -219,6 +230,27 @@ impl Tag {
         self.attr("class").is_some_and(|c| {
             c.split_ascii_whitespace()
                 .any(|c| c.eq_ignore_ascii_case(class))
+        })
+    }
+
+    /// A class ending in `suffix` (Yahoo prefixes its classes: `ydp3f2e1a7byahoo_quoted`).
+    fn has_class_suffix(&self, suffix: &str) -> bool {
+        self.attr("class").is_some_and(|c| {
+            c.split_ascii_whitespace().any(|c| {
+                c.len() >= suffix.len()
+                    && c.is_char_boundary(c.len() - suffix.len())
+                    && c[c.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            })
+        })
+    }
+
+    /// Style without whitespace, lowercase.
+    fn style(&self) -> String {
+        self.attr("style").map_or_else(String::new, |s| {
+            s.chars()
+                .filter(|c| !c.is_ascii_whitespace())
+                .collect::<String>()
+                .to_ascii_lowercase()
         })
     }
 }
@@ -334,6 +366,10 @@ impl Converter {
                     }
                     if tag.closing {
                         self.on_close(&tag.name);
+                    } else if self.header_block_behind_rule(&tag, &html[i..]) {
+                        // Outlook's reply header: a rule, then "From: … Sent: …" in any
+                        // language. Everything from here is history.
+                        self.stop = true;
                     } else {
                         if tag.name == "table" && !self.skipping() {
                             // Bounded: a document of a million tables is not scanned a
@@ -390,7 +426,8 @@ impl Converter {
             return;
         }
         let cell = matches!(tag.name.as_str(), "td" | "th") && self.in_data_table();
-        let quote = tag.name == "blockquote" && !skip;
+        // Gmail and Apple Mail indent with a borderless blockquote: that is no quote.
+        let quote = tag.name == "blockquote" && !skip && !tag.style().contains("border:none");
         if skip {
             self.skip_depth += 1;
         }
@@ -407,33 +444,64 @@ impl Converter {
         });
     }
 
+    /// In strip mode: `tag` is a rule or top-bordered block and a header block follows.
+    /// Bounded like the table scans, so hostile input stays linear.
+    fn header_block_behind_rule(&mut self, tag: &Tag, rest: &str) -> bool {
+        if !self.opts.strip_quotes
+            || self.skipping()
+            || self.rule_scans >= MAX_RULE_SCANS
+            || !opens_rule(tag)
+        {
+            return false;
+        }
+        self.rule_scans += 1;
+        header_block_follows(rest)
+    }
+
     fn is_quote_marker(&self, tag: &Tag) -> QuoteMark {
         if !self.opts.strip_quotes {
             return QuoteMark::None;
         }
         if let Some(id) = tag.attr("id") {
             let id = id.to_ascii_lowercase();
+            // Outlook prefixes the ids of a quoted Outlook mail with "x_" (once per level).
+            let id = id.trim_start_matches("x_");
             if id == "appendonsend"
                 || id.starts_with("divrplyfwdmsg")
                 || id == "mail-editor-reference-message-container"
-                || id == "x_divrplyfwdmsg"
-                || id == "x_appendonsend"
+                || id == "olk_src_body_section"
+                || id == "zwchr"
             {
                 return QuoteMark::StopHere;
             }
             if id == "signature" || id == "ms-outlook-mobile-signature" {
                 return QuoteMark::Skip;
             }
+            if id.contains("yahoo_quoted") {
+                return QuoteMark::Skip;
+            }
+        }
+        if tag
+            .attr("data-marker")
+            .is_some_and(|m| matches!(m, "__QUOTED_TEXT__" | "__HEADERS__" | "__DIVIDER__"))
+            || tag.has_class("ms-outlook-mobile-reference-message")
+        {
+            return QuoteMark::StopHere;
         }
         if tag.has_class("gmail_quote")
             || tag.has_class("gmail_quote_container")
+            || tag.has_class("gmail_attr")
             || tag.has_class("moz-cite-prefix")
-            || tag.has_class("yahoo_quoted")
+            || tag.has_class_suffix("yahoo_quoted")
             || tag.has_class("gmail_signature")
             || tag.has_class("moz-signature")
             || tag.has_class("OutlookMessageHeader")
             || tag.has_class("protonmail_quote")
+            || tag.has_class("protonmail_signature_block")
             || tag.has_class("zmail_extra")
+            || tag.has_class("mail-quote-collapse")
+            || tag.has_class("mailru-blockquote")
+            || tag.attr("data-o-mail-quote-node").is_some()
         {
             return QuoteMark::Skip;
         }
@@ -706,6 +774,46 @@ impl Converter {
 
 /// How many tables get their look-ahead scan; later ones render as layout tables.
 const MAX_TABLE_SCANS: usize = 64;
+/// How many rules / bordered blocks get their look-ahead for a header block.
+const MAX_RULE_SCANS: usize = 16;
+/// How far ahead that look-ahead reads.
+const RULE_SCAN_BYTES: usize = 3072;
+
+/// `<hr>`, or a block with a top border only (Outlook desktop's `border:none;border-top:solid
+/// #E1E1E1 1.0pt`, Outlook mobile's `border-style:solid none none`): where Outlook puts the
+/// quoted message's header block.
+fn opens_rule(tag: &Tag) -> bool {
+    match tag.name.as_str() {
+        "hr" => true,
+        "div" | "p" => {
+            let style = tag.style();
+            style.contains("border-top:") || style.contains("border-style:solidnonenone")
+        }
+        _ => false,
+    }
+}
+
+/// Whether the HTML right after a rule starts with a header block ("From: … Sent: … To: …
+/// Subject: …" in any language, see [`header_block_at`]).
+fn header_block_follows(rest: &str) -> bool {
+    let mut end = rest.len().min(RULE_SCAN_BYTES);
+    while !rest.is_char_boundary(end) {
+        end -= 1;
+    }
+    // No label colon nearby (a newsletter's rules): nothing to convert.
+    let near = rest.as_bytes()[..end.min(1024)]
+        .iter()
+        .position(|&b| b == b':');
+    if near.is_none() && !rest[..end].contains('：') {
+        return false;
+    }
+    let text = html_to_text(&rest[..end], Html2TextOptions::default());
+    let lines: Vec<&str> = text.split('\n').collect();
+    lines
+        .iter()
+        .position(|l| !l.trim().is_empty())
+        .is_some_and(|first| header_block_at(&lines, first))
+}
 /// How far ahead a table's look-ahead reads.
 const TABLE_SCAN_BYTES: usize = 64 * 1024;
 
@@ -1030,6 +1138,43 @@ mod tests {
         assert_eq!(html_to_text(owa, o), "New text");
         let tb = r#"<p>Reply</p><div class="moz-cite-prefix">On 1/1 X wrote:<br></div><blockquote type="cite">old</blockquote>"#;
         assert_eq!(html_to_text(tb, o), "Reply");
+    }
+
+    #[test]
+    fn strip_quotes_more_clients() {
+        let o = Html2TextOptions {
+            strip_quotes: true,
+            image_alt: false,
+        };
+        let cases = [
+            // Yahoo prefixes its classes
+            r#"<div>New</div><div id="ydp5d2yahoo_quoted_0815" class="ydp5d2yahoo_quoted"><div>On Monday … wrote:</div><blockquote>old</blockquote></div>"#,
+            // Outlook for Mac
+            r#"<div>New</div><span id="OLK_SRC_BODY_SECTION"><div><b>Fra: </b>X</div><div>old</div></span><p>older</p>"#,
+            // Zimbra
+            r#"<div>New</div><hr id="zwchr" data-marker="__DIVIDER__"><div data-marker="__HEADERS__"><b>De: </b>X</div><div data-marker="__QUOTED_TEXT__">old</div>"#,
+            // mail.ru
+            r#"<div>New</div><div class="mail-quote-collapse">Понедельник, 23 ноября 2026, 10:00 +03:00 от X:<blockquote data-o-mail-quote-node="1">old</blockquote></div>"#,
+            // Outlook desktop in Finnish: a top border, then a header block
+            r#"<p>New</p><div style="border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0cm 0cm 0cm"><p><b>Lähettäjä:</b> X &lt;x@example.com&gt;<br><b>Lähetetty:</b> maanantai 23. marraskuuta 2026 10.00<br><b>Vastaanottaja:</b> Y<br><b>Aihe:</b> Z</p></div><p>old</p>"#,
+            // an <hr>, then a header block in Turkish
+            r#"<p>New</p><hr size=2 width="100%" align=center tabindex=-1><span><b>Kimden:</b> X<br><b>Gönderildi:</b> 23 Kasım 2026 Pazartesi 10:00<br><b>Kime:</b> Y<br><b>Konu:</b> Z</span><p>old</p>"#,
+            // Outlook mobile
+            r#"<div>New</div><div style="border-width:1pt medium medium;border-style:solid none none"><div class="ms-outlook-mobile-reference-message"><b>От: </b>X<br><b>Тема: </b>Z</div></div><div>old</div>"#,
+        ];
+        for html in cases {
+            assert_eq!(html_to_text(html, o), "New", "{html}");
+        }
+        // A rule or border without a header block below it is just layout.
+        let html = r#"<p>New</p><hr><p>More text</p><div style="border-top:1px solid #ccc">Footer: none</div>"#;
+        assert_eq!(html_to_text(html, o), "New\n\nMore text\n\nFooter: none");
+        // Gmail's indentation is no quote.
+        let html = r#"<div>Steps:</div><blockquote style="margin:0 0 0 40px;border:none;padding:0px"><div>restart the router</div></blockquote><div>Thanks</div>"#;
+        assert_eq!(
+            html_to_text(html, o),
+            "Steps:\n\nrestart the router\n\nThanks"
+        );
+        assert_eq!(t(html), "Steps:\n\nrestart the router\n\nThanks");
     }
 
     #[test]

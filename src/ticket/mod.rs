@@ -14,9 +14,10 @@
 //!   Windows-1252 — each time with a warning.
 //! - **Bodies**: `body_full` is the text/plain body (format=flowed undone), or the HTML
 //!   converted by [`html_to_text`], or a winmail.dat's body. `body` is `body_full` without
-//!   quoted history and signature ([`clean_body`]; for HTML-only mail the quote markup of
-//!   Gmail, Outlook, Thunderbird and Apple Mail is dropped first). Never empty when there was
-//!   text.
+//!   quoted history and signature ([`clean_body`]: reply headers, header blocks and
+//!   separators in 18+ languages, taglines, list footers; for HTML-only mail the quote markup
+//!   of Gmail, Outlook, Yahoo, Apple Mail, Thunderbird, mail.ru, Zimbra, ProtonMail and Zoho is
+//!   dropped first). Never empty when there was text.
 //! - **Attachments**: every attachment and inline part with decoded file name (RFC 2231,
 //!   encoded words; paths stripped), type, size, Content-ID, SHA-256 and bytes up to
 //!   `max_attachment_bytes`; attached mails as `.eml`; winmail.dat unpacked ([`tnef`]).
@@ -40,6 +41,9 @@ mod entities;
 pub mod html2text;
 mod model;
 pub mod quote;
+mod quote_attribution;
+mod quote_headers;
+mod signature;
 pub mod thread;
 pub mod tnef;
 

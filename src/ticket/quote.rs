@@ -1,148 +1,58 @@
 //! The new text of a reply: quoted history and signatures removed (REFERENCE pain point 8).
 //!
-//! Works on lines. History starts at the first of: an attribution line ("On … wrote:" in
-//! English, German, French, Spanish, Dutch…), an "-----Original Message-----" separator, an
-//! Outlook header block ("From: … Sent: … To: … Subject:", also localised), a forward marker, or
-//! a run of `>`-quoted lines that lasts to the end. Interleaved replies (answers between quoted
-//! lines) keep the answers. A signature starts at "-- " or a "Sent from my iPhone"-style line.
-//! If nothing is left, the full text is kept: a ticket never loses what the sender wrote.
+//! Works on lines. History starts at the first of:
+//! - an attribution line in the client's language, possibly wrapped over two or three lines
+//!   ([`quote_attribution`](super::quote_attribution): "On … wrote:", "Am … schrieb …:",
+//!   "Le … a écrit :", "… пишет:", date-first forms such as `26.06.2014, 11:22, "Name" <addr>:`);
+//! - a separator ("-----Original Message-----" and translations, forward markers such as
+//!   "---------- Forwarded message ---------" or "Begin forwarded message:");
+//! - a header block of the quoted message, in any language and order ("From:/Sent:/To:/
+//!   Subject:", "Von:/Gesendet:/An:/Betreff:", "От:/Отправлено:/Кому:/Тема:" …), also after an
+//!   Outlook rule line ([`quote_headers`](super::quote_headers));
+//! - a run of `>`-quoted lines that lasts to the end (or to a signature).
+//!
+//! Interleaved replies (answers between quoted lines) keep the answers. The new text then ends
+//! at its signature ([`signature`](super::signature): "-- ", a mobile tagline near the end, a
+//! mailing-list footer, a closing "-Name").
+//!
+//! Never empty when there was text: if nothing is left (a pure forward, a mail that is only
+//! quoted text or only a tagline), the whole text is kept, trimmed — the ticket never loses
+//! what the sender wrote.
 
-/// Separator lines that start quoted history (compared after trimming, case-insensitively).
-const SEPARATORS: &[&str] = &[
-    "-----original message-----",
-    "----- original message -----",
-    "-----ursprüngliche nachricht-----",
-    "----- ursprüngliche nachricht -----",
-    "-----message d'origine-----",
-    "----- message d'origine -----",
-    "-----mensaje original-----",
-    "----- mensaje original -----",
-    "-----oorspronkelijk bericht-----",
-    "----- oorspronkelijk bericht -----",
-    "-----messaggio originale-----",
-    "-----mensagem original-----",
-    "---------- forwarded message ---------",
-    "---------- forwarded message ----------",
-    "-------- original message --------",
-    "-------- forwarded message --------",
-    "-------- ursprüngliche nachricht --------",
-    "-------- weitergeleitete nachricht --------",
-    "---------- weitergeleitete nachricht ---------",
-    "-------- message original --------",
-    "-------- message transféré --------",
-    "---------- message transféré ---------",
-    "---------- mensaje reenviado ---------",
-    "begin forwarded message:",
-    "anfang der weitergeleiteten nachricht:",
-    "début du message réexpédié :",
-    "début du message réexpédié:",
-    "inicio del mensaje reenviado:",
-    "begin doorgestuurd bericht:",
-];
-
-/// Header names that open an Outlook-style header block, by language.
-const FROM_NAMES: &[&str] = &["from", "von", "de", "van", "da", "från", "fra", "od", "от"];
-const DATE_NAMES: &[&str] = &[
-    "sent",
-    "date",
-    "gesendet",
-    "datum",
-    "envoyé",
-    "enviado el",
-    "enviado",
-    "fecha",
-    "verzonden",
-    "data",
-    "inviato",
-    "skickat",
-    "sendt",
-    "wysłano",
-];
-const REST_NAMES: &[&str] = &[
-    "to",
-    "an",
-    "à",
-    "a",
-    "para",
-    "aan",
-    "cc",
-    "subject",
-    "betreff",
-    "objet",
-    "asunto",
-    "onderwerp",
-    "oggetto",
-    "assunto",
-    "ämne",
-    "emne",
-    "temat",
-];
-
-/// Lines that start a mobile or webmail signature.
-const SIGNATURE_STARTS: &[&str] = &[
-    "sent from my ",
-    "sent from outlook",
-    "sent from mail for windows",
-    "sent from yahoo mail",
-    "sent from samsung",
-    "sent via blackberry",
-    "sent via the samsung",
-    "sent with proton mail",
-    "get outlook for ",
-    "von meinem iphone gesendet",
-    "von meinem ipad gesendet",
-    "von meinem samsung",
-    "von meinem mobiltelefon gesendet",
-    "gesendet von meinem ",
-    "gesendet von outlook",
-    "gesendet mit der ",
-    "gesendet mit bluemail",
-    "outlook für ios beziehen",
-    "outlook für android beziehen",
-    "envoyé de mon ",
-    "envoyé à partir de outlook",
-    "obtenir outlook pour ",
-    "enviado desde mi ",
-    "enviado desde outlook",
-    "obtener outlook para ",
-    "verzonden vanaf mijn ",
-    "verstuurd vanaf mijn ",
-    "outlook voor ios downloaden",
-    "outlook voor android downloaden",
-    "inviato da iphone",
-    "inviato dal mio ",
-    "skickat från min ",
-];
+use super::quote_attribution::{is_attribution, opens_attribution};
+use super::quote_headers::{header_block_at, is_dashed_title, is_separator};
+use super::signature::{is_signature_start, signature_start};
 
 /// The new text of `full`: quoted history and signature removed, trailing blank lines trimmed.
 pub fn clean_body(full: &str) -> String {
-    let full = full.replace("\r\n", "\n");
+    let full = if full.contains('\r') {
+        std::borrow::Cow::Owned(full.replace("\r\n", "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(full)
+    };
     let lines: Vec<&str> = full.split('\n').collect();
     let cut = history_start(&lines).unwrap_or(lines.len());
     let mut kept: Vec<&str> = Vec::with_capacity(cut);
     let mut i = 0;
     while i < cut {
-        // Attributions left before the cut belong to interleaved quotes: drop them too.
-        if let Some(span) = attribution_at(&lines, i) {
+        if is_quoted(lines[i]) {
+            i += 1;
+            continue;
+        }
+        // Attributions and separators left before the cut belong to interleaved quotes: drop
+        // them too.
+        if is_separator(lines[i].trim()) {
+            i += 1;
+            continue;
+        }
+        if let Some(span) = attribution_at(&lines[..cut], i) {
             i += span;
             continue;
         }
-        if !is_quoted(lines[i]) {
-            kept.push(lines[i]);
-        }
+        kept.push(lines[i]);
         i += 1;
     }
-    // A signature ends the new text: the "-- " delimiter anywhere, a "Sent from my iPhone"
-    // line only near the end (a sentence like "Sent from my home office, …" further up is text).
-    let mut nonblank_after = vec![0usize; kept.len() + 1];
-    for j in (0..kept.len()).rev() {
-        nonblank_after[j] = nonblank_after[j + 1] + usize::from(!kept[j].trim().is_empty());
-    }
-    let sig = kept.iter().enumerate().position(|(j, l)| {
-        is_sig_delimiter(l)
-            || (nonblank_after[j + 1] <= MAX_LINES_AFTER_MOBILE_SIG && is_signature_start(l))
-    });
-    if let Some(sig) = sig {
+    if let Some(sig) = signature_start(&kept) {
         kept.truncate(sig);
     }
     let text = trim_lines(&kept);
@@ -188,25 +98,6 @@ fn is_quoted(line: &str) -> bool {
     line.trim_start().starts_with('>')
 }
 
-/// A mobile signature line is followed by at most this many lines (the app's link, a name).
-const MAX_LINES_AFTER_MOBILE_SIG: usize = 4;
-
-fn is_sig_delimiter(line: &str) -> bool {
-    line == "-- " || line == "--" || line == "—"
-}
-
-fn is_signature_start(line: &str) -> bool {
-    if is_sig_delimiter(line) {
-        return true;
-    }
-    let t = line.trim();
-    if t.chars().count() > 80 {
-        return false;
-    }
-    let l = t.to_lowercase();
-    SIGNATURE_STARTS.iter().any(|s| l.starts_with(s))
-}
-
 /// Index of the first line of quoted history, if any.
 fn history_start(lines: &[&str]) -> Option<usize> {
     // next_other[i]: the first line at or after i that is neither blank nor quoted. Computed
@@ -219,25 +110,43 @@ fn history_start(lines: &[&str]) -> Option<usize> {
             i
         };
     }
-    let quoted_to_end = |i: usize| {
+    // A long quoted run asks about the same following line again and again: remember it.
+    let mut asked: Option<(usize, bool)> = None;
+    let mut quoted_to_end = |i: usize| {
         let j = next_other[i];
-        j == lines.len() || is_signature_start(lines[j])
+        if let Some((k, answer)) = asked {
+            if k == j {
+                return answer;
+            }
+        }
+        let answer = j == lines.len() || is_signature_start(lines[j]);
+        asked = Some((j, answer));
+        answer
     };
     for i in 0..lines.len() {
         let t = lines[i].trim();
         if t.is_empty() {
             continue;
         }
-        let lower = t.to_lowercase();
-        if SEPARATORS.iter().any(|s| lower == *s)
-            || (lower.starts_with("-----")
-                && lower.contains("original")
-                && lower.ends_with("-----"))
-            || (lower.starts_with("--------") && lower.contains("forward"))
-        {
+        if is_groupwise_header(t) {
             return Some(i);
         }
-        if is_rule(t) && header_block_at(lines, next_nonblank(lines, i + 1)) {
+        if is_quoted(t) {
+            if quoted_to_end(i) {
+                return Some(i);
+            }
+            continue;
+        }
+        if is_separator(t) {
+            // "Begin forwarded message:" over `>`-quoted lines with text below them: the text
+            // below is the sender's, as in an interleaved reply.
+            if quote_then_text(&lines[i + 1..]) {
+                continue;
+            }
+            return Some(i);
+        }
+        if (is_rule(t) || is_dashed_title(t)) && header_block_at(lines, next_nonblank(lines, i + 1))
+        {
             return Some(i);
         }
         if header_block_at(lines, i) {
@@ -251,11 +160,17 @@ fn history_start(lines: &[&str]) -> Option<usize> {
             }
             return Some(i);
         }
-        if is_quoted(lines[i]) && quoted_to_end(i) {
-            return Some(i);
-        }
     }
     None
+}
+
+/// GroupWise's reply header: `>>> "Max Muster" <max@example.de> 23.11.2026 10:00 >>>`.
+fn is_groupwise_header(t: &str) -> bool {
+    t.len() > 8
+        && t.starts_with(">>>")
+        && t.ends_with(">>>")
+        && t.bytes().any(|b| b.is_ascii_digit())
+        && !t[3..t.len() - 3].contains(">>")
 }
 
 fn next_nonblank(lines: &[&str], from: usize) -> usize {
@@ -264,101 +179,92 @@ fn next_nonblank(lines: &[&str], from: usize) -> usize {
         .unwrap_or(lines.len())
 }
 
-/// `Name:` header at the start of `line` (bold markers from HTML conversion stripped).
-fn header_name(line: &str) -> Option<String> {
-    let t = line.trim().trim_start_matches(['*', ' ']);
-    let colon = t.find(':')?;
-    let name = t[..colon].trim().trim_end_matches('*').trim();
-    if name.is_empty() || name.chars().count() > 12 {
-        return None;
-    }
-    Some(name.to_lowercase())
+fn ends_with_colon(line: &str) -> bool {
+    line.trim_end().ends_with([':', '：'])
 }
 
-/// An Outlook header block: a From line, then within the next lines a date line and a
-/// To/Subject line.
-fn header_block_at(lines: &[&str], i: usize) -> bool {
-    let Some(first) = lines.get(i) else {
-        return false;
-    };
-    let Some(name) = header_name(first) else {
-        return false;
-    };
-    if !FROM_NAMES.contains(&name.as_str()) {
-        return false;
-    }
-    // The whole block on one line ("From: x Sent: y To: z Subject: w"), as flowed text or
-    // some HTML conversions leave it.
-    let lower = first.to_lowercase();
-    let labelled = |names: &[&str]| {
-        names
-            .iter()
-            .any(|n| lower.contains(&format!(" {n}:")) || lower.contains(&format!(" {n} :")))
-    };
-    if labelled(DATE_NAMES) && labelled(&["subject", "betreff", "objet", "asunto", "onderwerp"]) {
-        return true;
-    }
-    let mut has_date = false;
-    let mut has_rest = false;
-    for line in lines.iter().skip(i + 1).take(8) {
-        if let Some(n) = header_name(line) {
-            if DATE_NAMES.contains(&n.as_str()) {
-                has_date = true;
-            } else if REST_NAMES.contains(&n.as_str()) {
-                has_rest = true;
-            }
-        }
-    }
-    has_date && has_rest
-}
-
-/// An attribution line ("On … wrote:"), possibly wrapped over two or three lines. Returns how
-/// many lines it spans.
+/// An attribution line ("On … wrote:"), possibly wrapped over two or three lines, starting at
+/// line `i`. Returns how many lines it spans.
 fn attribution_at(lines: &[&str], i: usize) -> Option<usize> {
-    let first = lines[i].trim();
-    let lower_first = first.to_lowercase();
-    let starts = [
-        "on ", "am ", "le ", "el ", "op ", "il ", "em ", "den ", "w dniu ",
-    ];
-    if !starts.iter().any(|s| lower_first.starts_with(s)) && !lower_first.contains(" wrote") {
-        return None;
-    }
-    let mut joined = String::new();
+    // Every attribution ends with a colon: most lines are ruled out without allocating.
+    let mut last = None;
     for span in 1..=3 {
         let Some(line) = lines.get(i + span - 1) else {
             break;
         };
-        if span > 1 && line.trim().is_empty() {
+        // Gmail wraps inside the address: "… Dart Vader <luke@example.com" / "> wrote:".
+        let wrapped_address = span > 1 && line.trim_start().starts_with("> ") && {
+            let prev = lines[i + span - 2];
+            prev.rfind('<').is_some_and(|lt| !prev[lt..].contains('>'))
+        };
+        if line.trim().is_empty() || (is_quoted(line) && !wrapped_address) {
             break;
         }
+        if ends_with_colon(line) {
+            last = Some(span);
+            break;
+        }
+        // A sentence ends here and a new one starts below: no wrapped attribution.
+        let next_starts_upper = lines
+            .get(i + span)
+            .and_then(|n| n.trim_start().chars().next())
+            .is_some_and(char::is_uppercase);
+        if line.trim_end().ends_with(['.', '!', '?']) && next_starts_upper {
+            break;
+        }
+    }
+    let span = last?;
+    let joined = join_trimmed(&lines[i..i + span]);
+    let next = next_nonblank(lines, i + span);
+    let above_quote = lines.get(next).is_some_and(|l| is_quoted(l));
+    if !is_attribution(&joined, above_quote) {
+        return None;
+    }
+    // "Thanks" + "On … wrote:" right below it: the attribution starts on the later line —
+    // unless this line opens it ("On Mon, … John") or the next one continues it
+    // ("<john@example.com> wrote:", "helpdesk@example.com> wrote:").
+    if span > 1
+        && !opens_attribution(lines[i])
+        && !continues_line(lines[i + 1])
+        && is_attribution(&join_trimmed(&lines[i + 1..i + span]), above_quote)
+    {
+        return None;
+    }
+    Some(span)
+}
+
+fn continues_line(line: &str) -> bool {
+    line.trim_start()
+        .starts_with(|c: char| matches!(c, '<' | '(' | '[' | '@') || c.is_lowercase())
+}
+
+fn join_trimmed(lines: &[&str]) -> String {
+    let mut joined = String::new();
+    for l in lines {
         if !joined.is_empty() {
             joined.push(' ');
         }
-        joined.push_str(line.trim());
-        if joined.chars().count() > 400 {
-            break;
-        }
-        if is_attribution(&joined.to_lowercase()) {
-            return Some(span);
-        }
+        joined.push_str(l.trim());
     }
-    None
+    joined
 }
 
-fn is_attribution(l: &str) -> bool {
-    let l = l.trim_end();
-    let ends = |suffixes: &[&str]| suffixes.iter().any(|s| l.ends_with(s));
-    (l.starts_with("on ") && ends(&["wrote:", "wrote :", "writes:"]))
-        || (l.starts_with("am ") && l.contains("schrieb") && l.ends_with(':'))
-        || (l.starts_with("le ") && ends(&["a écrit :", "a écrit:", "a ecrit :", "a ecrit:"]))
-        || (l.starts_with("el ") && ends(&["escribió:", "escribio:", "escribió :"]))
-        || (l.starts_with("op ") && l.contains("schreef") && l.ends_with(':'))
-        || (l.starts_with("il ") && ends(&["ha scritto:", "ha scritto :"]))
-        || (l.starts_with("em ") && ends(&["escreveu:", "escreveu :"]))
-        || (l.starts_with("den ") && ends(&["skrev:", "skrev :"]))
-        || (l.starts_with("w dniu ") && ends(&["pisze:", "napisał:", "napisała:"]))
-        // "John Doe <john@example.com> wrote:" (older clients, some mobiles)
-        || (l.contains('@') && ends(&["wrote:", "schrieb:", "a écrit :"]) && l.len() < 200)
+/// After a forward marker: `>`-quoted lines, a blank line, then unquoted text to the end
+/// (a line that lost its `>` inside the quote is no answer).
+fn quote_then_text(rest: &[&str]) -> bool {
+    let rest = &rest[..rest.len().min(INTERLEAVE_LOOKAHEAD)];
+    let mut j = next_nonblank(rest, 0);
+    if !rest.get(j).is_some_and(|l| is_quoted(l)) {
+        return false;
+    }
+    while j < rest.len() && is_quoted(rest[j]) {
+        j += 1;
+    }
+    if j >= rest.len() || !rest[j].trim().is_empty() {
+        return false;
+    }
+    let text = &rest[j..];
+    text.iter().any(|l| !l.trim().is_empty()) && !text.iter().any(|l| is_quoted(l))
 }
 
 /// How many lines after an attribution are read to tell an interleaved reply (bounded, so a
@@ -489,5 +395,117 @@ mod tests {
             clean_body(t),
             "Hello,\n\nthe printer on floor 2 is broken.\nFrom: the error log it looks like toner.\n\nThanks"
         );
+    }
+    #[test]
+    fn attributions_in_many_languages() {
+        for a in [
+            "Den mån 23 nov. 2026 kl 10:00 skrev Sven Svensson <sven@example.se>:",
+            "man. 23. nov. 2026 kl. 10:00 skrev Ola Nordmann <ola@example.no>:",
+            "pon., 23 lis 2026 o 10:00 Jan Kowalski <jan@example.pl> napisał(a):",
+            "Dne 23. 11. 26 v 10:00 Jan Novák napsal(a):",
+            "23.11.2026 10:00, Иван Петров пишет:",
+            "пн, 23 лист. 2026 о 10:00 Олена Коваль <olena@example.com.ua> пише:",
+            "23 Kas 2026 Pzt, saat 10:00 tarihinde Ahmet Yılmaz <ahmet@example.com.tr> şunu yazdı:",
+            "2026年11月23日(月) 10:00 山田太郎 <taro@example.jp>:",
+            "张伟 <wei@example.cn> 于2026年11月23日周一 10:00写道：",
+            "2026년 11월 23일 (월) 오전 10:00, 김민준 <minjun@example.kr>님이 작성:",
+            "26.06.2014, 11:22, \"Иван Петров\" <ivan@example.ru>:",
+            "2014-06-26 11:22 GMT+02:00 Jan Kowalski <jan@example.pl>:",
+        ] {
+            let t = format!("Nowy tekst\n\n{a}\n> stary\n> tekst\n");
+            assert_eq!(clean_body(&t), "Nowy tekst", "{a}");
+        }
+    }
+
+    #[test]
+    fn attribution_wrapped_inside_the_address() {
+        let t = "Thanks, works.\n\nOn Fri, Jul 18, 2026 at 1:17 AM, Dart Vader <dart@example.com\n> wrote:\n\n> old\n";
+        assert_eq!(clean_body(t), "Thanks, works.");
+    }
+
+    #[test]
+    fn text_below_a_quoted_forward_stays() {
+        let t = "Hello\n\nBegin forwarded message:\n\n> From: A <a@example.com>\n> Subject: x\n>\n> old\n\nText bottom\n";
+        assert_eq!(clean_body(t), "Hello\n\nText bottom");
+    }
+
+    #[test]
+    fn any_dashed_title_above_a_header_block() {
+        let t = "Hei\n\n-------- Viesti eteenpäin --------\nAihe: x\nPäivämäärä: 23.11.2026\nLähettäjä: A <a@example.com>\nVastaanottaja: B\n\nvanha";
+        assert_eq!(clean_body(t), "Hei");
+    }
+
+    #[test]
+    fn helpdesk_reply_marker() {
+        let t = "Still broken.\n\n##- Please type your reply above this line -##\n\nYour request 4711 was updated.";
+        assert_eq!(clean_body(t), "Still broken.");
+    }
+
+    #[test]
+    fn attribution_wrapped_after_a_weekday() {
+        let t = "Спасибо, работает.\n\nпн, 23 нояб. 2026 г. в 10:00, Иван Петров\n<ivan.petrov@example.ru>:\n\n> Перезагрузите.\n";
+        assert_eq!(clean_body(t), "Спасибо, работает.");
+        // No blank line between the reply and a wrapped attribution.
+        let t =
+            "Thanks\nOn Mon, Nov 23, 2026 at 10:00 AM John\nDoe <john@example.com> wrote:\n> old";
+        assert_eq!(clean_body(t), "Thanks");
+        let t = "Thanks\nJohn Doe <john@example.com> wrote:\n> old";
+        assert_eq!(clean_body(t), "Thanks");
+    }
+
+    #[test]
+    fn localized_header_blocks_and_separators() {
+        let t = "Valmis.\n\nLähettäjä: Helpdesk <helpdesk@example.com>\nLähetetty: maanantai 23. marraskuuta 2026 10.00\nVastaanottaja: Matti\nAihe: VPN\n\nvanha";
+        assert_eq!(clean_body(t), "Valmis.");
+        let t = "Готово.\n\nОт: Helpdesk <helpdesk@example.com>\nОтправлено: 23 ноября 2026 г. 10:00\nКому: Иван\nТема: VPN\n\nстарое";
+        assert_eq!(clean_body(t), "Готово.");
+        let t = "Klart.\n\n-----Ursprungligt meddelande-----\nFrån: Helpdesk\nSkickat: den 23 november 2026 10:00\nTill: Sven\nÄmne: VPN";
+        assert_eq!(clean_body(t), "Klart.");
+        let t = "See below.\n\nDate: Mon, 23 Nov 2026 08:01:00 +0100\nFrom: Backup <backup@example.com>\nTo: it@example.com\nSubject: Backup failed\n\nJob failed.";
+        assert_eq!(clean_body(t), "See below.");
+        let t = "Ok\n\n>>> \"Max Muster\" <max@example.de> 23.11.2026 10:00 >>>\nalter Text";
+        assert_eq!(clean_body(t), "Ok");
+    }
+
+    #[test]
+    fn wrote_inside_new_text_is_kept() {
+        let t = "Hi,\n\nI tried what the technician wrote: restart, then log in. It still fails.\nThe technician wrote:\n1. restart\n2. log in\n\nThanks";
+        assert_eq!(clean_body(t), t);
+        let t = "On Monday the technician wrote:\nplease reboot\n\nI did, no change.";
+        assert_eq!(clean_body(t), t);
+    }
+
+    #[test]
+    fn dates_in_new_text_are_kept() {
+        let t = "Hello,\n\nthe server crashed on 23.11.2026 at 10:00 and the log wrote:\nsegfault at 0x0\n\nOn 24.11.2026 at 09:00 it happened again.\nMeeting on 25.11.2026 at 10:00 with John <john@example.com>:\nroom 4.";
+        assert_eq!(clean_body(t), t);
+    }
+
+    #[test]
+    fn from_line_in_own_text_is_kept() {
+        let t = "Please book a flight:\nFrom: Berlin\nTo: Munich\nDate: 24.11.2026\n\nThanks";
+        assert_eq!(clean_body(t), t);
+        let t = "From: my home office the VPN drops every 10 minutes.\nSubject: is the same on the laptop.";
+        assert_eq!(clean_body(t), t);
+    }
+
+    #[test]
+    fn sent_from_my_desk_is_kept() {
+        let t = "Hi,\n\nSent from my desk, the print job never arrives.\n\nThanks";
+        assert_eq!(clean_body(t), t);
+        let t = "Hi,\n\nthe printer is broken.\n\nSent from my desk";
+        assert_eq!(clean_body(t), t);
+        assert_eq!(
+            clean_body("Hi,\n\nthe printer is broken.\n\nVon meinem Huawei-Telefon gesendet"),
+            "Hi,\n\nthe printer is broken."
+        );
+    }
+
+    #[test]
+    fn footers_and_closing_name() {
+        let t = "Works now.\n\n-Priya";
+        assert_eq!(clean_body(t), "Works now.");
+        let t = "Works now.\n\n> old\n\n_______________________________________________\nUsers mailing list\nusers@lists.example.org\nhttps://lists.example.org/mailman/listinfo/users\n";
+        assert_eq!(clean_body(t), "Works now.");
     }
 }
