@@ -296,6 +296,7 @@ impl Agent {
     /// attachment metadata only and memory stays bounded by the largest single message.
     pub fn set_attachment_bytes(&mut self, keep: bool) {
         self.attachment_bytes = keep;
+        self.options.attachment_bytes = keep;
     }
 
     /// Bytes of mail (message sources) read from the server since this agent was made.

@@ -37,6 +37,7 @@ mod autogen;
 mod body;
 mod build;
 mod charset;
+mod elide;
 mod entities;
 pub mod html2text;
 mod model;
@@ -82,6 +83,11 @@ pub struct TicketOptions {
     pub own_addresses: Vec<String>,
     /// A header the helpdesk stamps on the mail it sends; mail carrying it is a loop.
     pub loop_header: Option<String>,
+    /// Whether attachments carry their decoded bytes ([`Attachment::data`]; default true).
+    /// When false (outputs that write JSON), a large message's attachments are measured and
+    /// hashed while they are decoded in chunks, never held whole; small ones may still carry
+    /// bytes, which the caller drops.
+    pub attachment_bytes: bool,
 }
 
 impl Default for TicketOptions {
@@ -96,6 +102,7 @@ impl Default for TicketOptions {
             thread_index: None,
             own_addresses: Vec::new(),
             loop_header: Some("X-PSA-Mail-Agent".to_string()),
+            attachment_bytes: true,
         }
     }
 }
