@@ -767,6 +767,7 @@ impl Agent {
                 if !keep_bytes {
                     for a in &mut ticket.attachments {
                         a.data = Vec::new();
+                        a.pending = None;
                     }
                 }
                 let raw = keep_raw.then(|| msg.raw.to_vec());
@@ -1234,7 +1235,11 @@ fn build_ticket(
     uid_validity: u32,
     too_big: u64,
 ) -> Ticket {
-    let mut ticket = match ticket::build(msg.raw, options) {
+    let built = match &msg.shared {
+        Some(shared) => ticket::build_shared(shared.clone(), options),
+        None => ticket::build(msg.raw, options),
+    };
+    let mut ticket = match built {
         Ok(t) => t,
         Err(e) => ticket::unreadable(msg.raw, &options.mailbox, &e),
     };

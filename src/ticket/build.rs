@@ -30,12 +30,16 @@ const MAX_REFERENCES: usize = 100;
 /// Subjects longer than this (in characters) are cut.
 const MAX_SUBJECT_CHARS: usize = 2000;
 
-pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
+pub(super) fn build_ticket(
+    raw: &[u8],
+    shared: Option<&std::sync::Arc<dyn super::elide::RawSource>>,
+    opts: &TicketOptions,
+) -> Result<Ticket> {
     // A large message is parsed without its large attachments' bodies (see elide.rs); when the
     // skeleton and mail-parser disagree, the whole message is parsed as before.
     if raw.len() as u64 <= opts.max_message_bytes {
         if let Some(skeleton) = super::elide::skeleton(raw) {
-            if let Some(ticket) = build_from(raw, &skeleton.raw, Some(&skeleton), opts)? {
+            if let Some(ticket) = build_from(raw, &skeleton.raw, Some((&skeleton, shared)), opts)? {
                 return Ok(ticket);
             }
         }
@@ -48,7 +52,10 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
 pub(super) fn build_from(
     original: &[u8],
     raw: &[u8],
-    skeleton: Option<&super::elide::Skeleton>,
+    skeleton: Option<(
+        &super::elide::Skeleton,
+        Option<&std::sync::Arc<dyn super::elide::RawSource>>,
+    )>,
     opts: &TicketOptions,
 ) -> Result<Option<Ticket>> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
@@ -115,8 +122,8 @@ pub(super) fn build_from(
         tnef_body,
     } = collect_attachments(&msg, raw, &body_ids, opts, &mut warnings);
     let attachments = match skeleton {
-        Some(s) if opts.add_attachments => {
-            match super::elide::restore(attachments, s, original, opts, &mut warnings) {
+        Some((s, shared)) if opts.add_attachments => {
+            match super::elide::restore(attachments, s, original, shared, opts, &mut warnings) {
                 Some(a) => a,
                 None => return Ok(None),
             }

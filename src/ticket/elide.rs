@@ -14,6 +14,7 @@
 //! message as before: correctness never depends on the scan.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -31,7 +32,7 @@ const CHUNK: usize = 256 * 1024;
 
 /// A part's Content-Transfer-Encoding, as far as decoding goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Encoding {
+pub(crate) enum Encoding {
     Base64,
     QuotedPrintable,
     /// 7bit, 8bit, binary or none: the bytes as they are.
@@ -398,6 +399,51 @@ pub(super) fn decode_chunks(body: &[u8], encoding: Encoding, mut sink: impl FnMu
     }
 }
 
+/// The bytes of a message a ticket was built from, shared with the ticket so that a large
+/// attachment is decoded when and where its bytes are needed (into its spool file, or when a C
+/// API caller asks) instead of being held decoded beside the message.
+pub trait RawSource: Send + Sync {
+    /// The raw message.
+    fn raw(&self) -> &[u8];
+}
+
+impl RawSource for Vec<u8> {
+    fn raw(&self) -> &[u8] {
+        self
+    }
+}
+
+/// An attachment's bytes still encoded in the message they came in: see [`RawSource`].
+#[derive(Clone)]
+pub struct PendingBytes {
+    raw: Arc<dyn RawSource>,
+    range: Range<usize>,
+    encoding: Encoding,
+}
+
+impl PendingBytes {
+    /// Decodes the bytes in chunks of about 192 KiB, handing each to `sink`.
+    pub fn decode(&self, sink: impl FnMut(&[u8])) {
+        decode_chunks(&self.raw.raw()[self.range.clone()], self.encoding, sink)
+    }
+}
+
+impl std::fmt::Debug for PendingBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PendingBytes({:?}, {:?})", self.range, self.encoding)
+    }
+}
+
+impl PartialEq for PendingBytes {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.raw, &other.raw)
+            && self.range == other.range
+            && self.encoding == other.encoding
+    }
+}
+
+impl Eq for PendingBytes {}
+
 /// Size and hex SHA-256 of the decoded part, and its bytes when `keep` is the largest size to
 /// keep and the part is not larger (bytes beyond it are not held: then no bytes are returned).
 pub(super) fn decode_part(raw: &[u8], part: &Elided, keep: Option<u64>) -> (u64, String, Vec<u8>) {
@@ -423,10 +469,13 @@ pub(super) fn decode_part(raw: &[u8], part: &Elided, keep: Option<u64>) -> (u64,
 /// Puts the elided parts' size, SHA-256 and (when the ticket carries bytes and the part is
 /// within `max_attachment_bytes`) bytes into the attachments whose bytes are their markers.
 /// `None` when a marker is not exactly one attachment: then the caller parses the whole message.
+/// With `shared` (the same bytes as `raw`), an attachment that is to carry bytes gets them as
+/// [`PendingBytes`], decoded later, rather than decoded now.
 pub(super) fn restore(
     mut attachments: Vec<Attachment>,
     skeleton: &Skeleton,
     raw: &[u8],
+    shared: Option<&Arc<dyn RawSource>>,
     opts: &TicketOptions,
     warnings: &mut Vec<String>,
 ) -> Option<Vec<Attachment>> {
@@ -439,12 +488,21 @@ pub(super) fn restore(
             return None;
         }
         let part = &skeleton.parts[k];
-        let keep = opts.attachment_bytes.then_some(opts.max_attachment_bytes);
+        let keep = (opts.attachment_bytes && shared.is_none()).then_some(opts.max_attachment_bytes);
         let (size, sha256, data) = decode_part(raw, part, keep);
         a.size = size;
         a.sha256 = sha256;
         a.data = data;
         a.omitted = None;
+        if let Some(shared) = shared.filter(|_| opts.attachment_bytes) {
+            if size > 0 && size <= opts.max_attachment_bytes {
+                a.pending = Some(PendingBytes {
+                    raw: Arc::clone(shared),
+                    range: part.range.clone(),
+                    encoding: part.encoding,
+                });
+            }
+        }
         if size > opts.max_attachment_bytes {
             a.data = Vec::new();
             a.omitted = Some(Omitted::TooLarge);
@@ -521,6 +579,17 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(fast.to_json(), full.to_json(), "max {max}, bytes {bytes}");
+            let shared: Arc<dyn RawSource> = Arc::new(raw.clone());
+            let lazy = crate::ticket::build_shared(shared, &opts).unwrap();
+            assert_eq!(lazy.to_json(), full.to_json(), "max {max}, bytes {bytes}");
+            assert!(lazy.attachments[0].data.is_empty());
+            assert_eq!(lazy.attachments[0].has_bytes(), bytes && max == u64::MAX);
+            if lazy.attachments[0].has_bytes() {
+                let mut out = Vec::new();
+                lazy.attachments[0].write_bytes(&mut out).unwrap();
+                assert_eq!(out, data);
+                assert_eq!(&*lazy.attachments[0].bytes(), &data[..]);
+            }
             assert_eq!(fast.attachments.len(), 1);
             assert_eq!(fast.attachments[0].size, data.len() as u64);
             if bytes && max == u64::MAX {
