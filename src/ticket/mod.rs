@@ -40,6 +40,7 @@ mod charset;
 mod elide;
 mod entities;
 pub mod html2text;
+mod json_out;
 mod model;
 pub mod quote;
 mod quote_attribution;
@@ -170,6 +171,12 @@ impl Ticket {
     /// The ticket as one line of JSON (UTF-8; control characters escaped).
     pub fn to_json(&self) -> String {
         let html = self.body_html.as_ref().map_or(0, |h| h.len());
+        if let Ok(json) = json_out::to_json(
+            self,
+            2048 + self.subject.len() + self.body_full.len() + self.body.len() + html,
+        ) {
+            return json;
+        }
         let mut len = 4096 + (self.body_full.len() + self.body.len() + html) * 2;
         let mut buf = vec![0u8; len];
         loop {
