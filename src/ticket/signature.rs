@@ -307,8 +307,14 @@ pub(super) fn is_tagline(line: &str) -> bool {
         None => t,
     };
     let t = t.trim_end_matches(['.', '!', ' ', '\u{a0}']);
-    let chars = t.chars().count();
-    if !(4..=90).contains(&chars) || t.contains(['?', ':']) {
+    // 4 to 90 characters; counted only where the byte length leaves it open.
+    let chars_ok = match t.len() {
+        0..4 => false,
+        16..=90 => true,
+        361.. => false,
+        _ => (4..=90).contains(&t.chars().count()),
+    };
+    if !chars_ok || t.contains(['?', ':']) {
         return false;
     }
     // Lower-casing changes no white space: count the words before paying for it (this runs on
