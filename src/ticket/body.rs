@@ -111,9 +111,14 @@ pub(super) fn normalize_newlines(s: &str) -> String {
     // One pass (this runs on every body): CR LF and a lone CR become LF, BOMs go.
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
-    while let Some(i) = rest.find(['\r', '\u{feff}']) {
+    // A CR, or the first byte of a BOM (EF BB BF); 0xEF also starts other characters.
+    while let Some(i) = rest
+        .bytes()
+        .enumerate()
+        .position(|(i, b)| b == b'\r' || (b == 0xef && rest[i..].starts_with('\u{feff}')))
+    {
         out.push_str(&rest[..i]);
-        if rest[i..].starts_with('\r') {
+        if rest.as_bytes()[i] == b'\r' {
             out.push('\n');
             rest = &rest[i + 1..];
             if let Some(after) = rest.strip_prefix('\n') {
