@@ -38,6 +38,7 @@ mod body;
 mod build;
 mod charset;
 mod entities;
+mod header;
 pub mod html2text;
 mod model;
 pub mod quote;
