@@ -1,7 +1,5 @@
 //! Assembles a [`Ticket`] from mail-parser's view of one message.
 
-use std::collections::HashSet;
-
 use mail_parser::{
     Address as MpAddress, DateTime, HeaderName, HeaderValue, Message, MessageParser, MessagePart,
     MimeHeaders, PartType,
@@ -83,23 +81,17 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
 
     check_structure(&msg, &mut warnings);
 
-    let body_ids: HashSet<u32> = msg
-        .text_body
-        .iter()
-        .chain(msg.html_body.iter())
-        .copied()
-        .collect();
-    let (texts, htmls) = body::body_parts(&msg, raw, &mut warnings);
+    let parts = body::body_parts(&msg, raw, &mut warnings);
     let Collected {
         attachments,
         tnef_body,
-    } = collect_attachments(&msg, raw, &body_ids, opts, &mut warnings);
+    } = collect_attachments(&msg, raw, &parts.consumed, parts.uu, opts, &mut warnings);
 
     let Bodies {
         body,
         body_full,
         body_html,
-    } = body::compose(texts, htmls, tnef_body);
+    } = body::compose(parts.texts, parts.htmls, tnef_body, &attachments);
 
     let thread = thread_of(&msg, &subject, opts, &mut warnings);
     let auto_generated = auto_generated_of(&msg, &subject, &from, message_id.as_deref(), opts);

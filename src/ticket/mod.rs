@@ -46,6 +46,7 @@ mod quote_headers;
 mod signature;
 pub mod thread;
 pub mod tnef;
+mod uu;
 
 use std::sync::Arc;
 
