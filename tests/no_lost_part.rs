@@ -222,6 +222,16 @@ enum How {
 
 /// The leaf parts of `raw` the ticket does not receive, described.
 fn lost_parts(raw: &[u8], ticket: &Ticket) -> Vec<String> {
+    // Lines of only blanks before the header are no part of the message (some tools write
+    // one; the ticket builder skips them too).
+    let mut raw = raw;
+    while let Some(nl) = raw.iter().position(|&b| b == b'\n') {
+        let line = raw[..nl].strip_suffix(b"\r").unwrap_or(&raw[..nl]);
+        if line.is_empty() || !line.iter().all(|b| matches!(b, b' ' | b'\t')) {
+            break;
+        }
+        raw = &raw[nl + 1..];
+    }
     let Some(msg) = MessageParser::default().parse(raw) else {
         return Vec::new();
     };

@@ -3,7 +3,8 @@
 
 use std::collections::HashSet;
 
-use mail_parser::{Encoding, Message, MessagePart, MimeHeaders, PartType};
+use mail_parser::parsers::MessageStream;
+use mail_parser::{Encoding, HeaderName, HeaderValue, Message, MessagePart, MimeHeaders, PartType};
 use sha2::{Digest, Sha256};
 
 use super::build::hex;
@@ -20,6 +21,21 @@ pub(super) struct Collected {
     pub attachments: Vec<Attachment>,
     /// The body found inside a winmail.dat, if any.
     pub tnef_body: Option<String>,
+}
+
+/// The message without lines of only spaces/tabs before its header (some tools write one;
+/// read as they are, the header section would end at once and the whole message become text).
+pub(super) fn skip_blank_lines(raw: &[u8]) -> &[u8] {
+    let mut start = 0;
+    while let Some(nl) = raw[start..].iter().position(|&b| b == b'\n') {
+        let line = &raw[start..start + nl];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() || !line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+            break;
+        }
+        start += nl + 1;
+    }
+    &raw[start..]
 }
 
 /// Windows device names: a file called `CON` or `nul.txt` cannot be created there.
@@ -217,6 +233,211 @@ fn is_uuencoded(part: &MessagePart<'_>) -> bool {
     })
 }
 
+/// The file name the sender gave the part, decoded: Content-Disposition `filename`, else
+/// Content-Type `name` (RFC 2231 continuations and charsets, RFC 2047 encoded words, also the
+/// non-standard encoded words inside a quoted string). mail-parser's reading is taken when it
+/// has one without leftover encoded words; else the raw header is read here (it gives up on a
+/// quoted value folded onto the next line, e.g. `filename=\r\n "=?iso-8859-1?Q?a?=\r\n
+/// =?iso-8859-1?Q?b.pdf?="`). None when the part has no (non-empty) name.
+fn sent_name(raw: &[u8], part: &MessagePart<'_>) -> Option<String> {
+    if let Some(n) = part.attachment_name().filter(|n| !n.is_empty()) {
+        if !(n.contains("=?") && n.contains("?=")) {
+            return Some(n.to_string());
+        }
+    }
+    let param = |header: HeaderName<'_>, name: &str| {
+        let h = part.headers.iter().find(|h| h.name == header)?;
+        let value = raw.get(h.offset_start as usize..h.offset_end as usize)?;
+        raw_param(value, name)
+    };
+    param(HeaderName::ContentDisposition, "filename")
+        .or_else(|| param(HeaderName::ContentType, "name"))
+        .filter(|n| !n.is_empty())
+}
+
+/// One parameter of a raw structured header value (`type/sub; a=b; name="x"`), decoded.
+fn raw_param(value: &[u8], name: &str) -> Option<String> {
+    // Unfold, and read 8-bit bytes as UTF-8 where valid, else windows-1252.
+    let text = match std::str::from_utf8(value) {
+        Ok(s) => s.to_string(),
+        Err(_) => super::charset::decode_cp1252(value),
+    };
+    let text = text
+        .replace("\r\n", "\n")
+        .replace("\n ", " ")
+        .replace("\n\t", "\t");
+    let mut plain: Option<String> = None;
+    let mut extended: Option<String> = None; // name*=charset'lang'pct
+    let mut pieces: Vec<(u32, bool, String)> = Vec::new(); // name*N[*]=...
+    for (key, val) in params(&text) {
+        let key = key.to_ascii_lowercase();
+        let Some(rest) = key.strip_prefix(name) else {
+            continue;
+        };
+        match rest {
+            "" => plain = Some(val),
+            "*" => extended = Some(val),
+            _ => {
+                let rest = rest.strip_prefix('*')?;
+                let (num, enc) = match rest.strip_suffix('*') {
+                    Some(n) => (n, true),
+                    None => (rest, false),
+                };
+                if let Ok(n) = num.parse::<u32>() {
+                    if pieces.len() < 1000 {
+                        pieces.push((n, enc, val));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(ext) = extended {
+        let (charset, rest) = split_charset(&ext);
+        return Some(decode_bytes(&percent_decode(rest), charset.as_deref()));
+    }
+    if !pieces.is_empty() {
+        pieces.sort_by_key(|p| p.0);
+        let mut charset = None;
+        let mut bytes = Vec::new();
+        for (i, (_, enc, val)) in pieces.iter().enumerate() {
+            if *enc {
+                let encoded = if i == 0 {
+                    let (cs, rest) = split_charset(val);
+                    charset = cs;
+                    rest
+                } else {
+                    val.as_str()
+                };
+                bytes.extend(percent_decode(encoded));
+            } else {
+                bytes.extend_from_slice(val.as_bytes());
+            }
+        }
+        return Some(decode_bytes(&bytes, charset.as_deref()));
+    }
+    let plain = plain?;
+    if plain.contains("=?") {
+        let mut line = plain.into_bytes();
+        line.push(b'\n');
+        if let HeaderValue::Text(t) = MessageStream::new(&line).parse_unstructured() {
+            return Some(t.into_owned());
+        }
+        return Some(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+    }
+    Some(plain)
+}
+
+/// `key=value` pairs after the first `;`, values unquoted (backslash escapes undone).
+fn params(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    // Skip the value before the first parameter.
+    for c in chars.by_ref() {
+        if c == ';' {
+            break;
+        }
+    }
+    loop {
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            chars.next();
+            if c == '=' {
+                break;
+            }
+            if c == ';' {
+                key.clear();
+                continue;
+            }
+            key.push(c);
+        }
+        let key = key.trim().to_string();
+        if key.is_empty() && chars.peek().is_none() {
+            break;
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut val = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => {
+                        if let Some(n) = chars.next() {
+                            val.push(n);
+                        }
+                    }
+                    c => val.push(c),
+                }
+            }
+            for c in chars.by_ref() {
+                if c == ';' {
+                    break;
+                }
+            }
+        } else {
+            for c in chars.by_ref() {
+                if c == ';' {
+                    break;
+                }
+                val.push(c);
+            }
+            val = val.trim().to_string();
+        }
+        if !key.is_empty() {
+            out.push((key, val));
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+    }
+    out
+}
+
+/// `charset'language'rest` → (charset, rest); no quote marks: (None, all).
+fn split_charset(v: &str) -> (Option<String>, &str) {
+    let mut it = v.splitn(3, '\'');
+    match (it.next(), it.next(), it.next()) {
+        (Some(cs), Some(_lang), Some(rest)) => {
+            (Some(cs.to_string()).filter(|c| !c.is_empty()), rest)
+        }
+        _ => (None, v),
+    }
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let h = (b[i + 1] as char).to_digit(16);
+            let l = (b[i + 2] as char).to_digit(16);
+            if let (Some(h), Some(l)) = (h, l) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+fn decode_bytes(bytes: &[u8], charset: Option<&str>) -> String {
+    if let Some(decode) =
+        charset.and_then(|c| mail_parser::decoders::charsets::map::charset_decoder(c.as_bytes()))
+    {
+        return decode(bytes);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => super::charset::decode_cp1252(bytes),
+    }
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
@@ -312,7 +533,12 @@ pub(super) fn collect_attachments(
                 push(&mut attachments, &mut dropped, a);
             }
         }
-        if body_ids.contains(&id) || part.is_multipart() {
+        if part.is_multipart() {
+            continue;
+        }
+        // A text part shown as the body is also listed when the sender named it (a text file
+        // attached "inline", as Netscape and some web mailers do): the file keeps its name.
+        if body_ids.contains(&id) && sent_name(raw, part).is_none() {
             continue;
         }
         if attachments.len() >= MAX_ATTACHMENTS {
@@ -320,10 +546,7 @@ pub(super) fn collect_attachments(
             continue;
         }
         let content_type = content_type_of(part);
-        let mut filename = part
-            .attachment_name()
-            .filter(|n| !n.is_empty())
-            .map(str::to_string);
+        let mut filename = sent_name(raw, part);
         if let Some(sent) = &filename {
             if sent.contains(['/', '\\']) || sent.chars().any(char::is_control) {
                 warnings.push(format!(
@@ -384,6 +607,11 @@ pub(super) fn collect_attachments(
         if is_tnef(&content_type, filename.as_deref()) {
             match tnef::unpack(&data) {
                 Ok(unpacked) => {
+                    if let Some(e) = &unpacked.rtf_error {
+                        warnings.push(format!(
+                            "winmail.dat: its rich-text body could not be read ({e})"
+                        ));
+                    }
                     if unpacked.body.is_some() && tnef_body.is_none() {
                         tnef_body = unpacked.body;
                     }
@@ -496,6 +724,45 @@ mod tests {
             &TicketOptions::default(),
             &mut Vec::new(),
         )
+    }
+
+    #[test]
+    fn sent_names_decoded_from_the_raw_header() {
+        let p = |v: &str| raw_param(v.as_bytes(), "filename");
+        assert_eq!(
+            p("attachment; filename=\r\n\t\"=?iso-8859-1?Q?N=B0_1467829.?=\r\n =?iso-8859-1?Q?pdf?=\"; size=6")
+                .as_deref(),
+            Some("N° 1467829.pdf")
+        );
+        assert_eq!(
+            p("attachment; filename*=UTF-8''%C3%9Cbersicht%20Nov.xlsx").as_deref(),
+            Some("Übersicht Nov.xlsx")
+        );
+        assert_eq!(
+            p("attachment; filename*0*=iso-8859-1''Gr%FC; filename*1=\"sse und \"; filename*2*=%DC.txt")
+                .as_deref(),
+            Some("Grüsse und Ü.txt")
+        );
+        assert_eq!(
+            p("inline; filename=\"a \\\"b\\\"  c.txt\"").as_deref(),
+            Some("a \"b\"  c.txt")
+        );
+        assert_eq!(p("attachment; size=3").as_deref(), None);
+        assert_eq!(
+            p("attachment; filename=plain.txt").as_deref(),
+            Some("plain.txt")
+        );
+        // Garbage gives something or nothing, never a panic.
+        for v in [
+            "",
+            ";",
+            "a; filename",
+            "a; filename*0*=%",
+            "a; filename=\"unterminated",
+            "a;=;=x",
+        ] {
+            let _ = p(v);
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::new(ErrorKind::Mail, "the message is empty"));
     }
+    let raw = super::attach::skip_blank_lines(raw);
     let mut warnings = Vec::new();
     check_header_section(raw, &mut warnings);
     let headers_only = raw.len() as u64 > opts.max_message_bytes;

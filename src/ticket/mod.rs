@@ -43,6 +43,7 @@ mod model;
 pub mod quote;
 mod quote_attribution;
 mod quote_headers;
+pub mod rtf;
 mod signature;
 pub mod thread;
 pub mod tnef;
