@@ -164,7 +164,7 @@ fn type_for_name(name: &str) -> String {
         Some("bmp") => "image/bmp",
         Some("pdf") => "application/pdf",
         Some("zip") => "application/zip",
-        Some("txt") => "text/plain",
+        Some("txt" | "log" | "csv") => "text/plain",
         Some("htm" | "html") => "text/html",
         Some("doc") => "application/msword",
         _ => "application/octet-stream",
@@ -485,12 +485,14 @@ pub(super) fn make_attachment(
 
 /// An attached message's safe name: its decoded subject + `.eml`.
 fn eml_name(nested: &Message<'_>) -> String {
+    // A subject is no path: its slashes are kept as `_`, not taken as directories.
     let subject: String = nested
         .subject()
         .unwrap_or("")
         .split_whitespace()
         .collect::<Vec<_>>()
-        .join(" ");
+        .join(" ")
+        .replace(['/', '\\'], "_");
     let base = if subject.is_empty() {
         "attached message".to_string()
     } else {
@@ -523,6 +525,14 @@ pub(super) fn collect_attachments(
         }
     };
     uu.reverse();
+    // Every part mail-parser filed somewhere (a header-only parse files none).
+    let listed: HashSet<u32> = msg
+        .attachments
+        .iter()
+        .chain(&msg.text_body)
+        .chain(&msg.html_body)
+        .copied()
+        .collect();
     for (id, part) in msg.parts.iter().enumerate() {
         let id = id as u32;
         while uu.last().is_some_and(|(pid, _)| *pid == id) {
@@ -533,7 +543,7 @@ pub(super) fn collect_attachments(
                 push(&mut attachments, &mut dropped, a);
             }
         }
-        if part.is_multipart() {
+        if part.is_multipart() || !listed.contains(&id) {
             continue;
         }
         // A text part shown as the body is also listed when the sender named it (a text file

@@ -104,18 +104,8 @@ fn kind_of(content_type: &str) -> &'static str {
     }
 }
 
-fn human_size(size: u64) -> String {
-    if size < 1024 {
-        format!("{size} bytes")
-    } else if size < 1024 * 1024 {
-        format!("{} KB", size.div_ceil(1024))
-    } else {
-        format!("{:.1} MB", size as f64 / (1024.0 * 1024.0))
-    }
-}
-
 /// The text of a mail without text: one line per attachment saying what it is, e.g.
-/// `[Image: scan.png (image/png, 48 KB)]`, so the ticket never shows an empty body for a
+/// `[Image: scan.png (image/png)]` (the size and the rest are in `attachments`), so the ticket never shows an empty body for a
 /// mail whose whole content is a picture, a PDF or an invitation.
 fn describe(attachments: &[Attachment]) -> String {
     const MAX_LINES: usize = 20;
@@ -125,11 +115,10 @@ fn describe(attachments: &[Attachment]) -> String {
             out.push('\n');
         }
         out.push_str(&format!(
-            "[{}: {} ({}, {})]",
+            "[{}: {} ({})]",
             kind_of(&a.content_type),
             a.save_as,
-            a.content_type,
-            human_size(a.size)
+            a.content_type
         ));
     }
     if attachments.len() > MAX_LINES {

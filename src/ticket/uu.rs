@@ -75,6 +75,11 @@ pub(super) fn split_text(text: &str) -> Option<(Vec<UuFile>, String)> {
                     data,
                 });
                 i = end + 1;
+                // A block between blank lines leaves one blank line, not two.
+                let blank_before = rest.is_empty() || rest.ends_with("\n\n");
+                if blank_before && lines.get(i).is_some_and(|l| l.trim().is_empty()) {
+                    i += 1;
+                }
                 continue;
             }
         }
@@ -113,6 +118,8 @@ mod tests {
             }]
         );
         assert_eq!(rest, "Hi,\n\nBye\n");
+        let (_, rest) = split_text("Hi,\n\nbegin 644 a\n#86)C\n`\nend\n\nBye").expect("a file");
+        assert_eq!(rest, "Hi,\n\nBye");
         // CRLF lines, a longer line.
         let (files, _) =
             split_text("begin 600 x\r\n-:&5L;&\\@=V]R;&0A\"@  \r\n`\r\nend\r\n").expect("a file");
