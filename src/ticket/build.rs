@@ -1,7 +1,5 @@
 //! Assembles a [`Ticket`] from mail-parser's view of one message.
 
-use std::collections::HashSet;
-
 use mail_parser::{
     DateTime, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
 };
@@ -33,10 +31,8 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::new(ErrorKind::Mail, "the message is empty"));
     }
+    let raw = super::attach::skip_blank_lines(raw);
     let mut warnings = Vec::new();
-    // The content hash (dedupe key without Message-ID) is of the message as received.
-    let received = raw;
-    let raw = skip_leading_blank_lines(raw);
     check_header_section(raw, &mut warnings);
     let headers_only = raw.len() as u64 > opts.max_message_bytes;
     if headers_only {
@@ -68,7 +64,7 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
     }
     let dedupe_key = match &message_id {
         Some(id) => id.clone(),
-        None => format!("sha256:{}", content_hash(received)),
+        None => format!("sha256:{}", content_hash(raw)),
     };
 
     let fields = Fields {
@@ -90,23 +86,17 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
 
     check_structure(&msg, &mut warnings);
 
-    let body_ids: HashSet<u32> = msg
-        .text_body
-        .iter()
-        .chain(msg.html_body.iter())
-        .copied()
-        .collect();
-    let (texts, htmls) = body::body_parts(&msg, raw, &mut warnings);
+    let parts = body::body_parts(&msg, raw, &mut warnings);
     let Collected {
         attachments,
         tnef_body,
-    } = collect_attachments(&msg, raw, &body_ids, opts, &mut warnings);
+    } = collect_attachments(&msg, raw, &parts.consumed, parts.uu, opts, &mut warnings);
 
     let Bodies {
         body,
         body_full,
         body_html,
-    } = body::compose(texts, htmls, tnef_body);
+    } = body::compose(parts.texts, parts.htmls, tnef_body, &attachments);
 
     let thread = thread_of(&msg, &subject, opts, &mut warnings);
     let auto_generated = auto_generated_of(&msg, &subject, &from, message_id.as_deref(), opts);
@@ -330,20 +320,6 @@ impl Fields<'_, '_> {
         }
         out
     }
-}
-
-/// Leading lines holding nothing but whitespace do not end an (empty) header section: a
-/// demanding helpdesk expects the headers that follow them.
-fn skip_leading_blank_lines(raw: &[u8]) -> &[u8] {
-    let mut start = 0;
-    while let Some(nl) = raw[start..].iter().position(|&b| b == b'\n') {
-        let line = &raw[start..start + nl];
-        if !line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
-            break;
-        }
-        start += nl + 1;
-    }
-    &raw[start..]
 }
 
 fn subject_of(fields: &Fields<'_, '_>, warnings: &mut Vec<String>) -> String {
