@@ -826,6 +826,24 @@ size_t pma_batch_attachment_count(const struct pma_batch *batch, size_t ticket_i
 pma_result pma_batch_attachment(const struct pma_batch *batch, size_t ticket_index, size_t attachment_index, const uint8_t **ptr, size_t *len);
 
 /**
+ * The safe file name to store attachment `attachment_index` of ticket `ticket_index` under:
+ * its `save_as` (UTF-8, NUL-terminated; `*len` is its length in bytes without the NUL).
+ * Always set and unique within the ticket (compared case-insensitively): the name the sender
+ * gave without directories, control characters, `<>:"|?*`, leading dots or trailing dots and
+ * spaces, never a reserved Windows device name (`CON`, `NUL`, `COM1`, ... get a leading `_`),
+ * at most 200 bytes; without a sent name an attached message's subject + `.eml`, else a name
+ * from the content type (`image.png`, `document.pdf`, `invite.ics`). The sender's own name,
+ * unchanged, is the ticket JSON's `filename` (null when the part had none): show that, store
+ * under this. Given also for an attachment whose bytes are omitted. The memory belongs to
+ * the batch: valid until `pma_batch_free`. `PMA_INDEX_OUT_OF_RANGE` for a bad index.
+ * Thread-safe.
+ *
+ * # Safety
+ * `batch` is NULL or a live batch; `ptr` and `len` are NULL or writable.
+ */
+pma_result pma_batch_attachment_save_as(const struct pma_batch *batch, size_t ticket_index, size_t attachment_index, const char **ptr, size_t *len);
+
+/**
  * The raw RFC 822 bytes of ticket `index`'s message exactly as the server sent them (to
  * archive it as an `.eml`), for a mailbox with `"keep_raw": true`. For a message too large to
  * fetch whole (its ticket's `warnings` say so) only its header was fetched and is given. The

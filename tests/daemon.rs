@@ -834,7 +834,11 @@ fn spool_attachments_are_complete_beside_the_ticket() {
     let att = std::fs::read(spool.join(format!("{stem}.att/0-report.pdf"))).unwrap();
     assert_eq!(att, b"%PDF-1.4\n%\xc3\xa4\xc3\xbc\xc3\xb6\xc3\x9f\n");
     let json = std::fs::read_to_string(spool.join(format!("{stem}.json"))).unwrap();
-    assert!(json.contains("\"filename\":\"report.pdf\""), "{json}");
+    // The name as sent, and the safe one the spool used.
+    assert!(
+        json.contains("\"filename\":\"../report.pdf\",\"save_as\":\"report.pdf\""),
+        "{json}"
+    );
     assert_eq!(d.terminate(), Some(0));
 }
 

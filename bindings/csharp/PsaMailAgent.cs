@@ -528,9 +528,13 @@ namespace PsaMailAgent
     {
         /// <summary>Position in the ticket's attachments (the index for Batch.Attachment).</summary>
         public int Index { get; private set; }
-        /// <summary>File name as sent (decoded), or null.</summary>
+        /// <summary>The file name the sender gave, decoded, exactly as sent (it may hold a path:
+        /// show it, never use it as one), or null when the part had none.</summary>
         public string Filename { get; private set; }
-        /// <summary>A safe, unique file name to store it under, when the library gives one.</summary>
+        /// <summary>A safe file name to store the bytes under, always set and unique within the
+        /// ticket (no directories, control or reserved characters, no Windows device names like
+        /// CON, at most 200 bytes; "image.png" or "Subject.eml" when the part had no name). The
+        /// spool and pma_batch_attachment_save_as use it.</summary>
         public string SaveAs { get; private set; }
         /// <summary>MIME type, e.g. "application/pdf".</summary>
         public string ContentType { get; private set; }

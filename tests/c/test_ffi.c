@@ -192,6 +192,7 @@ static void test_null_accessors(void) {
     CHECK_RC(pma_batch_ticket_json(NULL, 0, &p, &n), PMA_NULL_ARGUMENT);
     CHECK(pma_batch_attachment_count(NULL, 0) == 0);
     CHECK_RC(pma_batch_attachment(NULL, 0, 0, &b, &n), PMA_NULL_ARGUMENT);
+    CHECK_RC(pma_batch_attachment_save_as(NULL, 0, 0, &p, &n), PMA_NULL_ARGUMENT);
     CHECK(!pma_report_healthy(NULL));
     CHECK_RC(pma_report_json(NULL, &p, &n), PMA_NULL_ARGUMENT);
     CHECK(pma_report_step_count(NULL) == 0);
@@ -277,14 +278,21 @@ static void check_batch(const pma_batch *batch, size_t expected) {
             const uint8_t *bytes = NULL;
             size_t blen = 0;
             CHECK_RC(pma_batch_attachment(batch, i, a, &bytes, &blen), PMA_OK);
+            const char *save_as = NULL;
+            size_t slen = 0;
+            CHECK_RC(pma_batch_attachment_save_as(batch, i, a, &save_as, &slen), PMA_OK);
+            CHECK(save_as != NULL && strlen(save_as) == slen && slen > 0);
             if (t != NULL && strstr(t, "\"filename\":\"hello.txt\"") != NULL && blen == 17 &&
-                memcmp(bytes, "Hello attachment\n", 17) == 0) {
+                memcmp(bytes, "Hello attachment\n", 17) == 0 && strcmp(save_as, "hello.txt") == 0) {
                 found_attachment = 1;
             }
         }
         const uint8_t *bytes = NULL;
         size_t blen = 0;
         CHECK_RC(pma_batch_attachment(batch, i, atts, &bytes, &blen), PMA_INDEX_OUT_OF_RANGE);
+        const char *no_name = NULL;
+        CHECK_RC(pma_batch_attachment_save_as(batch, i, atts, &no_name, &blen), PMA_INDEX_OUT_OF_RANGE);
+        CHECK(no_name == NULL);
         CHECK(bytes == NULL);
     }
     const char *t = NULL;
