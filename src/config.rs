@@ -774,10 +774,9 @@ impl Mailbox {
         if !self.oauth.enabled {
             return Ok(());
         }
-        for (key, value) in [
-            ("oauth.application_id", &self.oauth.application_id),
-            ("oauth.directory_id", &self.oauth.directory_id),
-        ] {
+        // oauth.directory_id may be left out: the tenant is then discovered from the domain
+        // of the address (src/oauth/discovery.rs).
+        for (key, value) in [("oauth.application_id", &self.oauth.application_id)] {
             if value.is_empty() {
                 return Err(Error::config(
                     at(key),

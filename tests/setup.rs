@@ -52,7 +52,7 @@ fn unreachable_token_endpoint_still_probes_the_mail_server() {
                 r#", "application_id": "app-public", "directory_id": "contoso-tenant",
                    "authority": "{authority}""#
             ),
-            format!("oauth.authority \"{authority}\""),
+            format!("taken from oauth.authority {authority}"),
             "set oauth.proxy to",
         ),
         (
@@ -60,7 +60,7 @@ fn unreachable_token_endpoint_still_probes_the_mail_server() {
                 r#", "application_id": "11111111-2222-3333-4444-555555555555",
                    "directory_id": "contoso.test", "proxy": "{authority}""#
             ),
-            "the default authority (oauth.authority is not set)".to_string(),
+            "taken from the default authority https://login.microsoftonline.com".to_string(),
             "is reached through oauth.proxy",
         ),
     ] {

@@ -42,7 +42,8 @@ pub enum pma_step_status {
 /// the report and stays valid until `pma_report_free`.
 #[repr(C)]
 pub struct pma_step {
-    /// `"token"`, `"connect"`, `"tls"`, `"capabilities"`, `"authenticate"` or `"select"`
+    /// `"tenant"` (only when the tenant is discovered from the address), `"token"`,
+    /// `"connect"`, `"tls"`, `"capabilities"`, `"authenticate"` or `"select"`
     /// (NUL-terminated).
     pub name: *const c_char,
     /// Passed, failed or skipped.

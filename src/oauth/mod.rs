@@ -34,8 +34,11 @@
 //! ```
 
 mod cache;
+mod discovery;
 mod errors;
 mod wire;
+
+pub use discovery::TenantInfo;
 
 use crate::config::{Flow, OAuth};
 use crate::error::{Error, ErrorKind, Result};
@@ -76,6 +79,12 @@ pub struct ProviderOptions {
     /// error is answered from memory for this long instead of asking the identity platform again
     /// (repeated wrong passwords lock accounts).
     pub failure_backoff: Duration,
+    /// Where the tenant found by discovery is cached (`state_dir/NAME.tenant.json`) when
+    /// `oauth.directory_id` is empty; `None`: discovered anew by each provider.
+    pub tenant_cache: Option<PathBuf>,
+    /// The address whose domain names the tenant when `oauth.directory_id` is empty (the
+    /// mailbox's email for app-only sign-in); `None`: the username's.
+    pub discovery_address: Option<String>,
 }
 
 impl Default for ProviderOptions {
@@ -87,6 +96,8 @@ impl Default for ProviderOptions {
             sign_in_command: "psa-mail-agent login --config F --mailbox NAME".to_string(),
             renew_margin: Duration::from_secs(300),
             failure_backoff: Duration::from_secs(300),
+            tenant_cache: None,
+            discovery_address: None,
         }
     }
 }
@@ -117,6 +128,14 @@ pub struct TokenProvider {
     devicecode_url: String,
     /// Host (and port) of the token endpoint, for messages.
     endpoint: String,
+    /// The tenant segment of the endpoint URLs; `None` until discovery found it.
+    tenant: Option<String>,
+    /// The domain the tenant is discovered from (`oauth.directory_id` empty).
+    discovery_domain: Option<String>,
+    /// What discovery found (or the cache held).
+    tenant_info: Option<TenantInfo>,
+    /// Where the authority came from, for fixes.
+    authority_origin: String,
     http: HttpOptions,
     options: ProviderOptions,
     tokens: Tokens,
@@ -173,12 +192,7 @@ fn unix_now() -> u64 {
 
 /// The fix for a token endpoint this machine cannot reach: where its host came from (the
 /// default authority or `oauth.authority`), DNS, the firewall and `oauth.proxy`.
-pub(crate) fn unreachable_fix(host: &str, authority: &str, proxy: Option<&str>) -> String {
-    let source = if authority.trim_end_matches('/') == crate::config::DEFAULT_AUTHORITY {
-        "the default authority (oauth.authority is not set)".to_string()
-    } else {
-        format!("oauth.authority \"{authority}\"")
-    };
+pub(crate) fn unreachable_fix(host: &str, source: &str, proxy: Option<&str>) -> String {
     match proxy {
         None => format!(
             "this machine cannot reach the token endpoint {host}, taken from {source}: check \
@@ -225,18 +239,55 @@ impl TokenProvider {
                 "copy the Application (client) ID GUID from the app registration's Overview",
             ));
         }
-        let tenant = oauth.directory_id.trim().to_string();
-        if tenant.is_empty()
-            || !tenant
+        let configured = oauth.directory_id.trim().to_string();
+        let mut discovery_domain = None;
+        let mut tenant_info = None;
+        let (tenant_key, tenant) = if configured.is_empty() {
+            // No Directory ID: the tenant is read from the OpenID configuration of the
+            // address's domain (before the first request), or from the cache of an earlier run.
+            let address = options
+                .discovery_address
+                .clone()
+                .unwrap_or_else(|| username.to_string());
+            let domain = discovery::domain_of(&address).ok_or_else(|| {
+                Error::config(
+                    "oauth.directory_id",
+                    format!(
+                        "is not set, and the address {:?} has no domain to find the tenant from",
+                        crate::json::shorten(&address)
+                    ),
+                )
+                .with_fix(
+                    "set oauth.directory_id to the Directory (tenant) ID from the app \
+                     registration's Overview",
+                )
+            })?;
+            tenant_info = options
+                .tenant_cache
+                .as_ref()
+                .and_then(|p| discovery::load(p, &authority, &domain));
+            discovery_domain = Some(domain.clone());
+            (domain, tenant_info.as_ref().map(|t| t.tenant_id.clone()))
+        } else {
+            if !configured
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        {
-            return Err(Error::config(
-                "oauth.directory_id",
-                format!("{tenant:?} is not a tenant ID or domain"),
-            )
-            .with_fix("copy the Directory (tenant) ID GUID from the app registration's Overview"));
-        }
+            {
+                return Err(Error::config(
+                    "oauth.directory_id",
+                    format!("{configured:?} is not a tenant ID or domain"),
+                )
+                .with_fix(
+                    "copy the Directory (tenant) ID GUID from the app registration's Overview",
+                ));
+            }
+            (configured.clone(), Some(configured))
+        };
+        let authority_origin = if authority == crate::config::DEFAULT_AUTHORITY {
+            format!("the default authority {authority}")
+        } else {
+            format!("oauth.authority {authority}")
+        };
         let client_secret = oauth.client_secret.clone().filter(|s| !s.is_empty());
         if oauth.flow == Flow::ClientCredentials && client_secret.is_none() {
             return Err(Error::config(
@@ -260,7 +311,7 @@ impl TokenProvider {
         let identity = Identity {
             authority: authority.clone(),
             client_id,
-            tenant: tenant.clone(),
+            tenant: tenant_key.clone(),
             username: username.trim().to_string(),
             flow: flow_name(oauth.flow),
         };
@@ -279,10 +330,15 @@ impl TokenProvider {
             proxy: oauth.proxy.clone(),
             ..HttpOptions::default()
         };
+        let segment = tenant.clone().unwrap_or_else(|| tenant_key.clone());
         Ok(TokenProvider {
-            token_url: format!("{authority}/{tenant}/oauth2/v2.0/token"),
-            devicecode_url: format!("{authority}/{tenant}/oauth2/v2.0/devicecode"),
+            token_url: format!("{authority}/{segment}/oauth2/v2.0/token"),
+            devicecode_url: format!("{authority}/{segment}/oauth2/v2.0/devicecode"),
             endpoint: url.authority(),
+            tenant,
+            discovery_domain,
+            tenant_info,
+            authority_origin,
             identity,
             flow: oauth.flow,
             password,
@@ -354,6 +410,68 @@ impl TokenProvider {
         &self.token_url
     }
 
+    /// The tenant found from the address's domain (or cached from an earlier discovery);
+    /// `None` when `oauth.directory_id` is configured or discovery has not run yet.
+    pub fn tenant_info(&self) -> Option<&TenantInfo> {
+        self.tenant_info.as_ref()
+    }
+
+    /// Whether the tenant is discovered from the address (no `oauth.directory_id`).
+    pub fn discovers_tenant(&self) -> bool {
+        self.discovery_domain.is_some()
+    }
+
+    /// Discovers the tenant now, even when it is cached (for `test`): `Ok(None)` when
+    /// `oauth.directory_id` is configured.
+    pub async fn discover_tenant(&mut self) -> Result<Option<TenantInfo>> {
+        if self.discovery_domain.is_none() {
+            return Ok(None);
+        }
+        self.tenant = None;
+        self.ensure_tenant().await?;
+        Ok(self.tenant_info.clone())
+    }
+
+    /// Makes sure the endpoint URLs name the tenant: discovers it when it is not known yet.
+    async fn ensure_tenant(&mut self) -> Result<()> {
+        if self.tenant.is_some() {
+            return Ok(());
+        }
+        let Some(domain) = self.discovery_domain.clone() else {
+            return Ok(());
+        };
+        let authority = self.identity.authority.clone();
+        let info = discovery::discover(
+            &authority,
+            &domain,
+            &self.http,
+            &self.endpoint,
+            &self.authority_origin,
+        )
+        .await?;
+        if let Some(old) = &self.tenant_info {
+            if old.tenant_id != info.tenant_id {
+                log::warn!(
+                    "OAuth {}: {domain} now belongs to tenant {} (was {})",
+                    self.endpoint,
+                    info.tenant_id,
+                    old.tenant_id
+                );
+            }
+        }
+        log::info!("OAuth {}: {}", self.endpoint, info.describe());
+        if let Some(path) = &self.options.tenant_cache {
+            if let Err(e) = discovery::store(path, &authority, &info) {
+                log::warn!("{e}");
+            }
+        }
+        self.token_url = format!("{authority}/{}/oauth2/v2.0/token", info.tenant_id);
+        self.devicecode_url = format!("{authority}/{}/oauth2/v2.0/devicecode", info.tenant_id);
+        self.tenant = Some(info.tenant_id.clone());
+        self.tenant_info = Some(info);
+        Ok(())
+    }
+
     /// Whether a refresh token is known (from the cache or a grant).
     pub fn has_refresh_token(&self) -> bool {
         self.tokens.refresh_token.is_some()
@@ -401,6 +519,7 @@ impl TokenProvider {
     /// for [`TokenProvider::device_login_complete`]; a second begin replaces it.
     pub async fn device_login_begin(&mut self) -> Result<DeviceCodePrompt> {
         self.pending_device = None;
+        self.ensure_tenant().await?;
         let client_id = self.identity.client_id.clone();
         let form = [
             ("client_id", client_id.as_str()),
@@ -722,6 +841,7 @@ impl TokenProvider {
 
     /// Posts a grant to the token endpoint and keeps the tokens it returns.
     async fn grant(&mut self, form: &[(&str, &str)], what: &str) -> Result<Secret, Refusal> {
+        self.ensure_tenant().await?;
         let resp = http::post_form(&self.token_url, form, &self.http)
             .await
             .map_err(|e| self.network_error(e))?;
@@ -865,7 +985,7 @@ impl TokenProvider {
             ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::ConnectionClosed => {
                 e.with_fix(unreachable_fix(
                     &self.endpoint,
-                    &self.identity.authority,
+                    &self.authority_origin,
                     self.http.proxy.as_deref(),
                 ))
             }

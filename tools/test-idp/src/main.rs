@@ -12,11 +12,15 @@
 //!   the old one keeps working unless `strict_rotation` is set.
 //! - `POST /{tenant}/oauth2/v2.0/devicecode`: `user_code, device_code, verification_uri,
 //!   expires_in, interval, message`.
+//! - `GET /{tenant}/v2.0/.well-known/openid-configuration`: the OpenID configuration of the
+//!   tenant (its name, GUID or domain): `issuer` `https://login.microsoftonline.com/{GUID}/v2.0`;
+//!   any other domain → 90002 (tenant discovery, src/tenant.rs).
 //! - `POST /introspect` (form `token=`): `{"active":true,"username":<owner>,...}` for a live token
 //!   that grants IMAP, else `{"active":false}`. Owner: the user, or the client id for app tokens.
 //!
 //! # Directory
-//! - Tenant `contoso-tenant` (or the domain `contoso.test`); `common`/`organizations` → 50194,
+//! - Tenant `contoso-tenant` (or its GUID `5c8a3e1f-7b2d-4f60-9a41-0d6e2b8c7f35`, or the domain
+//!   `contoso.test`); `common`/`organizations` → 50194,
 //!   others → 90002.
 //! - Apps: `app-public` (public client flows on), `app-nopublic` (→ 7000218),
 //!   `app-confidential` with secret `s3cret-app` (wrong secret → 7000215), `app-expiredsecret`
@@ -56,6 +60,7 @@
 mod directory;
 mod errors;
 mod service;
+mod tenant;
 mod util;
 
 use service::{Reply, Service};
@@ -98,6 +103,7 @@ fn main() {
         }
     };
     eprintln!("pma-test-idp: listening on http://{listen}");
+    tenant::set_base_url(&format!("http://{listen}"));
     let service = Arc::new(Mutex::new(Service::new(&password)));
     for conn in listener.incoming() {
         match conn {

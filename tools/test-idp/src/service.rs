@@ -187,6 +187,9 @@ impl Service {
         let parts: Vec<&str> = route.trim_start_matches('/').split('/').collect();
         match parts.as_slice() {
             [tenant, "oauth2", "v2.0", "token"] if method == "POST" => self.token(tenant, &params),
+            [tenant, "v2.0", ".well-known", "openid-configuration"] if method == "GET" => {
+                crate::tenant::openid_configuration(tenant)
+            }
             [tenant, "oauth2", "v2.0", "devicecode"] if method == "POST" => {
                 self.devicecode(tenant, &params)
             }

