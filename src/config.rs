@@ -15,6 +15,7 @@
 //! directory. `null` means "not set" for every optional key, and keys starting with `_` are
 //! comments.
 
+pub mod edit;
 mod fields;
 mod secrets;
 
@@ -1056,6 +1057,35 @@ impl OAuth {
         }
         Ok(())
     }
+}
+
+/// Checks one answer of a guided setup as loading would: `key` is `name`, `email`,
+/// `username`, `oauth.application_id` or `oauth.directory_id` (braces already removed);
+/// `authority` decides whether test names are allowed (a loopback one) for the ids. Errors
+/// name `key`.
+pub fn check_field(key: &str, value: &str, authority: &str) -> Result<()> {
+    let test_authority = split_url(authority).is_some_and(|p| crate::net::is_loopback_host(p.host));
+    match key {
+        "name" => check_name(key, value),
+        "email" => check_email(key, value),
+        "username" if value.is_empty() || value.chars().any(char::is_whitespace) => Err(
+            Error::config(key, "must be a non-empty account name without spaces"),
+        ),
+        "oauth.application_id" if value.is_empty() => {
+            Err(Error::config(key, "is required").with_fix(APP_ID_FIX))
+        }
+        "oauth.application_id" => check_application_id(key, value, test_authority),
+        "oauth.directory_id" if value.is_empty() => {
+            Err(Error::config(key, "is required").with_fix(DIRECTORY_ID_FIX))
+        }
+        "oauth.directory_id" => check_directory_id(key, value, test_authority),
+        _ => Ok(()),
+    }
+}
+
+/// [`strip_braces`] for callers outside the config reader (setup).
+pub fn without_braces(id: &str) -> &str {
+    strip_braces(id.trim())
 }
 
 /// `{GUID}` as the registry and some PowerShell output print it: the braces go.

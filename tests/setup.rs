@@ -93,3 +93,343 @@ fn unreachable_token_endpoint_still_probes_the_mail_server() {
         }
     }
 }
+
+/// One step of a pseudo-terminal script (see tests/support/pty_drive.py).
+enum Step<'a> {
+    Expect(&'a str),
+    Send(&'a str),
+    CtrlC,
+}
+
+/// Runs `setup --config CONFIG` on a pseudo-terminal through `steps`, with the test-only
+/// overrides pointing at the harness. Returns the exit code and the transcript.
+fn setup_on_a_terminal(h: &Harness, config: &Path, steps: &[Step<'_>]) -> (i32, String) {
+    let script: String = steps
+        .iter()
+        .map(|s| match s {
+            Step::Expect(t) => format!("expect\t{t}\n"),
+            Step::Send(t) => format!("send\t{t}\n"),
+            Step::CtrlC => "ctrl-c\t\n".to_string(),
+        })
+        .collect();
+    let script_path = config.with_extension("pty-script");
+    std::fs::write(&script_path, script).unwrap();
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/pty_drive.py");
+    let out = Command::new("python3")
+        .arg(driver)
+        .arg(&script_path)
+        .arg(env!("CARGO_BIN_EXE_psa-mail-agent"))
+        .args(["setup", "--config"])
+        .arg(config)
+        .env("PMA_SETUP_AUTHORITY", &h.idp_url)
+        .env("PMA_SETUP_IMAP_SERVER", "127.0.0.1")
+        .env("PMA_SETUP_IMAP_PORT", h.imaps_port.to_string())
+        .env("PMA_SETUP_IMAP_CA_FILE", &h.ca_file)
+        .env_remove("PMA_LOG")
+        .output()
+        .expect("python3 runs tests/support/pty_drive.py");
+    let transcript = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(
+        code,
+        90,
+        "{}\n--- transcript ---\n{transcript}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code, transcript)
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn mail(subject: &str) -> Vec<u8> {
+    format!(
+        "From: Customer <customer@fabrikam.test>\r\nTo: support@contoso.test\r\nSubject: {subject}\r\nMessage-ID: <{}@fabrikam.test>\r\n\r\nPlease help with {subject}.\r\n",
+        support::unique_user("m").replace('@', ".")
+    )
+    .into_bytes()
+}
+
+fn fetch(config: &Path, mailbox: &str) -> (i32, Vec<String>) {
+    let out = bin()
+        .args(["fetch", "--config"])
+        .arg(config)
+        .args(["--mailbox", mailbox])
+        // The other mailbox of an existing config reads its password from the environment.
+        .env("PMA_UNUSED_PW", "unused")
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (out.status.code().unwrap_or(-1), lines)
+}
+
+/// The acceptance test: a new shared mailbox read by a delegate with Full Access, walked to a
+/// passing test on a terminal; the config written (0600, password in a 0600 file beside it,
+/// the Directory ID discovered from the domain) is what `fetch` then uses.
+#[cfg(unix)]
+#[test]
+fn setup_walks_a_shared_mailbox_to_a_passing_test_and_fetch_uses_the_config() {
+    let h = Harness::get();
+    let shared = h.unique_user("setup-shared");
+    let delegate = h.unique_user("setup-delegate");
+    h.append(&shared, "INBOX", &mail("printer on fire"), &[]);
+    h.append(&shared, "INBOX", &mail("vpn down"), &[]);
+    h.grant_full_access(&shared, &delegate);
+    let dir = temp_dir("shared");
+    let config = dir.join("config.json");
+    let (code, transcript) = setup_on_a_terminal(
+        h,
+        &config,
+        &[
+            Step::Expect("Mailbox Name: "),
+            Step::Send("Shared Helpdesk"),
+            Step::Expect("Email: "),
+            Step::Send(&shared),
+            Step::Expect("Shared Mailbox? (y/n) [n]: "),
+            Step::Send("y"),
+            Step::Expect("Username (the account with Full Access"),
+            Step::Send(&delegate),
+            Step::Expect("Password (not shown): "),
+            Step::Send(&h.password),
+            Step::Expect("Application ID: "),
+            Step::Send("app-public"),
+            Step::Expect("Directory ID: "),
+            Step::Expect("=> healthy"),
+            Step::Expect("Saved mailbox"),
+        ],
+    );
+    assert_eq!(code, 0, "{transcript}");
+    assert!(
+        !transcript.contains(&h.password),
+        "password echoed:\n{transcript}"
+    );
+    for part in [
+        // The other answers are echoed as typed; the tenant comes from the domain.
+        "Shared Helpdesk",
+        "(the tenant of contoso.test, found at",
+        "[ok  ] token",
+        "[ok  ] authenticate",
+        &format!("XOAUTH2 as {shared}"),
+        "[ok  ] select",
+        "2 unread",
+    ] {
+        assert!(
+            transcript.contains(part),
+            "missing {part:?} in:\n{transcript}"
+        );
+    }
+    // The files: config and password file 0600, the password only in its file.
+    assert_eq!(mode(&config), 0o600);
+    let pw_file = dir.join("shared-helpdesk.password");
+    assert_eq!(mode(&pw_file), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&pw_file).unwrap(),
+        format!("{}\n", h.password)
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(!text.contains(&h.password), "{text}");
+    let c = psa_mail_agent::config::Config::load(&config).unwrap();
+    let m = c.mailbox("Shared Helpdesk").unwrap();
+    assert_eq!(m.email, shared);
+    assert_eq!(m.username, delegate);
+    assert!(m.oauth.enabled && m.oauth.shared_mailbox);
+    assert!(
+        psa_mail_agent::config::is_guid(&m.oauth.directory_id),
+        "discovered Directory ID written: {text}"
+    );
+    // fetch with the written config: both mails become tickets.
+    let (code, tickets) = fetch(&config, "Shared Helpdesk");
+    assert_eq!(code, 0, "{tickets:?}");
+    assert_eq!(tickets.len(), 2, "{tickets:?}");
+    for subject in ["printer on fire", "vpn down"] {
+        assert!(
+            tickets
+                .iter()
+                .any(|t| t.contains(&format!("\"subject\":\"{subject}\""))
+                    && t.contains("\"mailbox\":\"Shared Helpdesk\"")),
+            "{subject}: {tickets:?}"
+        );
+    }
+}
+
+/// A failed test is explained with the texts of `test`; "save anyway?" no, change the answers,
+/// and the corrected mailbox is added to an existing config, which keeps what it held.
+#[cfg(unix)]
+#[test]
+fn setup_explains_a_failure_like_test_then_adds_the_fixed_mailbox_to_an_existing_config() {
+    let h = Harness::get();
+    let user = h.unique_user("setup-own");
+    h.append(&user, "INBOX", &mail("first ticket"), &[]);
+    let dir = temp_dir("existing");
+    let config = dir.join("agent.json");
+    let existing = format!(
+        r#"{{
+  "_comment": "kept as written",
+  "state_dir": "state",
+  "mailboxes": [
+    {{"name": "Existing", "email": "{}", "password_env": "PMA_UNUSED_PW",
+      "imap": {{"server": "127.0.0.1", "port": {}, "ca_file": "{}"}}}}
+  ]
+}}
+"#,
+        h.unique_user("other"),
+        h.imaps_port,
+        h.ca_file.display()
+    );
+    std::fs::write(&config, &existing).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    let (code, transcript) = setup_on_a_terminal(
+        h,
+        &config,
+        &[
+            Step::Expect("added to its mailboxes"),
+            Step::Expect("Mailbox Name: "),
+            Step::Send("existing"),
+            Step::Expect("already the name of a mailbox"),
+            Step::Expect("Mailbox Name: "),
+            Step::Send("Support"),
+            Step::Expect("Email: "),
+            Step::Send("support at contoso"),
+            Step::Expect("is not an email address"),
+            Step::Expect("Email: "),
+            Step::Send(&user),
+            Step::Expect("Shared Mailbox? (y/n) [n]: "),
+            Step::Send(""),
+            Step::Expect("Password (not shown): "),
+            Step::Send("wrong-password-1"),
+            Step::Expect("Application ID: "),
+            Step::Send("app public"),
+            Step::Expect("contains spaces"),
+            Step::Expect("Application ID: "),
+            Step::Send("app-public"),
+            Step::Expect("[FAIL] token"),
+            Step::Expect("=> NOT healthy"),
+            Step::Expect("Save anyway? (y/n) [n]: "),
+            Step::Send("n"),
+            Step::Expect("Change the answers and test again? (y/n) [y]: "),
+            Step::Send("y"),
+            Step::Expect("Mailbox Name [Support]: "),
+            Step::Send(""),
+            Step::Expect(&format!("Email [{user}]: ")),
+            Step::Send(""),
+            Step::Expect("Shared Mailbox? (y/n) [n]: "),
+            Step::Send(""),
+            Step::Expect("Password (not shown; Enter keeps the one typed before): "),
+            Step::Send(&h.password),
+            Step::Expect("Application ID [app-public]: "),
+            Step::Send(""),
+            Step::Expect("=> healthy"),
+            Step::Expect("Saved mailbox"),
+        ],
+    );
+    assert_eq!(code, 0, "{transcript}");
+    assert!(!transcript.contains(&h.password), "{transcript}");
+    assert!(!transcript.contains("wrong-password-1"), "{transcript}");
+    // The failure's cause and fix are those `test` prints for the same settings.
+    let fix_line = transcript
+        .lines()
+        .skip_while(|l| !l.contains("[FAIL] token"))
+        .find(|l| l.trim_start().starts_with("fix:"))
+        .unwrap_or_else(|| panic!("no fix after the failure:\n{transcript}"))
+        .trim()
+        .to_string();
+    let wrong = temp_dir("wrong");
+    let wrong_config = write_config(
+        &wrong,
+        &format!(
+            r#", "application_id": "app-public", "authority": "{}""#,
+            h.idp_url
+        ),
+        h,
+        &user,
+    );
+    let out = bin()
+        .args(["test", "--config"])
+        .arg(&wrong_config)
+        .env("PMA_TEST_PASSWORD", "wrong-password-1")
+        .output()
+        .unwrap();
+    let test_text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        test_text.lines().any(|l| l.trim() == fix_line),
+        "setup said {fix_line:?}, test said:\n{test_text}"
+    );
+    // The existing config kept its text, its mode, and gained the mailbox.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let kept = existing
+        .trim_end()
+        .trim_end_matches('}')
+        .trim_end()
+        .trim_end_matches(']');
+    assert!(text.starts_with(kept.trim_end()), "{text}");
+    assert_eq!(mode(&config), 0o640);
+    let (code, tickets) = fetch(&config, "Support");
+    assert_eq!(code, 0, "{tickets:?}\n{text}");
+    assert_eq!(tickets.len(), 1, "{tickets:?}");
+    assert!(
+        tickets[0].contains("\"subject\":\"first ticket\""),
+        "{tickets:?}"
+    );
+    let c = psa_mail_agent::config::Config::load_offline(&config).unwrap();
+    assert_eq!(c.mailboxes.len(), 2);
+    assert_eq!(c.mailboxes[1].username, user);
+}
+
+/// Ctrl-C at the password prompt stops the setup and writes nothing.
+#[cfg(unix)]
+#[test]
+fn setup_stopped_at_the_password_writes_nothing() {
+    let h = Harness::get();
+    let dir = temp_dir("stop");
+    let config = dir.join("config.json");
+    let (code, transcript) = setup_on_a_terminal(
+        h,
+        &config,
+        &[
+            Step::Expect("Mailbox Name: "),
+            Step::Send("Stopped"),
+            Step::Expect("Email: "),
+            Step::Send("stopped@contoso.test"),
+            Step::Expect("Shared Mailbox? (y/n) [n]: "),
+            Step::Send("n"),
+            Step::Expect("Password (not shown): "),
+            Step::CtrlC,
+            Step::Expect("nothing was written"),
+        ],
+    );
+    assert_eq!(code, 1, "{transcript}");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".pty-script"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Without a terminal, setup refuses and points to the config file.
+#[test]
+fn setup_without_a_terminal_refuses() {
+    let dir = temp_dir("notty");
+    let config = dir.join("config.json");
+    let out = bin()
+        .args(["setup", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in ["stdin is not one", "write the mailbox into the config file"] {
+        assert!(err.contains(part), "missing {part:?} in {err}");
+    }
+    assert!(!config.exists());
+}
