@@ -433,3 +433,23 @@ fn setup_without_a_terminal_refuses() {
     }
     assert!(!config.exists());
 }
+
+/// README's manual config example (the second way) is a valid config as printed.
+#[test]
+fn readme_manual_config_example_loads() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("### The second way: the config file")
+        .expect("README section")..];
+    let start = section.find("```json\n").expect("json block") + 8;
+    let json = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = temp_dir("readme");
+    std::fs::write(dir.join("config.json"), json).unwrap();
+    std::fs::write(dir.join("helpdesk.password"), "pw\n").unwrap();
+    let c = psa_mail_agent::config::Config::load(&dir.join("config.json"))
+        .unwrap_or_else(|e| panic!("{e}\n{json}"));
+    let m = &c.mailboxes[0];
+    assert!(m.oauth.enabled && m.oauth.shared_mailbox);
+    assert_eq!(m.username, "alice@contoso.com");
+}
