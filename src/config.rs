@@ -157,10 +157,73 @@ pub struct OAuth {
     pub flow: Flow,
     /// `client_secret` | `client_secret_env` | `client_secret_file`.
     pub client_secret: Option<Secret>,
-    /// Identity platform base URL (`authority`, default `https://login.microsoftonline.com`).
+    /// Identity platform base URL (`authority`, default the cloud's: `https://login.microsoftonline.com`).
     pub authority: String,
+    /// The Microsoft cloud (`cloud`, default global): sets the default authority, IMAP host
+    /// and scopes.
+    pub cloud: Cloud,
     /// HTTPS proxy for the token endpoint, `http://host:port` (`proxy`).
     pub proxy: Option<String>,
+}
+
+/// The Microsoft cloud a tenant lives in (`oauth.cloud`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cloud {
+    /// The public (global) cloud: login.microsoftonline.com, outlook.office365.com.
+    #[default]
+    Global,
+    /// Microsoft 365 US Government (GCC High, DoD): login.microsoftonline.us,
+    /// outlook.office365.us.
+    UsGov,
+    /// Microsoft 365 operated by 21Vianet (China): login.chinacloudapi.cn, partner.outlook.cn.
+    China,
+}
+
+impl Cloud {
+    /// The config spelling (`global`, `usgov`, `china`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cloud::Global => "global",
+            Cloud::UsGov => "usgov",
+            Cloud::China => "china",
+        }
+    }
+
+    /// The identity platform of this cloud (`oauth.authority` when absent).
+    pub fn authority(self) -> &'static str {
+        match self {
+            Cloud::Global => DEFAULT_AUTHORITY,
+            Cloud::UsGov => "https://login.microsoftonline.us",
+            Cloud::China => "https://login.chinacloudapi.cn",
+        }
+    }
+
+    /// Exchange Online's IMAP host in this cloud (`imap.server` when absent).
+    pub fn imap_server(self) -> &'static str {
+        match self {
+            Cloud::Global => DEFAULT_SERVER,
+            Cloud::UsGov => "outlook.office365.us",
+            Cloud::China => "partner.outlook.cn",
+        }
+    }
+
+    /// The delegated IMAP scope (with `offline_access` for a refresh token).
+    pub fn delegated_scope(self) -> &'static str {
+        match self {
+            Cloud::Global => "https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
+            Cloud::UsGov => "https://outlook.office365.us/IMAP.AccessAsUser.All offline_access",
+            Cloud::China => "https://partner.outlook.cn/IMAP.AccessAsUser.All offline_access",
+        }
+    }
+
+    /// The app-only (client credentials) scope of Exchange Online.
+    pub fn app_scope(self) -> &'static str {
+        match self {
+            Cloud::Global => "https://outlook.office365.com/.default",
+            Cloud::UsGov => "https://outlook.office365.us/.default",
+            Cloud::China => "https://partner.outlook.cn/.default",
+        }
+    }
 }
 
 /// What happens on the server to a message once its ticket was delivered (`after_processing`).
@@ -243,6 +306,7 @@ const OAUTH_KEYS: &[&str] = &[
     "client_secret_file",
     "authority",
     "proxy",
+    "cloud",
 ];
 
 impl std::fmt::Debug for Output {
@@ -293,6 +357,7 @@ impl Default for OAuth {
             flow: Flow::Password,
             client_secret: None,
             authority: DEFAULT_AUTHORITY.to_string(),
+            cloud: Cloud::Global,
             proxy: None,
         }
     }
@@ -814,7 +879,7 @@ fn parse_mailbox(
     let active = o.bool_or("active", true)?;
     let add_attachments = o.bool_or("add_attachments", true)?;
     let add_ccs = o.bool_or("add_ccs", false)?;
-    let imap = parse_imap(&o, ctx)?;
+    let mut imap = parse_imap(&o, ctx)?;
     let after = o.choice_or(
         "after_processing",
         &["mark_read", "move", "delete"],
@@ -853,6 +918,13 @@ fn parse_mailbox(
     let poll_interval_secs = o.int_or("poll_interval_secs", 1, MAX_POLL_INTERVAL_SECS, 60)?;
     let keep_raw = o.bool_or("keep_raw", false)?;
     let oauth = parse_oauth(&o, ctx)?;
+    // The cloud's IMAP host unless imap.server names one.
+    let server_given = o
+        .obj_opt("imap", "an object with the incoming mail server settings")?
+        .is_some_and(|i| i.get("server").is_some());
+    if !server_given {
+        imap.server = oauth.cloud.imap_server().to_string();
+    }
     let password = secrets::resolve(&o, "password", ctx)?;
     let mailbox = Mailbox {
         name: name.to_string(),
@@ -1009,6 +1081,13 @@ fn parse_oauth(mailbox: &Obj<'_>, ctx: &Ctx<'_>) -> Result<OAuth> {
         "device_code" => Flow::DeviceCode,
         _ => Flow::Password,
     };
+    oauth.cloud = match o.choice_or("cloud", &["global", "usgov", "china"], "global")? {
+        "usgov" => Cloud::UsGov,
+        "china" => Cloud::China,
+        _ => Cloud::Global,
+    };
+    oauth.authority = oauth.cloud.authority().to_string();
+    // An explicit authority (tests, the demo) wins over the cloud's.
     if let Some(authority) = o.str_opt_as("authority", "an https:// URL", false)? {
         // The token client appends "/{tenant}/oauth2/v2.0/token".
         oauth.authority = authority.trim_end_matches('/').to_string();

@@ -159,3 +159,71 @@ fn a_domain_no_tenant_owns_is_a_clear_error_with_the_fix() {
     let e = run(agent.fetch(10)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TenantNotFound, "{e}");
 }
+
+fn parse(json: &str) -> psa_mail_agent::Result<Mailbox> {
+    Mailbox::from_json(json, Path::new("/"))
+}
+
+#[test]
+fn national_clouds_set_the_authority_and_imap_host_unless_given() {
+    use psa_mail_agent::config::Cloud;
+    let m = |oauth: &str, imap: &str| {
+        parse(&format!(
+            r#"{{"name": "A", "email": "a@contoso.us", "password": "p" {imap},
+                 "oauth": {{"enabled": true, "application_id": "app" {oauth}}}}}"#
+        ))
+        .unwrap()
+    };
+    let global = m("", "");
+    assert_eq!(global.oauth.cloud, Cloud::Global);
+    assert_eq!(global.oauth.authority, "https://login.microsoftonline.com");
+    assert_eq!(global.imap.server, "outlook.office365.com");
+    let gov = m(r#", "cloud": "usgov""#, "");
+    assert_eq!(gov.oauth.cloud, Cloud::UsGov);
+    assert_eq!(gov.oauth.authority, "https://login.microsoftonline.us");
+    assert_eq!(gov.imap.server, "outlook.office365.us");
+    let cn = m(r#", "cloud": "china""#, "");
+    assert_eq!(cn.oauth.authority, "https://login.chinacloudapi.cn");
+    assert_eq!(cn.imap.server, "partner.outlook.cn");
+    // An explicit authority and server win.
+    let own = m(
+        r#", "cloud": "china", "authority": "https://login.example.test/""#,
+        r#", "imap": {"server": "imap.example.test"}"#,
+    );
+    assert_eq!(own.oauth.authority, "https://login.example.test");
+    assert_eq!(own.imap.server, "imap.example.test");
+    // A wrong cloud names the key and the choices.
+    let e = parse(
+        r#"{"name": "A", "email": "a@contoso.us", "password": "p",
+            "oauth": {"enabled": true, "application_id": "app", "cloud": "gcc"}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(
+        e.message().contains("oauth.cloud") && e.message().contains("usgov"),
+        "{e}"
+    );
+}
+
+#[test]
+fn usgov_cloud_asks_for_its_own_exchange_scope() {
+    // The identity endpoint stands in for login.microsoftonline.us (explicit authority); the
+    // scope is the US Government cloud's Exchange Online, which it grants for IMAP as well.
+    let h = Harness::get();
+    let user = h.unique_user("gov");
+    h.append(&user, "INBOX", &mail("gov"), &[]);
+    let mb = mailbox(
+        h,
+        &user,
+        &user,
+        r#""application_id": "app-public", "cloud": "usgov""#,
+    );
+    assert_eq!(mb.imap.server, "127.0.0.1", "explicit imap.server wins");
+    let mut agent = Agent::new(mb, state_dir("gov")).unwrap();
+    let report = run(agent.test_connection());
+    assert!(report.healthy(), "{report:#?}");
+    let token = step(&report, "token");
+    assert!(token.ok == Some(true), "{token:?}");
+    let body = h.idp(&format!("/_test/stats?user={user}"));
+    assert!(body.contains("\"password\":1"), "{body}");
+}

@@ -136,6 +136,10 @@ pub struct TokenProvider {
     tenant_info: Option<TenantInfo>,
     /// Where the authority came from, for fixes.
     authority_origin: String,
+    /// The delegated IMAP scope of the cloud.
+    delegated_scope: &'static str,
+    /// The app-only scope of the cloud.
+    app_scope: &'static str,
     http: HttpOptions,
     options: ProviderOptions,
     tokens: Tokens,
@@ -264,8 +268,11 @@ impl TokenProvider {
             }
             (configured.clone(), Some(configured))
         };
-        let authority_origin = if authority == crate::config::DEFAULT_AUTHORITY {
-            format!("the default authority {authority}")
+        let authority_origin = if authority == oauth.cloud.authority() {
+            format!(
+                "the authority of oauth.cloud \"{}\" ({authority})",
+                oauth.cloud.name()
+            )
         } else {
             format!("oauth.authority {authority}")
         };
@@ -320,6 +327,8 @@ impl TokenProvider {
             discovery_domain,
             tenant_info,
             authority_origin,
+            delegated_scope: oauth.cloud.delegated_scope(),
+            app_scope: oauth.cloud.app_scope(),
             identity,
             flow: oauth.flow,
             password,
@@ -504,7 +513,7 @@ impl TokenProvider {
         let client_id = self.identity.client_id.clone();
         let form = [
             ("client_id", client_id.as_str()),
-            ("scope", DELEGATED_SCOPE),
+            ("scope", self.delegated_scope),
         ];
         let resp = http::post_form(&self.devicecode_url, &form, &self.http)
             .await
@@ -772,7 +781,7 @@ impl TokenProvider {
             ("grant_type", "refresh_token"),
             ("client_id", client_id.as_str()),
             ("refresh_token", refresh_token.expose()),
-            ("scope", DELEGATED_SCOPE),
+            ("scope", self.delegated_scope),
         ];
         if let Some(s) = &secret {
             form.push(("client_secret", s.expose()));
@@ -789,7 +798,7 @@ impl TokenProvider {
             ("grant_type", "client_credentials"),
             ("client_id", client_id.as_str()),
             ("client_secret", secret.expose()),
-            ("scope", APP_SCOPE),
+            ("scope", self.app_scope),
         ];
         self.grant(&form, "client credentials")
             .await
@@ -812,7 +821,7 @@ impl TokenProvider {
             ("client_id", client_id.as_str()),
             ("username", username.as_str()),
             ("password", password.expose()),
-            ("scope", DELEGATED_SCOPE),
+            ("scope", self.delegated_scope),
         ];
         if let Some(s) = &secret {
             form.push(("client_secret", s.expose()));
