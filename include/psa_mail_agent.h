@@ -295,6 +295,23 @@ enum pma_result
    */
   PMA_OAUTH_IDENTITY_PROVIDER = 522,
   /**
+   * AADSTS700027: the certificate that signed the client assertion is not registered on
+   * the app registration (another key), or was revoked.
+   */
+  PMA_OAUTH_CERTIFICATE_REJECTED = 523,
+  /**
+   * AADSTS700024: the client assertion is outside its validity time (check the clock).
+   */
+  PMA_OAUTH_ASSERTION_EXPIRED = 524,
+  /**
+   * The client assertion was presented before (its jti was replayed).
+   */
+  PMA_OAUTH_ASSERTION_REPLAYED = 525,
+  /**
+   * The configured client certificate expired (or is not valid yet).
+   */
+  PMA_OAUTH_CERTIFICATE_EXPIRED = 526,
+  /**
    * A message could not be turned into a ticket.
    */
   PMA_MAIL = 600,
@@ -454,7 +471,8 @@ typedef void (*pma_log_callback)(void *userdata, pma_log_level level, const char
  */
 typedef struct pma_step {
   /**
-   * `"token"`, `"connect"`, `"tls"`, `"capabilities"`, `"authenticate"` or `"select"`
+   * `"tenant"` (only when the tenant is discovered from the address), `"token"`,
+   * `"connect"`, `"tls"`, `"capabilities"`, `"authenticate"` or `"select"`
    * (NUL-terminated).
    */
   const char *name;

@@ -157,6 +157,12 @@ pub struct OAuth {
     pub flow: Flow,
     /// `client_secret` | `client_secret_env` | `client_secret_file`.
     pub client_secret: Option<Secret>,
+    /// When the client secret expires (`client_secret_expires`, an RFC 3339 date or date-time),
+    /// as Unix seconds: reported 30 days ahead.
+    pub client_secret_expires: Option<u64>,
+    /// A PEM file with the app's certificate and private key (`client_certificate_file`): the
+    /// app credential for client credentials instead of a client secret.
+    pub client_certificate_file: Option<PathBuf>,
     /// Identity platform base URL (`authority`, default the cloud's: `https://login.microsoftonline.com`).
     pub authority: String,
     /// The Microsoft cloud (`cloud`, default global): sets the default authority, IMAP host
@@ -307,6 +313,8 @@ const OAUTH_KEYS: &[&str] = &[
     "authority",
     "proxy",
     "cloud",
+    "client_secret_expires",
+    "client_certificate_file",
 ];
 
 impl std::fmt::Debug for Output {
@@ -356,6 +364,8 @@ impl Default for OAuth {
             shared_mailbox: false,
             flow: Flow::Password,
             client_secret: None,
+            client_secret_expires: None,
+            client_certificate_file: None,
             authority: DEFAULT_AUTHORITY.to_string(),
             cloud: Cloud::Global,
             proxy: None,
@@ -855,11 +865,17 @@ impl Mailbox {
                 at("password"),
                 format!("required for oauth.flow \"password\"; {one_of}"),
             )),
-            Flow::ClientCredentials if self.oauth.client_secret.is_none() => Err(Error::config(
-                at("oauth.client_secret"),
-                "required for oauth.flow \"client_credentials\"; set exactly one of \
-                 client_secret, client_secret_env, client_secret_file",
-            )),
+            Flow::ClientCredentials
+                if self.oauth.client_secret.is_none()
+                    && self.oauth.client_certificate_file.is_none() =>
+            {
+                Err(Error::config(
+                    at("oauth.client_secret"),
+                    "required for oauth.flow \"client_credentials\"; set exactly one of \
+                     client_secret, client_secret_env, client_secret_file, or a certificate in \
+                     client_certificate_file",
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -1096,7 +1112,115 @@ fn parse_oauth(mailbox: &Obj<'_>, ctx: &Ctx<'_>) -> Result<OAuth> {
         oauth.proxy = Some(proxy.trim_end_matches('/').to_string());
     }
     oauth.client_secret = secrets::resolve(&o, "client_secret", ctx)?;
+    if let Some(file) = o.str_opt_as("client_certificate_file", "a file path", false)? {
+        if file.is_empty() {
+            return Err(Error::config(
+                o.key_path("client_certificate_file"),
+                "expected a file path, found \"\"",
+            ));
+        }
+        if let Some(k) = ["client_secret", "client_secret_env", "client_secret_file"]
+            .into_iter()
+            .find(|k| o.get(k).is_some())
+        {
+            return Err(Error::config(
+                o.key_path("client_certificate_file"),
+                format!(
+                    "conflicts with {}; the app signs in with one credential: a certificate or \
+                     a client secret",
+                    o.key_path(k)
+                ),
+            ));
+        }
+        oauth.client_certificate_file = Some(ctx.resolve(file));
+    }
+    if let Some(date) = o.str_opt_as("client_secret_expires", "an RFC 3339 date", false)? {
+        oauth.client_secret_expires = Some(parse_rfc3339(date).ok_or_else(|| {
+            Error::config(
+                o.key_path("client_secret_expires"),
+                format!(
+                    "\"{}\" is not an RFC 3339 date; expected e.g. \"2027-03-31\" or \
+                     \"2027-03-31T12:00:00Z\" (the Expires column under Certificates & secrets)",
+                    json::shorten(date)
+                ),
+            )
+        })?);
+    }
     Ok(oauth)
+}
+
+/// An RFC 3339 full-date (`2027-03-31`, midnight UTC) or date-time
+/// (`2027-03-31T12:00:00Z`, `…+01:00`, fractions ignored) as Unix seconds.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let b = t.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = t.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let days_in_month = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1..=days_in_month).contains(&d) || y < 1970 {
+        return None;
+    }
+    // Days since 1970-01-01 (Howard Hinnant's algorithm).
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy / 400;
+    let yoe = yy - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let mut secs = days * 86_400;
+    if b.len() > 10 {
+        if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 19 || b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        secs += h * 3600 + mi * 60 + s;
+        let mut rest = &t[19..];
+        if let Some(frac) = rest.strip_prefix('.') {
+            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            rest = &frac[digits..];
+        }
+        match rest {
+            "Z" | "z" => {}
+            _ if rest.len() == 6
+                && matches!(rest.as_bytes()[0], b'+' | b'-')
+                && rest.as_bytes()[3] == b':' =>
+            {
+                let oh: i64 = rest[1..3].parse().ok()?;
+                let om: i64 = rest[4..6].parse().ok()?;
+                if oh > 23 || om > 59 {
+                    return None;
+                }
+                let offset = oh * 3600 + om * 60;
+                // Local time = UTC + offset.
+                secs -= if rest.starts_with('+') {
+                    offset
+                } else {
+                    -offset
+                };
+            }
+            _ => return None,
+        }
+    }
+    u64::try_from(secs).ok()
 }
 
 impl OAuth {

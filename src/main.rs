@@ -173,7 +173,8 @@ fn exit_code_for(e: &Error) -> u8 {
         | K::SharedMailboxDenied
         | K::PlaintextRefused
         | K::Certificate
-        | K::StartTlsNotOffered => 4,
+        | K::StartTlsNotOffered
+        | K::ClientCertificateExpired => 4,
         k if k.is_identity_platform() => 4,
         _ => 1,
     }

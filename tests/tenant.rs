@@ -227,3 +227,251 @@ fn usgov_cloud_asks_for_its_own_exchange_scope() {
     let body = h.idp(&format!("/_test/stats?user={user}"));
     assert!(body.contains("\"password\":1"), "{body}");
 }
+
+// ------------------------------------------------------------------ certificate credentials
+
+/// A self-signed RSA certificate with its key in one PEM file, valid for `days` (openssl).
+fn make_certificate(dir: &Path, name: &str, days: u32) -> PathBuf {
+    let key = dir.join(format!("{name}.key"));
+    let crt = dir.join(format!("{name}.crt"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days"])
+        .arg(days.to_string())
+        .args(["-subj", &format!("/CN={name}"), "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem = dir.join(format!("{name}.pem"));
+    let text = std::fs::read_to_string(&crt).unwrap() + &std::fs::read_to_string(&key).unwrap();
+    std::fs::write(&pem, text).unwrap();
+    pem
+}
+
+/// Registers the certificate of `pem` for app `client_id` at the identity endpoint; returns
+/// the thumbprint it answers.
+fn register_certificate(h: &Harness, client_id: &str, pem: &Path) -> String {
+    let text = std::fs::read_to_string(pem).unwrap();
+    let cert_only = &text[..text.find("-----END CERTIFICATE-----").unwrap() + 25];
+    let (status, body) = h.idp_request(
+        "POST",
+        &format!("/_test/register_certificate?client_id={client_id}"),
+        &format!("certificate={}", support::form_encode(cert_only)),
+    );
+    assert_eq!(status, 200, "{body}");
+    support::json_field(&body, "thumbprint").unwrap()
+}
+
+fn cert_app(tag: &str) -> String {
+    format!(
+        "app-cert-{}",
+        support::unique_user(tag).split('@').next().unwrap()
+    )
+}
+
+fn cert_mailbox(h: &Harness, address: &str, app: &str, pem: &Path) -> Mailbox {
+    mailbox(
+        h,
+        address,
+        address,
+        &format!(
+            r#""application_id": "{app}", "flow": "client_credentials", "client_certificate_file": "{}""#,
+            pem.display()
+        ),
+    )
+}
+
+#[test]
+fn app_only_sign_in_with_a_certificate_end_to_end() {
+    let h = Harness::get();
+    let dir = state_dir("cert");
+    let app = cert_app("cert");
+    let pem = make_certificate(&dir, "agent", 365);
+    let thumbprint = register_certificate(h, &app, &pem);
+    let address = h.unique_user("cert-mb");
+    h.grant_full_access(&address, &app);
+    h.append(&address, "INBOX", &mail("certificate"), &[]);
+    let mb = cert_mailbox(h, &address, &app, &pem);
+    assert!(mb.oauth.client_secret.is_none());
+    let mut agent = Agent::new(mb.clone(), dir.clone()).unwrap();
+    let report = run(agent.test_connection());
+    assert!(report.healthy(), "{report:#?}");
+    let token = step(&report, "token");
+    assert!(
+        token.detail.contains("certificate") && token.detail.contains(&thumbprint),
+        "{}",
+        token.detail
+    );
+    assert!(step(&report, "tenant").detail.contains(TENANT_GUID));
+    let batch = run(agent.fetch(10)).unwrap();
+    assert_eq!(batch.len(), 1);
+    assert!(batch.tickets[0].subject.contains("certificate"));
+    run(agent.ack(&batch)).unwrap();
+    // Every request carries a new assertion (a new jti): sign-ins keep working.
+    let t = agent.tokens().unwrap();
+    run(t.verify_credentials()).unwrap();
+    run(t.verify_credentials()).unwrap();
+    let stats = h.idp(&format!("/_test/stats?user={app}"));
+    assert!(stats.contains("\"client_credentials\":3"), "{stats}");
+    assert!(stats.contains("\"token_errors\":0"), "{stats}");
+    drop(agent);
+
+    // The token cache is bound to the certificate: another certificate does not reuse it.
+    let other = make_certificate(&dir, "other", 365);
+    register_certificate(h, &app, &other);
+    let mut agent = Agent::new(cert_mailbox(h, &address, &app, &other), dir.clone()).unwrap();
+    assert!(run(agent.fetch(10)).unwrap().is_empty());
+    let stats = h.idp(&format!("/_test/stats?user={app}"));
+    assert!(
+        stats.contains("\"client_credentials\":4"),
+        "a new sign-in with the other certificate: {stats}"
+    );
+}
+
+#[test]
+fn a_certificate_not_registered_on_the_app_is_refused_with_the_fix() {
+    let h = Harness::get();
+    let dir = state_dir("wrongkey");
+    let app = cert_app("wrongkey");
+    let registered = make_certificate(&dir, "registered", 365);
+    register_certificate(h, &app, &registered);
+    let wrong = make_certificate(&dir, "wrong", 365);
+    let address = h.unique_user("wrongkey-mb");
+    let mut agent = Agent::new(cert_mailbox(h, &address, &app, &wrong), dir).unwrap();
+    let thumbprint = agent.tokens().unwrap().certificate().unwrap().thumbprint();
+    let report = run(agent.test_connection());
+    let f = report.failure().expect("refused");
+    assert_eq!(f.name, "token");
+    assert_eq!(f.kind, Some(ErrorKind::ClientCertificateRejected), "{f:?}");
+    assert!(f.detail.contains("AADSTS700027"), "{}", f.detail);
+    assert!(
+        f.detail.contains(&thumbprint),
+        "names the agent's certificate: {}",
+        f.detail
+    );
+    let fix = f.fix.clone().unwrap();
+    assert!(
+        fix.contains("Certificates & secrets") && fix.contains("upload"),
+        "{fix}"
+    );
+}
+
+#[test]
+fn an_assertion_outside_its_time_is_refused_with_the_clock_fix() {
+    let h = Harness::get();
+    let dir = state_dir("skew");
+    let app = cert_app("skew");
+    let pem = make_certificate(&dir, "agent", 365);
+    register_certificate(h, &app, &pem);
+    // The endpoint's clock runs 20 minutes ahead: this machine's clock is 20 minutes slow.
+    h.idp(&format!("/_test/cert_clock?client_id={app}&skew=1200"));
+    let address = h.unique_user("skew-mb");
+    let mut agent = Agent::new(cert_mailbox(h, &address, &app, &pem), dir).unwrap();
+    let report = run(agent.test_connection());
+    let f = report.failure().expect("refused");
+    assert_eq!(f.kind, Some(ErrorKind::ClientAssertionExpired), "{f:?}");
+    assert!(f.detail.contains("AADSTS700024"), "{}", f.detail);
+    assert!(f.fix.clone().unwrap().contains("clock"), "{f:?}");
+}
+
+#[test]
+fn a_replayed_assertion_is_refused() {
+    use psa_mail_agent::oauth::cert::ClientCertificate;
+    let h = Harness::get();
+    let dir = state_dir("replay");
+    let app = cert_app("replay");
+    let pem = make_certificate(&dir, "agent", 365);
+    register_certificate(h, &app, &pem);
+    let cert = ClientCertificate::load(&pem).unwrap();
+    let path = format!("/{TENANT_GUID}/oauth2/v2.0/token");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let assertion = cert
+        .assertion(&format!("{}{path}", h.idp_url), &app, now)
+        .unwrap();
+    let form = format!(
+        "grant_type=client_credentials&client_id={app}&scope={}&client_assertion_type={}&client_assertion={}",
+        support::form_encode("https://outlook.office365.com/.default"),
+        support::form_encode("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        assertion.expose()
+    );
+    let (status, body) = h.idp_request("POST", &path, &form);
+    assert_eq!(status, 200, "{body}");
+    // The same assertion again: refused as a replay (what a proxy re-sending the POST causes).
+    let (status, body) = h.idp_request("POST", &path, &form);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("already used"), "{body}");
+    // The agent maps that answer to its own kind with the fix.
+    let msg = psa_mail_agent::oauth::fuzz_token_endpoint_answer(body.as_bytes()).unwrap();
+    assert!(
+        msg.contains("the client assertion was used before"),
+        "{msg}"
+    );
+    // A fresh assertion (new jti) is accepted again.
+    let again = cert
+        .assertion(&format!("{}{path}", h.idp_url), &app, now)
+        .unwrap();
+    let form2 = form.replace(assertion.expose(), again.expose());
+    assert_eq!(h.idp_request("POST", &path, &form2).0, 200);
+}
+
+#[test]
+fn certificate_files_are_checked_at_start_with_the_key_path() {
+    let h = Harness::get();
+    let dir = state_dir("certfile");
+    let a = make_certificate(&dir, "a", 365);
+    let b = make_certificate(&dir, "b", 365);
+    let address = h.unique_user("certfile-mb");
+    let check = |text: &str, want: &str| {
+        let pem = dir.join("mixed.pem");
+        std::fs::write(&pem, text).unwrap();
+        let e = Agent::new(cert_mailbox(h, &address, "app-cert-x", &pem), dir.clone())
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert!(e.message().contains("oauth.client_certificate_file"), "{e}");
+        assert!(e.message().contains(want), "{e}");
+        assert!(e.fix().is_some());
+    };
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let (ta, tb) = (read(&a), read(&b));
+    let cert_a = &ta[..ta.find("-----BEGIN PRIVATE KEY").unwrap()];
+    let key_b = &tb[tb.find("-----BEGIN PRIVATE KEY").unwrap()..];
+    check(
+        &format!("{cert_a}{key_b}"),
+        "does not belong to the certificate",
+    );
+    check(cert_a, "no private key");
+    check(key_b, "no -----BEGIN CERTIFICATE-----");
+    let e = Agent::new(
+        cert_mailbox(h, &address, "app-cert-x", &dir.join("missing.pem")),
+        dir.clone(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.message().contains("cannot read"), "{e}");
+    // A secret and a certificate at once: refused at load, naming both keys.
+    let e = Mailbox::from_json(
+        &format!(
+            r#"{{"name": "A", "email": "a@contoso.test", "oauth": {{"enabled": true,
+                "application_id": "app", "flow": "client_credentials", "client_secret": "s",
+                "client_certificate_file": "{}"}}}}"#,
+            a.display()
+        ),
+        Path::new("/"),
+    )
+    .unwrap_err();
+    assert!(
+        e.message().contains("oauth.client_certificate_file")
+            && e.message().contains("oauth.client_secret"),
+        "{e}"
+    );
+}

@@ -43,16 +43,25 @@ pub(crate) struct Tokens {
 pub(crate) struct Secrets<'a> {
     pub password: Option<&'a Secret>,
     pub client_secret: Option<&'a Secret>,
+    /// The SHA-256 thumbprint of the client certificate (`client_certificate_file`).
+    pub certificate: Option<&'a Secret>,
 }
 
 impl Secrets<'_> {
     /// What the log calls them.
     fn names(&self) -> String {
-        match (self.password.is_some(), self.client_secret.is_some()) {
-            (true, true) => "password or client secret".into(),
-            (true, false) => "password".into(),
-            (false, true) => "client secret".into(),
-            (false, false) => "secret".into(),
+        let names: Vec<&str> = [
+            (self.password.is_some(), "password"),
+            (self.client_secret.is_some(), "client secret"),
+            (self.certificate.is_some(), "client certificate"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+        if names.is_empty() {
+            "secret".into()
+        } else {
+            names.join(" or ")
         }
     }
 }
@@ -64,6 +73,7 @@ pub(crate) struct Binding {
     salt: [u8; SALT_LEN],
     password: Option<[u8; HASH_LEN]>,
     client_secret: Option<[u8; HASH_LEN]>,
+    certificate: Option<[u8; HASH_LEN]>,
 }
 
 impl std::fmt::Debug for Binding {
@@ -118,6 +128,9 @@ impl Binding {
             client_secret: secrets
                 .client_secret
                 .map(|c| keyed_hash(&salt, "client secret", c)),
+            certificate: secrets
+                .certificate
+                .map(|c| keyed_hash(&salt, "client certificate", c)),
         })
     }
 
@@ -134,6 +147,7 @@ impl Binding {
         };
         check("password", secrets.password, &self.password)
             && check("client secret", secrets.client_secret, &self.client_secret)
+            && check("client certificate", secrets.certificate, &self.certificate)
     }
 
     /// This binding reduced to the secrets configured now (what a write records).
@@ -144,6 +158,7 @@ impl Binding {
             client_secret: self
                 .client_secret
                 .filter(|_| secrets.client_secret.is_some()),
+            certificate: self.certificate.filter(|_| secrets.certificate.is_some()),
         }
     }
 }
@@ -172,6 +187,8 @@ struct CacheFile {
     secret_salt: Option<String>,
     password_hash: Option<String>,
     client_secret_hash: Option<String>,
+    /// Keyed hash of the client certificate's thumbprint (absent before certificates).
+    certificate_hash: Option<String>,
 }
 
 /// Version 2 added the binding to the secrets.
@@ -241,9 +258,10 @@ pub(crate) fn load(path: &Path, identity: &Identity, secrets: Secrets<'_>) -> Lo
                 None => Ok(None),
                 Some(h) => unhex::<HASH_LEN>(h).map(Some).ok_or(()),
             };
-            let (Ok(password), Ok(client_secret)) = (
+            let (Ok(password), Ok(client_secret), Ok(certificate)) = (
                 hash(file.password_hash.as_deref()),
                 hash(file.client_secret_hash.as_deref()),
+                hash(file.certificate_hash.as_deref()),
             ) else {
                 return damaged();
             };
@@ -251,10 +269,13 @@ pub(crate) fn load(path: &Path, identity: &Identity, secrets: Secrets<'_>) -> Lo
                 salt,
                 password,
                 client_secret,
+                certificate,
             })
         }
     };
-    let no_secret = secrets.password.is_none() && secrets.client_secret.is_none();
+    let no_secret = secrets.password.is_none()
+        && secrets.client_secret.is_none()
+        && secrets.certificate.is_none();
     match stored {
         Some(b) if b.matches(secrets) => Loaded {
             tokens,
@@ -335,6 +356,7 @@ pub(crate) fn store(
     for (key, hash) in [
         ("password_hash", &binding.password),
         ("client_secret_hash", &binding.client_secret),
+        ("certificate_hash", &binding.certificate),
     ] {
         match hash {
             Some(h) => {
@@ -388,12 +410,14 @@ mod tests {
         Secrets {
             password: Some(p),
             client_secret: None,
+            certificate: None,
         }
     }
 
     const NONE: Secrets<'static> = Secrets {
         password: None,
         client_secret: None,
+        certificate: None,
     };
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -468,11 +492,38 @@ mod tests {
         let with_secret = Secrets {
             password: Some(&right),
             client_secret: Some(&secret),
+            certificate: None,
         };
         assert_eq!(
             load(&path, &identity(), with_secret).tokens,
             Tokens::default()
         );
+        // A certificate binds as a secret does: another thumbprint, the cache is not used.
+        let (thumb_a, thumb_b) = (Secret::new("aa11"), Secret::new("bb22"));
+        let with_cert = |t| Secrets {
+            password: None,
+            client_secret: None,
+            certificate: Some(t),
+        };
+        let cert_cache = dir.join("cert.json");
+        store(
+            &cert_cache,
+            &identity(),
+            &bound(with_cert(&thumb_a)),
+            &tokens,
+        )
+        .unwrap();
+        assert_eq!(
+            load(&cert_cache, &identity(), with_cert(&thumb_a)).tokens,
+            tokens
+        );
+        assert_eq!(
+            load(&cert_cache, &identity(), with_cert(&thumb_b)).tokens,
+            Tokens::default()
+        );
+        assert!(!std::fs::read_to_string(&cert_cache)
+            .unwrap()
+            .contains("aa11"));
         // The password removed from the configuration: nothing to compare, the tokens stay.
         assert_eq!(load(&path, &identity(), NONE).tokens, tokens);
         // Two caches of the same password get different salts (and so different hashes).
