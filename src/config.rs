@@ -1424,3 +1424,42 @@ fn check_email(at: &str, email: &str) -> Result<()> {
         ))
     }
 }
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use super::parse_rfc3339;
+
+    #[test]
+    fn dates_and_date_times() {
+        assert_eq!(parse_rfc3339("1970-01-01"), Some(0));
+        assert_eq!(parse_rfc3339("2027-03-31"), Some(1_806_451_200));
+        assert_eq!(parse_rfc3339("2027-03-31T12:00:00Z"), Some(1_806_494_400));
+        assert_eq!(
+            parse_rfc3339("2027-03-31T12:00:00.123Z"),
+            Some(1_806_494_400)
+        );
+        assert_eq!(
+            parse_rfc3339("2027-03-31T14:00:00+02:00"),
+            Some(1_806_494_400)
+        );
+        assert_eq!(
+            parse_rfc3339("2027-03-31T07:00:00-05:00"),
+            Some(1_806_494_400)
+        );
+        assert_eq!(parse_rfc3339("2028-02-29"), Some(1_835_395_200));
+        for bad in [
+            "",
+            "2027-02-29",
+            "2027-13-01",
+            "31.03.2027",
+            "2027-03-31T12:00",
+            "2027-03-31T12:00:00",
+            "2027-03-31T25:00:00Z",
+            "2027-03-31X12:00:00Z",
+            "1969-12-31",
+            "2027-03-31T12:00:00+2",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+}

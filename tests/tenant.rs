@@ -475,3 +475,262 @@ fn certificate_files_are_checked_at_start_with_the_key_path() {
         "{e}"
     );
 }
+
+// ------------------------------------------------------------------ credential lifetimes
+
+const DAY: u64 = 86_400;
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `now + days` as an RFC 3339 date-time.
+fn rfc3339_in(days: i64) -> String {
+    let t = (now() as i64 + days * DAY as i64) as u64;
+    let (d, rem) = (t / DAY, t % DAY);
+    // Civil date from days (Howard Hinnant).
+    let z = d as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[test]
+fn refresh_token_renewal_is_reported_and_warned_14_days_before_90_days_of_inactivity() {
+    use psa_mail_agent::oauth::lifetimes::{CredentialKind, LifetimeState};
+    let h = Harness::get();
+    let user = h.unique_user("renewal");
+    let mb = mailbox(h, &user, &user, r#""application_id": "app-public""#);
+    let mut agent = Agent::new(mb, state_dir("renewal")).unwrap();
+    let before = now();
+    let report = run(agent.test_connection());
+    assert!(report.healthy(), "{report:#?}");
+    // The report carries the refresh token's renewal.
+    let c = report
+        .credentials
+        .iter()
+        .find(|c| c.kind == CredentialKind::RefreshToken)
+        .unwrap_or_else(|| panic!("{:#?}", report.credentials));
+    let renewed = c.renewed_at.unwrap();
+    assert!((before..=now()).contains(&renewed));
+    assert_eq!(c.expires_at, Some(renewed + 90 * DAY));
+    assert_eq!(c.state, LifetimeState::Ok);
+    assert!(
+        c.detail.contains("last renewed") && c.detail.contains(&user),
+        "{}",
+        c.detail
+    );
+    // The clock moved on without the agent renewing it.
+    let at = |days: u64| {
+        agent
+            .credentials(renewed + days * DAY)
+            .into_iter()
+            .find(|c| c.kind == CredentialKind::RefreshToken)
+            .unwrap()
+    };
+    assert_eq!(at(75).state, LifetimeState::Ok);
+    let warned = at(77);
+    assert_eq!(warned.state, LifetimeState::Expiring);
+    assert!(warned.detail.contains("13 days left"), "{}", warned.detail);
+    assert!(warned.fix.unwrap().contains("psa-mail-agent run"));
+    let ended = at(91);
+    assert_eq!(ended.state, LifetimeState::Expired);
+    assert!(
+        ended.detail.contains("unused for 90 days"),
+        "{}",
+        ended.detail
+    );
+    // A renewal (a refresh grant) moves the window: fresh again.
+    h.idp(&format!("/_test/expire_access_tokens?user={user}"));
+    run(agent.tokens().unwrap().invalidate_and_refresh()).unwrap();
+    let c = agent
+        .credentials(now())
+        .into_iter()
+        .find(|c| c.kind == CredentialKind::RefreshToken)
+        .unwrap();
+    assert!(c.renewed_at.unwrap() >= renewed);
+    assert_eq!(c.state, LifetimeState::Ok);
+}
+
+#[test]
+fn secrets_and_certificates_expiring_within_30_days_are_reported() {
+    use psa_mail_agent::oauth::lifetimes::{credentials, CredentialKind, LifetimeState};
+    let dir = state_dir("expiry");
+    let cache = dir.join("none.token.json");
+    let secret = |expires: &str| {
+        parse(&format!(
+            r#"{{"name": "A", "email": "a@contoso.test", "oauth": {{"enabled": true,
+                "application_id": "app", "flow": "client_credentials", "client_secret": "s"{expires}}}}}"#
+        ))
+        .unwrap()
+    };
+    let state = |mb: &Mailbox| {
+        let c = credentials(mb, &cache, now());
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert_eq!(c[0].kind, CredentialKind::ClientSecret);
+        c.into_iter().next().unwrap()
+    };
+    assert_eq!(state(&secret("")).state, LifetimeState::Unknown);
+    assert!(state(&secret("")).detail.contains("client_secret_expires"));
+    let far = state(&secret(&format!(
+        r#", "client_secret_expires": "{}""#,
+        rfc3339_in(60)
+    )));
+    assert_eq!(far.state, LifetimeState::Ok, "{}", far.detail);
+    let soon = state(&secret(&format!(
+        r#", "client_secret_expires": "{}""#,
+        rfc3339_in(20)
+    )));
+    assert_eq!(soon.state, LifetimeState::Expiring, "{}", soon.detail);
+    assert!(soon.fix.unwrap().contains("Client secrets"));
+    let date_only = &rfc3339_in(-3)[..10];
+    let gone = state(&secret(&format!(
+        r#", "client_secret_expires": "{date_only}""#
+    )));
+    assert_eq!(gone.state, LifetimeState::Expired, "{}", gone.detail);
+    assert!(gone.detail.contains("expired on"), "{}", gone.detail);
+    // A date that is not RFC 3339 is refused at load with the key path.
+    let e = parse(
+        r#"{"name": "A", "email": "a@contoso.test", "oauth": {"enabled": true,
+            "application_id": "app", "client_secret": "s", "client_secret_expires": "31.03.2027"}}"#,
+    )
+    .unwrap_err();
+    assert!(e.message().contains("oauth.client_secret_expires"), "{e}");
+
+    // Certificates: their notAfter.
+    let h = Harness::get();
+    let cert = |days: u32| {
+        let pem = make_certificate(&dir, &format!("c{days}"), days);
+        let mb = cert_mailbox(h, "a@contoso.test", "app-cert-x", &pem);
+        let c = credentials(&mb, &cache, now());
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert_eq!(c[0].kind, CredentialKind::Certificate);
+        c.into_iter().next().unwrap()
+    };
+    assert_eq!(cert(365).state, LifetimeState::Ok);
+    let soon = cert(20);
+    assert_eq!(soon.state, LifetimeState::Expiring, "{}", soon.detail);
+    assert!(soon.detail.contains("thumbprint") && soon.detail.contains("days left"));
+    // The clock injected: the same certificate 21 days later has expired.
+    let pem = dir.join("c20.pem");
+    let mb = cert_mailbox(h, "a@contoso.test", "app-cert-x", &pem);
+    let later = credentials(&mb, &cache, now() + 21 * DAY);
+    assert_eq!(later[0].state, LifetimeState::Expired);
+}
+
+#[test]
+fn status_shows_lifetimes_and_run_notifies_about_an_expiring_certificate() {
+    let h = Harness::get();
+    let dir = state_dir("notify");
+    let app = cert_app("notify");
+    let pem = make_certificate(&dir, "soon", 20);
+    register_certificate(h, &app, &pem);
+    let address = h.unique_user("notify-mb");
+    h.grant_full_access(&address, &app);
+    h.append(&address, "INBOX", &mail("notify"), &[]);
+    let notified = dir.join("notified.txt");
+    let script = dir.join("notify.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s|%s|%s\\n' \"$1\" \"$2\" \"$3\" >> {}\n",
+            notified.display()
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let config = dir.join("agent.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"state_dir": "{state}", "output": {{"kind": "spool", "dir": "{spool}"}},
+                "notify_command": "{script}",
+                "mailboxes": [{{"name": "Certs", "email": "{address}",
+                  "imap": {{"server": "127.0.0.1", "port": {port}, "ca_file": "{ca}", "timeout_secs": 10}},
+                  "oauth": {{"enabled": true, "authority": "{idp}", "application_id": "{app}",
+                             "flow": "client_credentials", "client_certificate_file": "{pem}"}}}}]}}"#,
+            state = dir.join("state").display(),
+            spool = dir.join("spool").display(),
+            script = script.display(),
+            port = h.imaps_port,
+            ca = h.ca_file.display(),
+            idp = h.idp_url,
+            pem = pem.display(),
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_psa-mail-agent");
+    // `status` before any run: the certificate's expiry with the warning and the fix.
+    let out = std::process::Command::new(bin)
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("WARNING: the certificate of application") && text.contains("days left"),
+        "{text}"
+    );
+    assert!(text.contains("fix: create a new certificate"), "{text}");
+
+    // `run` delivers the mail and notifies once about the certificate.
+    let mut child = std::process::Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let line = loop {
+        let text = std::fs::read_to_string(&notified).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains("credential_expiring")) {
+            break l.to_string();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "no notification; log:\n{}",
+                std::fs::read_to_string(dir.join("run.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.starts_with("Certs|credential_expiring|"), "{line}");
+    assert!(
+        line.contains("thumbprint") && line.contains("expires on"),
+        "{line}"
+    );
+    let spooled = std::fs::read_dir(dir.join("spool"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    assert_eq!(spooled, 1, "the mail was delivered too");
+}

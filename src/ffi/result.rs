@@ -152,6 +152,11 @@ pub enum pma_result {
     PMA_OAUTH_ASSERTION_REPLAYED = 525,
     /// The configured client certificate expired (or is not valid yet).
     PMA_OAUTH_CERTIFICATE_EXPIRED = 526,
+    /// A credential's end is near (`pma_credential.result`, not an error of a call): a refresh
+    /// token unused for 76 days, a client secret or certificate expiring within 30 days.
+    PMA_CREDENTIAL_EXPIRING = 527,
+    /// A credential has ended (`pma_credential.result`): see its `fix`.
+    PMA_CREDENTIAL_EXPIRED = 528,
 
     // --- 6xx: mail and delivery
     /// A message could not be turned into a ticket.
@@ -228,6 +233,8 @@ impl pma_result {
         pma_result::PMA_OAUTH_ASSERTION_EXPIRED,
         pma_result::PMA_OAUTH_ASSERTION_REPLAYED,
         pma_result::PMA_OAUTH_CERTIFICATE_EXPIRED,
+        pma_result::PMA_CREDENTIAL_EXPIRING,
+        pma_result::PMA_CREDENTIAL_EXPIRED,
         pma_result::PMA_MAIL,
         pma_result::PMA_DELIVERY,
         pma_result::PMA_ATTACHMENT_OMITTED,
@@ -296,6 +303,8 @@ impl pma_result {
             PMA_OAUTH_ASSERTION_EXPIRED => "PMA_OAUTH_ASSERTION_EXPIRED\0",
             PMA_OAUTH_ASSERTION_REPLAYED => "PMA_OAUTH_ASSERTION_REPLAYED\0",
             PMA_OAUTH_CERTIFICATE_EXPIRED => "PMA_OAUTH_CERTIFICATE_EXPIRED\0",
+            PMA_CREDENTIAL_EXPIRING => "PMA_CREDENTIAL_EXPIRING\0",
+            PMA_CREDENTIAL_EXPIRED => "PMA_CREDENTIAL_EXPIRED\0",
             PMA_MAIL => "PMA_MAIL\0",
             PMA_DELIVERY => "PMA_DELIVERY\0",
             PMA_ATTACHMENT_OMITTED => "PMA_ATTACHMENT_OMITTED\0",

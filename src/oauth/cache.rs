@@ -35,6 +35,8 @@ pub(crate) struct Tokens {
     pub expires_at: u64,
     /// Unix seconds from which the access token is renewed (`expires_at` minus a margin).
     pub renew_at: u64,
+    /// Unix seconds when the refresh token was last renewed (issued); 0: unknown.
+    pub refresh_renewed_at: u64,
 }
 
 /// The secrets a flow signs in with (what a cache is bound to). A flow that does not use the
@@ -183,6 +185,8 @@ struct CacheFile {
     access_token: Option<String>,
     expires_at: u64,
     renew_at: u64,
+    /// When the refresh token was last renewed (absent in older caches).
+    refresh_renewed_at: Option<u64>,
     /// Hex salt and keyed hashes of the [`Binding`] (absent in caches of version 1).
     secret_salt: Option<String>,
     password_hash: Option<String>,
@@ -227,6 +231,7 @@ pub(crate) fn load(path: &Path, identity: &Identity, secrets: Secrets<'_>) -> Lo
         access_token: file.access_token.take().map(Secret::new),
         expires_at: file.expires_at,
         renew_at: file.renew_at,
+        refresh_renewed_at: file.refresh_renewed_at.unwrap_or(0),
     };
     let same = (file.version == VERSION || file.version == 1)
         && file.authority == identity.authority
@@ -297,6 +302,23 @@ pub(crate) fn load(path: &Path, identity: &Identity, secrets: Secrets<'_>) -> Lo
     }
 }
 
+/// Whether the cache at `path` holds a refresh token, and when it was last renewed (`None`
+/// inside: unknown, a cache of an older version). Only for reports: no identity or binding is
+/// checked and no token leaves this function.
+pub(crate) fn refresh_token_renewed(path: &Path) -> Option<Option<u64>> {
+    #[derive(Deserialize)]
+    struct Peek {
+        refresh_token: Option<serde::de::IgnoredAny>,
+        refresh_renewed_at: Option<u64>,
+    }
+    let text = zeroize::Zeroizing::new(std::fs::read(path).ok()?);
+    let text = std::str::from_utf8(&text).ok()?;
+    let mut scratch = zeroize::Zeroizing::new(vec![0u8; text.len()]);
+    let (peek, _) = serde_json_core::from_str_escaped::<Peek>(text, &mut scratch).ok()?;
+    peek.refresh_token?;
+    Some(peek.refresh_renewed_at.filter(|&t| t > 0))
+}
+
 fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
     let bytes = text.as_bytes();
     if bytes.len() != 2 * N {
@@ -348,9 +370,10 @@ pub(crate) fn store(
     }
     let _ = write!(
         json,
-        ",\"expires_at\":{},\"renew_at\":{},\"secret_salt\":\"{}\"",
+        ",\"expires_at\":{},\"renew_at\":{},\"refresh_renewed_at\":{},\"secret_salt\":\"{}\"",
         tokens.expires_at,
         tokens.renew_at,
+        tokens.refresh_renewed_at,
         hex(&binding.salt)
     );
     for (key, hash) in [
@@ -442,6 +465,7 @@ mod tests {
             access_token: Some(Secret::new("eyJ0.a")),
             expires_at: 1_800_000_000,
             renew_at: 1_799_999_700,
+            refresh_renewed_at: 1_799_990_000,
         };
         let p = Secret::new("correct horse");
         let b = bound(pw(&p));

@@ -37,6 +37,7 @@ mod cache;
 pub mod cert;
 mod discovery;
 mod errors;
+pub mod lifetimes;
 mod wire;
 
 pub use discovery::TenantInfo;
@@ -946,6 +947,7 @@ impl TokenProvider {
         let rotated = match answer.refresh_token.take().filter(|t| !t.is_empty()) {
             Some(r) => {
                 self.tokens.refresh_token = Some(Secret::new(r));
+                self.tokens.refresh_renewed_at = now;
                 true
             }
             None => false,
