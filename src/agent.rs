@@ -98,6 +98,9 @@ pub struct Step {
 pub struct Report {
     /// Every step in order.
     pub steps: Vec<Step>,
+    /// The mailbox's credentials and how long they last (refresh token, client secret,
+    /// certificate): expiring ones are warned about, they do not make the report unhealthy.
+    pub credentials: Vec<crate::oauth::lifetimes::Credential>,
 }
 
 impl Report {
@@ -311,6 +314,12 @@ impl Agent {
     /// Tokens obtained from the identity platform since this agent was made.
     pub fn token_grants(&self) -> u64 {
         self.tokens.as_ref().map_or(0, |t| t.grants())
+    }
+
+    /// The mailbox's credentials and how long they last at `now` (Unix seconds): see
+    /// [`crate::oauth::lifetimes`].
+    pub fn credentials(&self, now: u64) -> Vec<crate::oauth::lifetimes::Credential> {
+        crate::oauth::lifetimes::credentials(&self.mailbox, &self.paths.token_cache, now)
     }
 
     /// The token provider, for sign-in (`login`) and diagnosis.
@@ -1004,6 +1013,10 @@ impl Agent {
                 on_step(&step);
                 report.steps.push(step);
             }
+        }
+        report.credentials = self.credentials(now_unix());
+        for c in report.credentials.iter().filter(|c| c.needs_attention()) {
+            log::warn!("mailbox {}: {}", self.mailbox.name, c.detail);
         }
         match report.failure() {
             None => log::info!("mailbox {}: connection test passed", self.mailbox.name),

@@ -176,7 +176,8 @@ fn exit_code_for(e: &Error) -> u8 {
         | K::SharedMailboxDenied
         | K::PlaintextRefused
         | K::Certificate
-        | K::StartTlsNotOffered => 4,
+        | K::StartTlsNotOffered
+        | K::ClientCertificateExpired => 4,
         k if k.is_identity_platform() => 4,
         _ => 1,
     }
@@ -408,6 +409,17 @@ fn step_line(s: &Step) -> std::io::Result<()> {
 }
 
 fn verdict(report: &Report) -> std::io::Result<()> {
+    for c in &report.credentials {
+        let mark = match c.state {
+            psa_mail_agent::oauth::lifetimes::LifetimeState::Ok => "ok  ",
+            psa_mail_agent::oauth::lifetimes::LifetimeState::Unknown => "??  ",
+            _ => "WARN",
+        };
+        outln!("  [{mark}] {:<13} {}", c.kind.as_str(), c.detail)?;
+        if let Some(fix) = &c.fix {
+            outln!("         fix: {fix}")?;
+        }
+    }
     outln!(
         "  => {}",
         if report.healthy() {

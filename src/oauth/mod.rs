@@ -34,8 +34,10 @@
 //! ```
 
 mod cache;
+pub mod cert;
 mod discovery;
 mod errors;
+pub mod lifetimes;
 mod wire;
 
 pub use discovery::TenantInfo;
@@ -54,6 +56,8 @@ pub const DELEGATED_SCOPE: &str = "https://outlook.office.com/IMAP.AccessAsUser.
 /// App-only scope (client credentials).
 pub const APP_SCOPE: &str = "https://outlook.office365.com/.default";
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// `client_assertion_type` of a certificate credential (RFC 7523).
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// RFC 8628: `slow_down` adds 5 s to the polling interval (1 s in unit tests, to keep them fast).
 const SLOW_DOWN_STEP: Duration = if cfg!(test) {
     Duration::from_secs(1)
@@ -124,6 +128,10 @@ pub struct TokenProvider {
     flow: Flow,
     password: Option<Secret>,
     client_secret: Option<Secret>,
+    /// The app's certificate (`client_certificate_file`), signing client assertions.
+    certificate: Option<std::sync::Arc<cert::ClientCertificate>>,
+    /// Its SHA-256 thumbprint: what the token cache is bound to.
+    certificate_binding: Option<Secret>,
     token_url: String,
     devicecode_url: String,
     /// Host (and port) of the token endpoint, for messages.
@@ -136,6 +144,10 @@ pub struct TokenProvider {
     tenant_info: Option<TenantInfo>,
     /// Where the authority came from, for fixes.
     authority_origin: String,
+    /// The delegated IMAP scope of the cloud.
+    delegated_scope: &'static str,
+    /// The app-only scope of the cloud.
+    app_scope: &'static str,
     http: HttpOptions,
     options: ProviderOptions,
     tokens: Tokens,
@@ -181,6 +193,12 @@ fn flow_name(flow: Flow) -> &'static str {
         Flow::ClientCredentials => "client_credentials",
         Flow::DeviceCode => "device_code",
     }
+}
+
+/// Unix seconds as `2027-03-31T12:00:00Z`.
+pub(crate) fn utc_text(secs: u64) -> String {
+    let t = crate::cli_log::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+    format!("{}Z", &t[..19])
 }
 
 fn unix_now() -> u64 {
@@ -283,19 +301,28 @@ impl TokenProvider {
             }
             (configured.clone(), Some(configured))
         };
-        let authority_origin = if authority == crate::config::DEFAULT_AUTHORITY {
-            format!("the default authority {authority}")
+        let authority_origin = if authority == oauth.cloud.authority() {
+            format!(
+                "the authority of oauth.cloud \"{}\" ({authority})",
+                oauth.cloud.name()
+            )
         } else {
             format!("oauth.authority {authority}")
         };
         let client_secret = oauth.client_secret.clone().filter(|s| !s.is_empty());
-        if oauth.flow == Flow::ClientCredentials && client_secret.is_none() {
+        let certificate = match &oauth.client_certificate_file {
+            Some(path) => Some(std::sync::Arc::new(cert::ClientCertificate::load(path)?)),
+            None => None,
+        };
+        if oauth.flow == Flow::ClientCredentials && client_secret.is_none() && certificate.is_none()
+        {
             return Err(Error::config(
                 "oauth.client_secret",
-                "flow \"client_credentials\" needs a client secret",
+                "flow \"client_credentials\" needs a client secret or a certificate",
             )
-            .with_fix("set client_secret, client_secret_env or client_secret_file to the secret's Value (App registration > Certificates & secrets)"));
+            .with_fix("set client_secret, client_secret_env or client_secret_file to the secret's Value, or client_certificate_file to a PEM file with the certificate and its private key (App registration > Certificates & secrets)"));
         }
+        let certificate_binding = certificate.as_ref().map(|c| Secret::new(c.sha256_hex()));
         if let Some(proxy) = &oauth.proxy {
             // Checked here so that a malformed proxy (or one with a password in it, which is
             // refused) fails at start, not at the first token request.
@@ -320,7 +347,12 @@ impl TokenProvider {
             Some(path) => cache::load(
                 path,
                 &identity,
-                secret_set(oauth.flow, password.as_ref(), client_secret.as_ref()),
+                secret_set(
+                    oauth.flow,
+                    password.as_ref(),
+                    client_secret.as_ref(),
+                    certificate_binding.as_ref(),
+                ),
             ),
             None => cache::Loaded::default(),
         };
@@ -339,10 +371,14 @@ impl TokenProvider {
             discovery_domain,
             tenant_info,
             authority_origin,
+            delegated_scope: oauth.cloud.delegated_scope(),
+            app_scope: oauth.cloud.app_scope(),
             identity,
             flow: oauth.flow,
             password,
             client_secret,
+            certificate,
+            certificate_binding,
             http,
             options,
             tokens: loaded.tokens,
@@ -397,7 +433,29 @@ impl TokenProvider {
             self.flow,
             self.password.as_ref(),
             self.client_secret.as_ref(),
+            self.certificate_binding.as_ref(),
         )
+    }
+
+    /// The app's certificate (`client_certificate_file`), when configured.
+    pub fn certificate(&self) -> Option<&cert::ClientCertificate> {
+        self.certificate.as_deref()
+    }
+
+    /// What the app signs in with, for messages: "the certificate (thumbprint …)" or "the
+    /// client secret".
+    fn app_credential(&self) -> String {
+        match &self.certificate {
+            Some(c) => format!(
+                "the certificate (thumbprint {}) of application {}",
+                c.thumbprint(),
+                self.identity.client_id
+            ),
+            None => format!(
+                "the client secret of application {}",
+                self.identity.client_id
+            ),
+        }
     }
 
     /// Tokens obtained from the token endpoint by this provider (sign-ins and refreshes).
@@ -523,7 +581,7 @@ impl TokenProvider {
         let client_id = self.identity.client_id.clone();
         let form = [
             ("client_id", client_id.as_str()),
-            ("scope", DELEGATED_SCOPE),
+            ("scope", self.delegated_scope),
         ];
         let resp = http::post_form(&self.devicecode_url, &form, &self.http)
             .await
@@ -713,10 +771,8 @@ impl TokenProvider {
                 .await
                 .map(|t| (t, format!("the password of {user}"))),
             (Flow::ClientCredentials, _) => {
-                let app = self.identity.client_id.clone();
-                self.client_credentials_grant()
-                    .await
-                    .map(|t| (t, format!("the client secret of application {app}")))
+                let what = self.app_credential();
+                self.client_credentials_grant().await.map(|t| (t, what))
             }
             _ => match self.tokens.refresh_token.clone() {
                 Some(refresh) => match self.refresh_grant(&refresh).await {
@@ -791,7 +847,7 @@ impl TokenProvider {
             ("grant_type", "refresh_token"),
             ("client_id", client_id.as_str()),
             ("refresh_token", refresh_token.expose()),
-            ("scope", DELEGATED_SCOPE),
+            ("scope", self.delegated_scope),
         ];
         if let Some(s) = &secret {
             form.push(("client_secret", s.expose()));
@@ -800,15 +856,33 @@ impl TokenProvider {
     }
 
     async fn client_credentials_grant(&mut self) -> Result<Secret> {
+        let client_id = self.identity.client_id.clone();
+        if let Some(certificate) = self.certificate.clone() {
+            // The assertion's audience is the token endpoint: its tenant must be known first.
+            self.ensure_tenant().await?;
+            let now = unix_now();
+            check_certificate_dates(&certificate, now)?;
+            let assertion = certificate.assertion(&self.token_url, &client_id, now)?;
+            let form = [
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id.as_str()),
+                ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+                ("client_assertion", assertion.expose()),
+                ("scope", self.app_scope),
+            ];
+            return self
+                .grant(&form, "client certificate")
+                .await
+                .map_err(|r| r.error);
+        }
         let secret = self.client_secret.clone().ok_or_else(|| {
             Error::config("oauth.client_secret", "missing for flow client_credentials")
         })?;
-        let client_id = self.identity.client_id.clone();
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", client_id.as_str()),
             ("client_secret", secret.expose()),
-            ("scope", APP_SCOPE),
+            ("scope", self.app_scope),
         ];
         self.grant(&form, "client credentials")
             .await
@@ -831,7 +905,7 @@ impl TokenProvider {
             ("client_id", client_id.as_str()),
             ("username", username.as_str()),
             ("password", password.expose()),
-            ("scope", DELEGATED_SCOPE),
+            ("scope", self.delegated_scope),
         ];
         if let Some(s) = &secret {
             form.push(("client_secret", s.expose()));
@@ -892,6 +966,7 @@ impl TokenProvider {
         let rotated = match answer.refresh_token.take().filter(|t| !t.is_empty()) {
             Some(r) => {
                 self.tokens.refresh_token = Some(Secret::new(r));
+                self.tokens.refresh_renewed_at = now;
                 true
             }
             None => false,
@@ -925,6 +1000,9 @@ impl TokenProvider {
                 "the client secret of application {}",
                 self.identity.client_id
             )),
+            K::ClientCertificateRejected
+            | K::ClientAssertionExpired
+            | K::ClientAssertionReplayed => Some(self.app_credential()),
             K::InvalidCredentials | K::PasswordExpired if what == "password" => {
                 Some(format!("the password of {user}"))
             }
@@ -936,6 +1014,10 @@ impl TokenProvider {
             )),
             k if k.is_identity_platform() && what == "client credentials" => Some(format!(
                 "the sign-in of application {} with the configured client secret",
+                self.identity.client_id
+            )),
+            k if k.is_identity_platform() && what == "client certificate" => Some(format!(
+                "the sign-in of application {} with the configured certificate",
                 self.identity.client_id
             )),
             _ => None,
@@ -1000,6 +1082,9 @@ impl TokenProvider {
                     .to_string()
             }
             Flow::DeviceCode => format!("sign in again: run `{}`", self.options.sign_in_command),
+            Flow::ClientCredentials if self.certificate.is_some() => {
+                "check the certificate in client_certificate_file".to_string()
+            }
             Flow::ClientCredentials => "check the client secret".to_string(),
         }
     }
@@ -1036,15 +1121,51 @@ impl TokenProvider {
     }
 }
 
+/// A certificate outside its validity is refused here, before the identity platform does.
+fn check_certificate_dates(c: &cert::ClientCertificate, now: u64) -> Result<()> {
+    let fix =
+        "create a new certificate (e.g. `openssl req -x509 -newkey rsa:2048 -nodes -days 365 \
+               -subj /CN=psa-mail-agent -keyout key.pem -out cert.pem`), upload cert.pem under App \
+               registration > Certificates & secrets > Certificates, and point \
+               client_certificate_file to the concatenation of cert.pem and key.pem";
+    if now >= c.not_after() {
+        return Err(Error::new(
+            ErrorKind::ClientCertificateExpired,
+            format!(
+                "the client certificate {} (thumbprint {}) expired on {}",
+                c.path().display(),
+                c.thumbprint(),
+                utc_text(c.not_after())
+            ),
+        )
+        .with_fix(fix));
+    }
+    if now + 300 < c.not_before() {
+        return Err(Error::new(
+            ErrorKind::ClientCertificateExpired,
+            format!(
+                "the client certificate {} (thumbprint {}) is not valid before {}",
+                c.path().display(),
+                c.thumbprint(),
+                utc_text(c.not_before())
+            ),
+        )
+        .with_fix("check this machine's clock (NTP), or use a certificate valid now"));
+    }
+    Ok(())
+}
+
 /// The secrets `flow` signs in with: what a token cache is bound to.
 fn secret_set<'a>(
     flow: Flow,
     password: Option<&'a Secret>,
     client_secret: Option<&'a Secret>,
+    certificate: Option<&'a Secret>,
 ) -> Secrets<'a> {
     Secrets {
         password: password.filter(|_| flow == Flow::Password),
         client_secret,
+        certificate,
     }
 }
 

@@ -122,6 +122,9 @@ const OIDC: &[&str] = &["openid", "profile", "email", "offline_access"];
 const EXCHANGE: &[&str] = &[
     "https://outlook.office.com",
     "https://outlook.office365.com",
+    // The national clouds' Exchange Online (oauth.cloud "usgov", "china").
+    "https://outlook.office365.us",
+    "https://partner.outlook.cn",
 ];
 
 fn resource_of(item: &str) -> Option<(String, String)> {
