@@ -60,7 +60,9 @@ fn unreachable_token_endpoint_still_probes_the_mail_server() {
                 r#", "application_id": "11111111-2222-3333-4444-555555555555",
                    "directory_id": "contoso.test", "proxy": "{authority}""#
             ),
-            "taken from the default authority https://login.microsoftonline.com".to_string(),
+            // The default authority, as oauth.cloud (default "global") gives it.
+            "taken from the authority of oauth.cloud \"global\" (https://login.microsoftonline.com)"
+                .to_string(),
             "is reached through oauth.proxy",
         ),
     ] {
