@@ -455,3 +455,58 @@ fn readme_manual_config_example_loads() {
     assert!(m.oauth.enabled && m.oauth.shared_mailbox);
     assert_eq!(m.username, "alice@contoso.com");
 }
+
+/// Mistakes are reported when the config is read: exit code 3, the key path, the fix.
+#[test]
+fn config_mistakes_stop_every_command_at_load_with_the_key_path() {
+    let dir = temp_dir("load");
+    let config = dir.join("config.json");
+    for (mailbox, path, parts) in [
+        (
+            r#""imap": {"encryption": "SSL/TLS"}"#,
+            "mailboxes[0].imap.encryption",
+            &["found string \"SSL/TLS\"", "fix: did you mean \"ssl\"?"][..],
+        ),
+        (
+            r#""oauth": {"enabled": true, "application_id": "helpdesk-app"}"#,
+            "mailboxes[0].oauth.application_id",
+            &[
+                "is not an Application (client) ID",
+                "app registration's Overview",
+            ][..],
+        ),
+        (
+            r#""oauth": {"enabled": true, "application_id": "11111111-2222-3333-4444-555555555555",
+                         "directory_id": "organizations"}"#,
+            "mailboxes[0].oauth.directory_id",
+            &["multi-tenant endpoint", "Directory (tenant) ID GUID"][..],
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"mailboxes": [{{"name": "H", "email": "h@contoso.com", "password": "p", {mailbox}}}]}}"#
+            ),
+        )
+        .unwrap();
+        for cmd in ["test", "fetch", "status"] {
+            let out = bin()
+                .arg(cmd)
+                .arg("--config")
+                .arg(&config)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(3), "{cmd} {mailbox}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(&format!("{path}: ")), "{cmd}: {err}");
+            for part in parts {
+                assert!(err.contains(part), "{cmd}: missing {part:?} in {err}");
+            }
+        }
+    }
+    let out = bin().args(["setup", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("psa-mail-agent setup [--config F]"), "{help}");
+    assert!(help.contains("For tests only"), "{help}");
+}
