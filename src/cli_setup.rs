@@ -574,11 +574,18 @@ fn save(a: &Answers, o: &Overrides, path: &Path, dir: &Path) -> Result<PathBuf, 
 /// `psa-mail-agent setup`. Exit codes as elsewhere: 0 saved, 1 not saved, 2 no terminal,
 /// 3 the existing config is invalid or cannot be written.
 pub fn run(config_path: Option<&Path>) -> u8 {
-    if !std::io::stdin().is_terminal() || cfg!(not(unix)) {
+    let why = if cfg!(not(unix)) {
+        Some("setup needs a Unix terminal (it reads the password without echo through termios)")
+    } else if !std::io::stdin().is_terminal() {
+        Some("setup asks its questions on a terminal, and stdin is not one")
+    } else {
+        None
+    };
+    if let Some(why) = why {
         eprintln!(
-            "error: setup asks its questions on a terminal, and stdin is not one\n  fix: write \
-             the mailbox into the config file instead (README.md, \"Setting up a Microsoft 365 \
-             mailbox\", the second way), then check it with `psa-mail-agent test --config FILE`"
+            "error: {why}\n  fix: write the mailbox into the config file instead (README.md, \
+             \"Setting up a Microsoft 365 mailbox\", the second way), then check it with \
+             `psa-mail-agent test --config FILE`"
         );
         return 2;
     }
