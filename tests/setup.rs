@@ -101,6 +101,8 @@ enum Step<'a> {
     Expect(&'a str),
     Send(&'a str),
     CtrlC,
+    Touch(&'a Path),
+    WaitFile(&'a Path),
 }
 
 /// Runs `setup --config CONFIG` on a pseudo-terminal through `steps`, with the test-only
@@ -112,6 +114,8 @@ fn setup_on_a_terminal(h: &Harness, config: &Path, steps: &[Step<'_>]) -> (i32, 
             Step::Expect(t) => format!("expect\t{t}\n"),
             Step::Send(t) => format!("send\t{t}\n"),
             Step::CtrlC => "ctrl-c\t\n".to_string(),
+            Step::Touch(p) => format!("touch\t{}\n", p.display()),
+            Step::WaitFile(p) => format!("waitfile\t{}\n", p.display()),
         })
         .collect();
     let script_path = config.with_extension("pty-script");
@@ -509,4 +513,116 @@ fn config_mistakes_stop_every_command_at_load_with_the_key_path() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("psa-mail-agent setup [--config F]"), "{help}");
     assert!(help.contains("For tests only"), "{help}");
+}
+
+/// The most common failure, a delegate without Full Access to the shared mailbox, is explained
+/// with the fix `test` gives; once the grant is made, "test again" with the same answers (Enter
+/// keeps each) passes and the mailbox is saved.
+#[cfg(unix)]
+#[test]
+fn setup_shows_the_full_access_fix_and_passes_once_it_is_granted() {
+    let h = Harness::get();
+    let shared = h.unique_user("setup-ungranted");
+    let delegate = h.unique_user("setup-later");
+    h.append(&shared, "INBOX", &mail("waiting for access"), &[]);
+    let dir = temp_dir("grant");
+    let config = dir.join("config.json");
+    let reached = dir.join("reached");
+    let granted = dir.join("granted");
+    let helper = {
+        let (reached, granted) = (reached.clone(), granted.clone());
+        let (shared, delegate) = (shared.clone(), delegate.clone());
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while !reached.exists() {
+                assert!(
+                    start.elapsed().as_secs() < 120,
+                    "setup never reached the failure"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            // What `test` says for the same, still ungranted, mailbox.
+            let wrong = temp_dir("ungranted");
+            let path = wrong.join("config.json");
+            std::fs::write(
+                &path,
+                format!(
+                    r#"{{"state_dir": "state", "mailboxes": [{{"name": "X", "email": "{shared}",
+                     "username": "{delegate}", "password_env": "PMA_TEST_PASSWORD",
+                     "imap": {{"server": "127.0.0.1", "port": {}, "ca_file": "{}"}},
+                     "oauth": {{"enabled": true, "application_id": "app-public",
+                                "shared_mailbox": true, "authority": "{}"}}}}]}}"#,
+                    h.imaps_port,
+                    h.ca_file.display(),
+                    h.idp_url
+                ),
+            )
+            .unwrap();
+            let out = bin()
+                .args(["test", "--config"])
+                .arg(&path)
+                .env("PMA_TEST_PASSWORD", &h.password)
+                .output()
+                .unwrap();
+            h.grant_full_access(&shared, &delegate);
+            std::fs::write(&granted, "").unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    let (code, transcript) = setup_on_a_terminal(
+        h,
+        &config,
+        &[
+            Step::Expect("Mailbox Name: "),
+            Step::Send("Shared Desk"),
+            Step::Expect("Email: "),
+            Step::Send(&shared),
+            Step::Expect("Shared Mailbox? (y/n) [n]: "),
+            Step::Send("y"),
+            Step::Expect("Username (the account with Full Access"),
+            Step::Send(&delegate),
+            Step::Expect("Password (not shown): "),
+            Step::Send(&h.password),
+            Step::Expect("Application ID: "),
+            Step::Send("app-public"),
+            Step::Expect("[FAIL] authenticate"),
+            Step::Expect("Save anyway? (y/n) [n]: "),
+            Step::Touch(&reached),
+            Step::WaitFile(&granted),
+            Step::Send("n"),
+            Step::Expect("Change the answers and test again? (y/n) [y]: "),
+            Step::Send(""),
+            Step::Expect("Mailbox Name [Shared Desk]: "),
+            Step::Send(""),
+            Step::Expect("Email ["),
+            Step::Send(""),
+            Step::Expect("Shared Mailbox? (y/n) [y]: "),
+            Step::Send(""),
+            Step::Expect(&format!(" [{delegate}]: ")),
+            Step::Send(""),
+            Step::Expect("Enter keeps the one typed before): "),
+            Step::Send(""),
+            Step::Expect("Application ID [app-public]: "),
+            Step::Send(""),
+            Step::Expect("=> healthy"),
+            Step::Expect("Saved mailbox"),
+        ],
+    );
+    let test_text = helper.join().unwrap();
+    assert_eq!(code, 0, "{transcript}");
+    let fix_line = transcript
+        .lines()
+        .skip_while(|l| !l.contains("[FAIL] authenticate"))
+        .find(|l| l.trim_start().starts_with("fix:"))
+        .unwrap_or_else(|| panic!("no fix after the failure:\n{transcript}"))
+        .trim()
+        .to_string();
+    assert!(fix_line.contains("Full Access"), "{fix_line}");
+    assert!(
+        test_text.lines().any(|l| l.trim() == fix_line),
+        "setup said {fix_line:?}, test said:\n{test_text}"
+    );
+    let (code, tickets) = fetch(&config, "Shared Desk");
+    assert_eq!(code, 0, "{tickets:?}");
+    assert_eq!(tickets.len(), 1, "{tickets:?}");
 }

@@ -7,6 +7,8 @@ SCRIPT holds one step per line, a keyword, a tab and a text:
   expect<TAB>TEXT   wait (up to 90 s) until the output after the previous match contains TEXT
   send<TAB>TEXT     type TEXT and Enter
   ctrl-c<TAB>       type Ctrl-C
+  touch<TAB>PATH    create the file PATH (tells the test a point was reached)
+  waitfile<TAB>PATH wait (up to 90 s) until the file PATH exists (the test did its part)
 The whole transcript (everything the program wrote, with the terminal's echo) goes to stdout.
 Exit code: the program's, or 90 when an expectation was not met (stderr says which).
 """
@@ -69,6 +71,17 @@ def main():
             os.write(fd, text.encode() + b"\r")
         elif kind == "ctrl-c":
             os.write(fd, b"\x03")
+        elif kind == "touch":
+            open(text, "w").close()
+        elif kind == "waitfile":
+            deadline = time.time() + 90
+            while not os.path.exists(text):
+                if time.time() > deadline:
+                    os.kill(pid, 9)
+                    finish(90, "pty_drive: timed out waiting for the file %r" % text)
+                data = read(0.2)
+                if data:
+                    transcript.extend(data)
         else:
             finish(91, "pty_drive: unknown step %r" % step)
     deadline = time.time() + 120
