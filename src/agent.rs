@@ -78,7 +78,8 @@ impl Batch {
 /// One step of a connection test.
 #[derive(Debug, Clone)]
 pub struct Step {
-    /// `token`, `connect`, `tls`, `capabilities`, `authenticate`, `select`.
+    /// `tenant` (only when the tenant is discovered from the address), `token`, `connect`,
+    /// `tls`, `capabilities`, `authenticate`, `select`.
     pub name: &'static str,
     /// `Some(true)` passed, `Some(false)` failed, `None` skipped after an earlier failure.
     pub ok: Option<bool>,
@@ -97,6 +98,9 @@ pub struct Step {
 pub struct Report {
     /// Every step in order.
     pub steps: Vec<Step>,
+    /// The mailbox's credentials and how long they last (refresh token, client secret,
+    /// certificate): expiring ones are warned about, they do not make the report unhealthy.
+    pub credentials: Vec<crate::oauth::lifetimes::Credential>,
 }
 
 impl Report {
@@ -169,6 +173,10 @@ impl Agent {
         let tokens = if mailbox.oauth.enabled {
             let options = crate::oauth::ProviderOptions {
                 cache_path: Some(paths.token_cache.clone()),
+                tenant_cache: Some(paths.tenant.clone()),
+                // App-only tokens have no user: the mailbox's own address names the tenant.
+                discovery_address: (mailbox.oauth.flow == Flow::ClientCredentials)
+                    .then(|| mailbox.email.clone()),
                 timeout: Duration::from_secs(mailbox.imap.timeout_secs),
                 ca_file: mailbox.imap.ca_file.clone(),
                 sign_in_command: format!(
@@ -306,6 +314,12 @@ impl Agent {
     /// Tokens obtained from the identity platform since this agent was made.
     pub fn token_grants(&self) -> u64 {
         self.tokens.as_ref().map_or(0, |t| t.grants())
+    }
+
+    /// The mailbox's credentials and how long they last at `now` (Unix seconds): see
+    /// [`crate::oauth::lifetimes`].
+    pub fn credentials(&self, now: u64) -> Vec<crate::oauth::lifetimes::Credential> {
+        crate::oauth::lifetimes::credentials(&self.mailbox, &self.paths.token_cache, now)
     }
 
     /// The token provider, for sign-in (`login`) and diagnosis.
@@ -978,7 +992,10 @@ impl Agent {
     pub async fn test_connection_with(&mut self, on_step: &mut dyn FnMut(&Step)) -> Report {
         let mut report = Report::default();
         let mut names: Vec<&'static str> = Vec::new();
-        if self.tokens.is_some() {
+        if let Some(t) = &self.tokens {
+            if t.discovers_tenant() {
+                names.push("tenant");
+            }
             names.push("token");
         }
         names.extend(["connect", "tls", "capabilities", "authenticate", "select"]);
@@ -996,6 +1013,10 @@ impl Agent {
                 on_step(&step);
                 report.steps.push(step);
             }
+        }
+        report.credentials = self.credentials(now_unix());
+        for c in report.credentials.iter().filter(|c| c.needs_attention()) {
+            log::warn!("mailbox {}: {}", self.mailbox.name, c.detail);
         }
         match report.failure() {
             None => log::info!("mailbox {}: connection test passed", self.mailbox.name),
@@ -1070,6 +1091,30 @@ impl Agent {
         }
         self.session = None;
         let mut token = None;
+        let mut token_unreachable = false;
+        let unreachable = |d: &std::result::Result<String, Error>| {
+            matches!(d, Err(e) if matches!(
+                e.kind(),
+                ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::ConnectionClosed
+            ))
+        };
+        if let Some(tokens) = self.tokens.as_mut().filter(|t| t.discovers_tenant()) {
+            // No Directory ID configured: which tenant the address's domain belongs to.
+            let t = Instant::now();
+            let (_, d) = split(tokens.discover_tenant().await, |info| {
+                info.as_ref()
+                    .map(|i| i.describe())
+                    .unwrap_or_else(|| "Directory ID configured".into())
+            });
+            // Out of reach: the token step fails the same way, and the mail server is still
+            // probed below.
+            if unreachable(&d) {
+                let _ = record("tenant", t, d);
+                token_unreachable = true;
+            } else {
+                record("tenant", t, d)?;
+            }
+        }
         if let Some(tokens) = self.tokens.as_mut() {
             let t = Instant::now();
             let flow = match self.mailbox.oauth.flow {
@@ -1080,7 +1125,15 @@ impl Agent {
             let (v, d) = split(tokens.verify_credentials().await, |(_, what)| {
                 format!("{what} accepted: new access token issued ({flow} flow)")
             });
-            record("token", t, d)?;
+            // An identity platform out of reach says nothing about the mail server: the test
+            // still probes it (connect, TLS, capabilities) so the admin learns whether it is
+            // reachable, then stops before signing in.
+            token_unreachable |= unreachable(&d);
+            if token_unreachable {
+                let _ = record("token", t, d);
+            } else {
+                record("token", t, d)?;
+            }
             token = v.map(|(t, _)| t);
         }
         let target = self.target();
@@ -1110,6 +1163,9 @@ impl Agent {
             |c| c.list(),
         );
         record("capabilities", t, d)?;
+        if token_unreachable {
+            return Err(());
+        }
         let caps = caps.expect("recorded as passed");
         let t = Instant::now();
         let greeted = Greeted {

@@ -91,6 +91,16 @@ pub enum ErrorKind {
     SignInRequired,
     /// Any other error answered by the identity platform (Microsoft's text is kept).
     IdentityProvider,
+    /// AADSTS700027 (also 7000274, 7000214, 7000277): the certificate that signed the client
+    /// assertion is not registered on the app (another key), or was revoked.
+    ClientCertificateRejected,
+    /// AADSTS700024 (also 1000502): the client assertion is outside its validity time (this
+    /// machine's clock is off).
+    ClientAssertionExpired,
+    /// The client assertion's `jti` was presented before (a replayed assertion).
+    ClientAssertionReplayed,
+    /// The configured certificate (`client_certificate_file`) expired or is not valid yet.
+    ClientCertificateExpired,
     // --- mail and delivery
     /// A message could not be turned into a ticket.
     Mail,
@@ -129,6 +139,9 @@ impl ErrorKind {
                 | K::DeviceCodeExpired
                 | K::SignInRequired
                 | K::IdentityProvider
+                | K::ClientCertificateRejected
+                | K::ClientAssertionExpired
+                | K::ClientAssertionReplayed
         )
     }
 }

@@ -143,6 +143,20 @@ pub enum pma_result {
     PMA_OAUTH_SIGN_IN_REQUIRED = 521,
     /// Any other identity platform error (Microsoft's text is in `pma_last_error`).
     PMA_OAUTH_IDENTITY_PROVIDER = 522,
+    /// AADSTS700027: the certificate that signed the client assertion is not registered on
+    /// the app registration (another key), or was revoked.
+    PMA_OAUTH_CERTIFICATE_REJECTED = 523,
+    /// AADSTS700024: the client assertion is outside its validity time (check the clock).
+    PMA_OAUTH_ASSERTION_EXPIRED = 524,
+    /// The client assertion was presented before (its jti was replayed).
+    PMA_OAUTH_ASSERTION_REPLAYED = 525,
+    /// The configured client certificate expired (or is not valid yet).
+    PMA_OAUTH_CERTIFICATE_EXPIRED = 526,
+    /// A credential's end is near (`pma_credential.result`, not an error of a call): a refresh
+    /// token unused for 76 days, a client secret or certificate expiring within 30 days.
+    PMA_CREDENTIAL_EXPIRING = 527,
+    /// A credential has ended (`pma_credential.result`): see its `fix`.
+    PMA_CREDENTIAL_EXPIRED = 528,
 
     // --- 6xx: mail and delivery
     /// A message could not be turned into a ticket.
@@ -215,6 +229,12 @@ impl pma_result {
         pma_result::PMA_OAUTH_DEVICE_CODE_EXPIRED,
         pma_result::PMA_OAUTH_SIGN_IN_REQUIRED,
         pma_result::PMA_OAUTH_IDENTITY_PROVIDER,
+        pma_result::PMA_OAUTH_CERTIFICATE_REJECTED,
+        pma_result::PMA_OAUTH_ASSERTION_EXPIRED,
+        pma_result::PMA_OAUTH_ASSERTION_REPLAYED,
+        pma_result::PMA_OAUTH_CERTIFICATE_EXPIRED,
+        pma_result::PMA_CREDENTIAL_EXPIRING,
+        pma_result::PMA_CREDENTIAL_EXPIRED,
         pma_result::PMA_MAIL,
         pma_result::PMA_DELIVERY,
         pma_result::PMA_ATTACHMENT_OMITTED,
@@ -279,6 +299,12 @@ impl pma_result {
             PMA_OAUTH_DEVICE_CODE_EXPIRED => "PMA_OAUTH_DEVICE_CODE_EXPIRED\0",
             PMA_OAUTH_SIGN_IN_REQUIRED => "PMA_OAUTH_SIGN_IN_REQUIRED\0",
             PMA_OAUTH_IDENTITY_PROVIDER => "PMA_OAUTH_IDENTITY_PROVIDER\0",
+            PMA_OAUTH_CERTIFICATE_REJECTED => "PMA_OAUTH_CERTIFICATE_REJECTED\0",
+            PMA_OAUTH_ASSERTION_EXPIRED => "PMA_OAUTH_ASSERTION_EXPIRED\0",
+            PMA_OAUTH_ASSERTION_REPLAYED => "PMA_OAUTH_ASSERTION_REPLAYED\0",
+            PMA_OAUTH_CERTIFICATE_EXPIRED => "PMA_OAUTH_CERTIFICATE_EXPIRED\0",
+            PMA_CREDENTIAL_EXPIRING => "PMA_CREDENTIAL_EXPIRING\0",
+            PMA_CREDENTIAL_EXPIRED => "PMA_CREDENTIAL_EXPIRED\0",
             PMA_MAIL => "PMA_MAIL\0",
             PMA_DELIVERY => "PMA_DELIVERY\0",
             PMA_ATTACHMENT_OMITTED => "PMA_ATTACHMENT_OMITTED\0",
@@ -331,6 +357,10 @@ impl From<ErrorKind> for pma_result {
             ErrorKind::DeviceCodeExpired => PMA_OAUTH_DEVICE_CODE_EXPIRED,
             ErrorKind::SignInRequired => PMA_OAUTH_SIGN_IN_REQUIRED,
             ErrorKind::IdentityProvider => PMA_OAUTH_IDENTITY_PROVIDER,
+            ErrorKind::ClientCertificateRejected => PMA_OAUTH_CERTIFICATE_REJECTED,
+            ErrorKind::ClientAssertionExpired => PMA_OAUTH_ASSERTION_EXPIRED,
+            ErrorKind::ClientAssertionReplayed => PMA_OAUTH_ASSERTION_REPLAYED,
+            ErrorKind::ClientCertificateExpired => PMA_OAUTH_CERTIFICATE_EXPIRED,
             ErrorKind::Mail => PMA_MAIL,
             ErrorKind::Delivery => PMA_DELIVERY,
             ErrorKind::Internal => PMA_INTERNAL,

@@ -473,7 +473,7 @@ static void test_oauth_credentials(const char *state, pma_agent *basic) {
              PMA_OK);
     pma_batch *old = NULL;
     CHECK_RC(pma_fetch_tickets(regen, 1, &old), PMA_OK);
-    CHECK_RC(pma_set_oauth_credentials(regen, "app-1", "contoso.test", NULL), PMA_OK);
+    CHECK_RC(pma_set_oauth_credentials(regen, "11111111-2222-3333-4444-555555555555", "contoso.test", NULL), PMA_OK);
     CHECK_RC(pma_ack(regen, old), PMA_FOREIGN_BATCH);
     CHECK(strstr(last_error(regen), "rebuilt") != NULL);
     pma_batch_free(old);
