@@ -205,7 +205,10 @@ async fn serve(tls: TlsAcceptor, tcp: TcpStream, settings: &Settings) -> io::Res
         settings,
         peer,
     };
-    conn.run().await
+    let r = conn.run().await;
+    // End TLS properly (close_notify), as Exchange does after its BYE.
+    let _ = with_timeout(conn.writer.close()).await;
+    r
 }
 
 async fn with_timeout<T>(f: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
