@@ -133,6 +133,9 @@ pub struct Agent {
     _lock: Option<MailboxLock>,
 }
 
+/// An IDLE the server ended after at least this long counts as a normal wake, not a failure.
+const IDLE_END_IS_NORMAL_AFTER: Duration = Duration::from_secs(20);
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1280,7 +1283,26 @@ impl Agent {
         }
         if session.supports_idle() {
             // On error the session is gone with the connection: the next call reconnects.
-            let (session, wake) = session.idle(max_wait, stop).await?;
+            let started = Instant::now();
+            let (session, wake) = match session.idle(max_wait, stop).await {
+                Ok(r) => r,
+                // The server's own end of a long IDLE (Exchange: after about 29 minutes) is a
+                // normal wake: the next fetch reconnects and finds what is new. A server that
+                // ends IDLE at once stays an error, so a broken one cannot make us spin.
+                Err(e)
+                    if imap::idle::ended_by_server(&e)
+                        && started.elapsed() >= IDLE_END_IS_NORMAL_AFTER =>
+                {
+                    log::info!(
+                        "mailbox {}: {} after {} s; reconnecting",
+                        self.mailbox.name,
+                        e.message(),
+                        started.elapsed().as_secs()
+                    );
+                    return Ok(imap::Wake::Timeout);
+                }
+                Err(e) => return Err(e),
+            };
             self.session = Some((session, folder));
             Ok(wake)
         } else {

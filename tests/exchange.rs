@@ -481,3 +481,26 @@ fn cli_test_names_cause_and_fix_and_exits_4() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_agent_takes_the_servers_end_of_idle_as_a_wake_and_reconnects() {
+    let h = Harness::get();
+    let user = h.unique_user("ex-idle");
+    let mut a = agent(h, &user, &user, false, "idle");
+    smol::block_on(a.connect()).unwrap();
+    assert_eq!(a.supports_idle(), Some(true));
+    // The stand-in ends IDLE after 30 s with `* BYE Connection closed. 14`, well before ours.
+    let started = std::time::Instant::now();
+    let wake =
+        smol::block_on(a.wait_for_mail(Duration::from_secs(600), futures::future::pending()))
+            .expect("the server's end of IDLE is no failure");
+    assert_eq!(wake, psa_mail_agent::imap::Wake::Timeout);
+    assert!(
+        started.elapsed() < Duration::from_secs(300),
+        "woke by the server's BYE, not our own limit"
+    );
+    assert_eq!(a.supports_idle(), None, "the closed session was dropped");
+    h.append(&user, "INBOX", &mail("after the idle end"), &[]);
+    let batch = smol::block_on(a.fetch(10)).unwrap();
+    assert_eq!(batch.tickets[0].subject, "after the idle end");
+}
