@@ -504,3 +504,99 @@ fn the_agent_takes_the_servers_end_of_idle_as_a_wake_and_reconnects() {
     let batch = smol::block_on(a.fetch(10)).unwrap();
     assert_eq!(batch.tickets[0].subject, "after the idle end");
 }
+
+#[test]
+fn run_parks_a_mailbox_exchange_will_not_open_and_status_gives_the_fix() {
+    use std::process::{Command, Stdio};
+    let h = Harness::get();
+    let delegate = h.unique_user("ex-run-delegate");
+    let shared = h.unique_user("ex-run-shared");
+    h.append(&shared, "INBOX", &mail("parked until granted"), &[]);
+    let dir = state_dir("run");
+    let config = dir.join("config.json");
+    let write = || {
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"state_dir": "{}", "output": {{"kind": "spool", "dir": "{}"}}, "mailboxes": [{}]}}"#,
+                dir.join("state").display(),
+                dir.join("spool").display(),
+                mailbox_json(h, &shared, &delegate, true)
+            ),
+        )
+        .unwrap()
+    };
+    write();
+    let bin = env!("CARGO_BIN_EXE_psa-mail-agent");
+    let log = std::fs::File::create(dir.join("agent.log")).unwrap();
+    let mut child = Daemon(
+        Command::new(bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("PMA_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let status = || {
+        let out = Command::new(bin)
+            .args(["status", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let until = |what: &str, cond: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        while !cond() {
+            if start.elapsed() > Duration::from_secs(120) {
+                panic!(
+                    "timed out waiting for {what}; status:\n{}\nlog:\n{}",
+                    status(),
+                    std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    until("the parked status", &|| status().contains("parked"));
+    let out = status();
+    contains_all(
+        &out,
+        &[
+            "authenticated but not connected",
+            &format!("Add-MailboxPermission -Identity {shared} -User {delegate} -AccessRights FullAccess"),
+        ],
+    );
+    // The admin grants Full Access and reloads: the parked mailbox is retried and delivers.
+    h.grant_full_access(&shared, &delegate);
+    let ok = Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    until("the ticket after the grant", &|| {
+        std::fs::read_dir(dir.join("spool")).is_ok_and(|rd| {
+            rd.filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        })
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    let code = child.0.wait().unwrap().code();
+    assert_eq!(code, Some(0));
+}
+
+/// The agent under test; killed if the test fails before it stopped.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
