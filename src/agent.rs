@@ -464,7 +464,7 @@ impl Agent {
                 format!(
                     "{}; the identity platform had just issued the token for {signer}, so IMAP is \
                      disabled for the mailbox {target} or for the whole organization, or the token \
-                     lacks the IMAP permission",
+                     lacks the IMAP permission, or no mailbox has the address {target}",
                     e.message()
                 ),
             )
@@ -475,8 +475,9 @@ impl Agent {
                  Mail > Manage email apps > IMAP). Organization-wide: Get-CASMailboxPlan | fl \
                  Name,ImapEnabled (the default of new mailboxes; Set-CASMailboxPlan -Identity <plan> \
                  -ImapEnabled $true) and Get-CASMailbox -ResultSize Unlimited | where {{-not \
-                 $_.ImapEnabled}}. If IMAP is on, check the permission: {permission}. Changes take up \
-                 to an hour"
+                 $_.ImapEnabled}}. If IMAP is on, check the permission: {permission}; and the \
+                 address: Get-Mailbox -Identity {target} | fl PrimarySmtpAddress. Changes take up to \
+                 an hour"
             ));
         }
         if app_only {

@@ -237,6 +237,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn exchange_replies_are_recognised() {
+        assert!(is_unavailable_text("Server Unavailable. 15"));
+        assert!(is_unavailable_text(
+            "[UNAVAILABLE] Temporary authentication failure."
+        ));
+        assert!(!is_unavailable_text("AUTHENTICATE failed."));
+        let e = map_err(
+            "SELECT",
+            async_imap::error::Error::Bad("User is authenticated but not connected.".into()),
+        );
+        assert!(is_not_connected(&e), "{e}");
+        assert!(!is_not_connected(&Error::new(
+            ErrorKind::ServerRefused,
+            "SELECT: no"
+        )));
+        assert!(connect::is_exchange_greeting(
+            "The Microsoft Exchange IMAP4 service is ready. [UABNAEEA]"
+        ));
+        assert!(!connect::is_exchange_greeting("Dovecot ready."));
+    }
+
+    #[test]
     fn stream_errors_are_protocol_errors_and_bounded() {
         let huge = "x".repeat(1_000_000);
         let e = stream_error(

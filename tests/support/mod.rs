@@ -71,17 +71,6 @@ impl Harness {
         unique_user(prefix)
     }
 
-    /// Whether a test that is about Dovecot's own behaviour (its texts, STARTTLS, plaintext
-    /// ports) should run: false under `PMA_TEST_IMAP=exchange`, after printing why it skips.
-    pub fn dovecot_only(&self, reason: &str) -> bool {
-        if self.exchange {
-            eprintln!("skipped under PMA_TEST_IMAP=exchange: {reason}");
-            false
-        } else {
-            true
-        }
-    }
-
     /// Disables IMAP for `address` (a mailbox, `@domain` or `*`) on the Exchange stand-in, as
     /// `Set-CASMailbox -ImapEnabled $false` does: its sign-ins then answer
     /// `NO AUTHENTICATE failed.` however fresh the token.
