@@ -203,6 +203,17 @@ enum pma_result
    */
   PMA_SERVER_REFUSED = 405,
   /**
+   * App-only: the token was accepted but the app may not open the mailbox (Exchange's
+   * "authenticated but not connected"): service principal not registered in Exchange
+   * (New-ServicePrincipal) or not granted on the mailbox (Add-MailboxPermission).
+   */
+  PMA_APP_NOT_GRANTED = 406,
+  /**
+   * The sign-in was accepted but Exchange does not open the mailbox for the account that
+   * signed in ("authenticated but not connected"): another account, or no mailbox.
+   */
+  PMA_MAILBOX_NOT_CONNECTED = 407,
+  /**
    * AADSTS50126: wrong username or password.
    */
   PMA_OAUTH_INVALID_CREDENTIALS = 500,

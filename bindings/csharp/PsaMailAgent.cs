@@ -90,6 +90,10 @@ namespace PsaMailAgent
         FolderNotFound = 404,
         /// <summary>The server refused a command (NO/BAD).</summary>
         ServerRefused = 405,
+        /// <summary>App-only: the token was accepted but the app may not open the mailbox (Exchange's "authenticated but not connected"): service principal not registered (New-ServicePrincipal) or not granted (Add-MailboxPermission).</summary>
+        AppNotGranted = 406,
+        /// <summary>The sign-in was accepted but Exchange does not open the mailbox for the account that signed in ("authenticated but not connected").</summary>
+        MailboxNotConnected = 407,
         /// <summary>AADSTS50126: wrong username or password.</summary>
         OauthInvalidCredentials = 500,
         /// <summary>AADSTS50034: user not found in the directory.</summary>
