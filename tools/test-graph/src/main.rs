@@ -1,0 +1,191 @@
+//! pma-test-graph: a local stand-in for Microsoft Graph mail (v1.0) over the harness's Dovecot, so
+//! one seeding (`scripts/harness seed`) feeds both transports. It logs in to Dovecot over IMAP as
+//! the mailbox user (any `<name>@contoso.test` with the harness password) and checks bearer tokens
+//! with the identity endpoint (tools/test-idp, `POST /introspect/claims`). Plain HTTP/1.1 on
+//! loopback (keep-alive, chunked answers, gzip when `Accept-Encoding: gzip`).
+//!
+//! Usage: `pma-test-graph --listen 127.0.0.1:19990 --imap 127.0.0.1:19143 --idp
+//! http://127.0.0.1:19980 --dir $PMA_HARNESS_DIR [--password PW]` (else `PMA_PASSWORD`).
+//!
+//! # Endpoints (`/v1.0/users/{mailbox}/…` or `/v1.0/me/…` for a delegated token's own mailbox)
+//! - `GET mailFolders` (top-level folders; `$filter=displayName eq 'X'`, `$top` (default 10),
+//!   `$skip` with `@odata.nextLink`), `GET mailFolders/{id}/childFolders` (same options),
+//!   `GET mailFolders/{id}`. `{id}` is a folder id or a well-known name: `inbox`, `sentitems`,
+//!   `deleteditems`, `drafts`, `junkemail`, `archive` (IMAP INBOX, Sent, Trash, Drafts, Junk,
+//!   Archive; created when missing), `msgfolderroot`. Display names: Inbox, Sent Items, Deleted
+//!   Items, Drafts, Junk Email, Archive, else the IMAP name's last segment (`INBOX/Support` is
+//!   the child `Support` of Inbox).
+//! - `GET mailFolders/{id}/messages/delta`: `$select` (id, isRead, internetMessageId, subject,
+//!   from, sender, toRecipients, ccRecipients, bccRecipients, replyTo, receivedDateTime,
+//!   sentDateTime, createdDateTime, lastModifiedDateTime, changeKey, parentFolderId,
+//!   conversationId, importance, hasAttachments, isDraft, flag, categories,
+//!   internetMessageHeaders, ...; unknown → 400 `RequestBroker--ParseUri`; body/bodyPreview →
+//!   400, use `$value`), `Prefer: odata.maxpagesize=N` (default 10, answered with
+//!   `Preference-Applied`), pages by `@odata.nextLink` (`$skiptoken`) to a final
+//!   `@odata.deltaLink` (`$deltatoken`). A round is a snapshot: the first round lists every
+//!   message; a delta link's round lists new and changed messages (flags) and `@removed`
+//!   (`{"reason":"deleted"}`) rows for messages moved out or deleted, removed rows first. A
+//!   message may appear twice across rounds (as at Graph). Tokens hold the whole state, so they
+//!   survive a restart; an expired one (`expire_delta`) or one from before a UIDVALIDITY change
+//!   answers 410 `SyncStateNotFound`.
+//! - `GET messages/{id}` (`$select` as above), `GET messages/{id}/$value` (the MIME source,
+//!   `Content-Type: text/plain`, chunked), `PATCH messages/{id}` `{"isRead":bool}` and/or
+//!   `{"flag":{"flagStatus":…}}` (IMAP \Seen, \Flagged; answers the message),
+//!   `POST messages/{id}/move` `{"destinationId": id | well-known name}` (201 with the moved
+//!   message and its new id), `DELETE messages/{id}` (204; expunged). Also under
+//!   `mailFolders/{id}/messages/{id}`. Message ids encode folder, UIDVALIDITY and UID (base64url
+//!   with `-`, `_` and `=`, like Exchange's).
+//! - `POST /v1.0/$batch`: `{"requests":[{id, method, url, headers?, body?, dependsOn?}]}`, at
+//!   most 20 (else 400), run in order; `{"responses":[{id, status, headers, body}]}` (non-JSON
+//!   bodies base64; a failed dependency → 424). Mailbox faults apply per request inside.
+//!
+//! # Tokens and access
+//! Every API request needs `Authorization: Bearer <token of the identity endpoint>`: missing,
+//! unknown or expired → 401 `InvalidAuthenticationToken` (with `WWW-Authenticate`); audience not
+//! Graph (an IMAP token) → 401 "Invalid audience". Delegated tokens: own mailbox with Mail.Read /
+//! Mail.ReadWrite (writes: ReadWrite) or the `.Shared` variants; another mailbox needs
+//! Mail.ReadWrite.Shared (reads: also Mail.Read.Shared) and a line `<mailbox>/<user>` in
+//! `$PMA_HARNESS_DIR/delegations` (Full Access, as for IMAP) → else 403 `ErrorAccessDenied`.
+//! App-only tokens: role Mail.ReadWrite (reads: also Mail.Read) → else 403 `ErrorAccessDenied`;
+//! and the application access policy in `$PMA_HARNESS_DIR/graph-access-policy`: lines
+//! `<client_id> RestrictAccess <mailbox>` (the app may open only listed mailboxes) and
+//! `<client_id> DenyAccess <mailbox>`; an app without lines opens all → else 403
+//! `ErrorAccessDenied` "Access to OData is disabled: [RAOP] : Blocked by tenant configured
+//! AppOnly AccessPolicy settings.". Mailboxes: `*@contoso.test` (else 404 `ErrorInvalidUser`);
+//! local part `onprem-…` → 404 `MailboxNotEnabledForRESTAPI`. Exchange's concurrency limit:
+//! more than `max_concurrency` (4) requests in flight for one app and mailbox → 429
+//! `ApplicationThrottled` with `Retry-After: 1`. Errors are Graph's `{"error":{"code","message",
+//! "innerError":{"date","request-id","client-request-id"}}}`; 429/503/504 carry `Retry-After`.
+//!
+//! # Control API (`/_test/...`, GET or POST, no token, JSON answers)
+//! Most commands take `mailbox=M` to scope them to one mailbox, so parallel tests do not meet.
+//! - `reset[?mailbox=M]`: all faults, settings and counters (or M's).
+//! - `fail_next?status=429|500|502|503|504[&count=K][&retry_after=S][&mailbox=M]`: the next K
+//!   requests (for M; inside a batch: per request) answer that status in Graph's shape
+//!   (429 `ApplicationThrottled`, 503 `ServiceUnavailable`, 504 `GatewayTimeout`) with
+//!   `Retry-After: S` (default 1).
+//! - `drop_next?[count=K][&mailbox=M]`: the next K requests are closed without an answer.
+//! - `error?mailbox=M&code=C[&count=K]`: M's requests answer Graph error C (K times, else until
+//!   `code=none` or reset): `ErrorAccessDenied`, `ErrorAccessDeniedPolicy` (the RAOP text),
+//!   `MailboxNotEnabledForRESTAPI`, `ErrorItemNotFound`, `InvalidAuthenticationToken`,
+//!   `Authorization_RequestDenied`, `ErrorInvalidUser`, `ErrorMailboxMoveInProgress` (503).
+//! - `expire_delta[?mailbox=M]`: every delta and skip token issued so far (for M) answers 410
+//!   `SyncStateNotFound`.
+//! - `set?max_concurrency=N` (0: unlimited), `set?max_page=N`, `set?delay_ms=D[&mailbox=M]`
+//!   (each request waits D ms while counted in flight, so concurrency shows).
+//! - `access_policy?client_id=C&access=restrict|deny&mailbox=M`, `access_policy?client_id=C&
+//!   access=clear`: edits `graph-access-policy`.
+//! - `stats[?mailbox=M]`: `requests, ops{folders,delta,message,value,patch,move,delete},
+//!   statuses{code:n}, batches, batch_requests, throttled, max_concurrent, concurrent_now,
+//!   concurrency_rejections, connections` (distinct TCP connections that served the scope;
+//!   globally also `connections_total`).
+#![forbid(unsafe_code)]
+
+mod http;
+mod ids;
+mod imap;
+mod message;
+mod service;
+mod util;
+
+use service::{Config, Graph, Outcome};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn main() {
+    let mut listen = "127.0.0.1:19990".to_string();
+    let mut cfg = Config {
+        imap_addr: "127.0.0.1:19143".into(),
+        idp_url: "http://127.0.0.1:19980".into(),
+        password: String::new(),
+        dir: PathBuf::from(std::env::var("PMA_HARNESS_DIR").unwrap_or_else(|_| "/tmp/pmah".into())),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().unwrap_or_default();
+        match a.as_str() {
+            "--listen" => listen = value(),
+            "--imap" => cfg.imap_addr = value(),
+            "--idp" => cfg.idp_url = value(),
+            "--dir" => cfg.dir = PathBuf::from(value()),
+            "--password" => cfg.password = value(),
+            other => {
+                eprintln!("pma-test-graph: unknown argument {other:?}; usage: --listen ADDR --imap HOST:PORT --idp URL --dir DIR [--password PW]");
+                std::process::exit(2);
+            }
+        }
+    }
+    if cfg.password.is_empty() {
+        cfg.password = std::env::var("PMA_PASSWORD").unwrap_or_default();
+    }
+    if cfg.password.is_empty() {
+        eprintln!("pma-test-graph: give the mailboxes' password with --password or PMA_PASSWORD");
+        std::process::exit(2);
+    }
+    let listener = match TcpListener::bind(&listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("pma-test-graph: cannot listen on {listen}: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!(
+        "pma-test-graph: listening on http://{listen} (IMAP {}, identity {})",
+        cfg.imap_addr, cfg.idp_url
+    );
+    let graph = Arc::new(Graph::new(cfg));
+    static CONN: AtomicU64 = AtomicU64::new(0);
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                let graph = Arc::clone(&graph);
+                let id = CONN.fetch_add(1, Ordering::Relaxed);
+                graph.connection_opened();
+                std::thread::spawn(move || serve(stream, &graph, id));
+            }
+            Err(e) => eprintln!("pma-test-graph: accept: {e}"),
+        }
+    }
+}
+
+/// One connection: requests until the peer closes, asks to close, or a fault drops it.
+fn serve(mut stream: TcpStream, graph: &Graph, id: u64) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(300)));
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::new();
+    loop {
+        let (req, close) = match http::read_request(&mut stream, &mut buf) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(msg) => {
+                let r = service::error_response(
+                    &service::GErr {
+                        status: 400,
+                        code: "BadRequest".into(),
+                        message: msg,
+                        retry_after: None,
+                    },
+                    &service::Request::default(),
+                );
+                let _ = http::write_response(&mut stream, &service::Request::default(), r, true);
+                return;
+            }
+        };
+        let route = req.target.split('?').next().unwrap_or("").to_string();
+        match graph.handle(&req, id) {
+            Outcome::Answer(resp) => {
+                eprintln!("pma-test-graph: {} {route} -> {}", req.method, resp.status);
+                if http::write_response(&mut stream, &req, resp, close).is_err() || close {
+                    return;
+                }
+            }
+            Outcome::Close => {
+                eprintln!("pma-test-graph: {} {route} -> (dropped)", req.method);
+                return;
+            }
+        }
+    }
+}
