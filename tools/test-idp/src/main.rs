@@ -22,7 +22,8 @@
 //! - Tenant `contoso-tenant` (or the domain `contoso.test`); `common`/`organizations` → 50194,
 //!   others → 90002.
 //! - Apps: `app-public` (public client flows on), `app-nopublic` (→ 7000218),
-//!   `app-confidential` with secret `s3cret-app` (wrong secret → 7000215), `app-expiredsecret`
+//!   `app-confidential` with secret `s3cret-app` (wrong secret → 7000215; `app-confidential-b`
+//!   is a second one with the same secret, for tests that change an app's settings), `app-expiredsecret`
 //!   with secret `old-s3cret` (→ 7000222), `app-noconsent` (→ 65001); unknown → 700016.
 //! - Users: any `*@contoso.test` with the password; wrong password → 50126, other domains →
 //!   50034. Local-part prefixes: `locked-` 50053, `disabled-` 50057, `expired-` 50055, `mfa-`
