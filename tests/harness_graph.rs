@@ -285,6 +285,21 @@ fn delta_pages_then_reports_only_changes() {
     assert_eq!(gone.status, 204);
     assert_eq!(h.count(&user, "INBOX"), 3);
     h.append(&user, "INBOX", &mail(6, &user), &[]);
+    // One message by id, with Dovecot's preview of the text.
+    let one = c.get(
+        &format!(
+            "{}/messages/{}?$select=subject,bodyPreview",
+            users(&user),
+            ids[3]
+        ),
+        &token,
+    );
+    assert!(
+        one.text()
+            .contains("\"bodyPreview\":\"It does not print (4).\""),
+        "{}",
+        one.text()
+    );
     // The old id of the moved message is gone: ErrorItemNotFound.
     let stale = c.get(&format!("{}/messages/{}", users(&user), ids[1]), &token);
     assert_eq!(
@@ -316,6 +331,8 @@ fn folders_by_well_known_name_and_display_path() {
     let h = Harness::get();
     let user = h.unique_user("graph-folders");
     h.create_folder(&user, "INBOX/Support");
+    // IMAP names are modified UTF-7: Graph shows "Büro".
+    h.create_folder(&user, "INBOX/B&APw-ro");
     h.append(&user, "INBOX/Support", &mail(1, &user), &[]);
     let token = h.graph_user_token(&user, RW);
     let mut c = Conn::open(h);
@@ -331,9 +348,21 @@ fn folders_by_well_known_name_and_display_path() {
     let by_name = c.get(&format!("{}/mailFolders/inbox", users(&user)), &token);
     assert_eq!(by_name.field("id").as_deref(), Some(inbox.as_str()));
     assert!(
-        by_name.text().contains("\"childFolderCount\":1"),
+        by_name.text().contains("\"childFolderCount\":2"),
         "{}",
         by_name.text()
+    );
+    let buero = c.get(
+        &format!(
+            "{}/mailFolders/{inbox}/childFolders?$filter=displayName%20eq%20'B%C3%BCro'",
+            users(&user)
+        ),
+        &token,
+    );
+    assert!(
+        buero.text().contains("\"displayName\":\"Büro\""),
+        "{}",
+        buero.text()
     );
     let child = c.get(
         &format!(
@@ -353,19 +382,35 @@ fn folders_by_well_known_name_and_display_path() {
         child.text()
     );
     let support = child.field("id").unwrap();
-    let (pages, _) = round(
-        &mut c,
-        &format!(
-            "{}/mailFolders/{support}/messages/delta?$select=subject",
-            users(&user)
-        ),
-        &token,
-        10,
+    let delta = format!(
+        "{}/mailFolders/{support}/messages/delta?$select=subject",
+        users(&user)
     );
+    let (pages, _) = round(&mut c, &delta, &token, 10);
     assert!(
         pages[0].text().contains("Printer 1 broken"),
         "{}",
         pages[0].text()
+    );
+    // $filter on receivedDateTime (the only one Graph allows on delta).
+    let (pages, _) = round(
+        &mut c,
+        &format!("{delta}&$filter=receivedDateTime%20ge%202000-01-01T00:00:00Z"),
+        &token,
+        10,
+    );
+    assert_eq!(pages[0].ids().len(), 1, "{}", pages[0].text());
+    let (pages, _) = round(
+        &mut c,
+        &format!("{delta}&$filter=receivedDateTime%20ge%202999-01-01T00:00:00Z"),
+        &token,
+        10,
+    );
+    assert_eq!(pages[0].ids().len(), 0, "{}", pages[0].text());
+    let bad = c.get(&format!("{delta}&$filter=isRead%20eq%20false"), &token);
+    assert_eq!(
+        (bad.status, bad.code().as_str()),
+        (400, "ErrorInvalidUrlQueryFilter")
     );
     // Well-known folders exist in every Exchange mailbox: archive is created on first use.
     let archive = c.get(&format!("{}/mailFolders/archive", users(&user)), &token);

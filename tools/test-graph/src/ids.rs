@@ -64,7 +64,11 @@ pub fn parse_message_id(id: &str) -> Option<MessageRef> {
 pub struct SyncToken {
     /// When the token was issued (ms since the epoch), for `expire_delta`.
     pub issued_ms: u64,
+    /// The mailbox (lower case) and folder the token belongs to.
+    pub mailbox: String,
     pub folder: String,
+    /// The `$filter` of the round's first request (`receivedDateTime ge …`; empty: none).
+    pub filter: String,
     /// The `$select` of the round's first request (empty: the default properties).
     pub select: String,
     pub uidvalidity: u32,
@@ -170,7 +174,9 @@ impl SyncToken {
     pub fn encode(&self) -> String {
         let mut b = vec![1u8];
         put_var(&mut b, self.issued_ms);
+        put_bytes(&mut b, self.mailbox.as_bytes());
         put_bytes(&mut b, self.folder.as_bytes());
+        put_bytes(&mut b, self.filter.as_bytes());
         put_bytes(&mut b, self.select.as_bytes());
         put_var(&mut b, u64::from(self.uidvalidity));
         put_var(&mut b, self.base_modseq);
@@ -198,7 +204,9 @@ impl SyncToken {
         r.i = 1;
         let mut t = SyncToken {
             issued_ms: r.var()?,
+            mailbox: r.text()?,
             folder: r.text()?,
+            filter: r.text()?,
             select: r.text()?,
             uidvalidity: u32::try_from(r.var()?).ok()?,
             base_modseq: r.var()?,
@@ -258,7 +266,9 @@ mod tests {
     fn tokens_round_trip() {
         let mut t = SyncToken {
             issued_ms: 1_765_000_000_123,
+            mailbox: "a@contoso.test".into(),
             folder: "INBOX".into(),
+            filter: String::new(),
             select: "id,isRead".into(),
             uidvalidity: 7,
             base_modseq: 99,
@@ -273,7 +283,7 @@ mod tests {
             cursor: 5000,
         });
         let text = t.encode();
-        assert!(text.len() < 80, "compact: {}", text.len());
+        assert!(text.len() < 100, "compact: {}", text.len());
         assert_eq!(SyncToken::decode(&text), Some(t));
         assert_eq!(SyncToken::decode("garbage"), None);
         assert_eq!(SyncToken::decode(""), None);

@@ -314,6 +314,35 @@ fn items_text(items: &[Item]) -> String {
         .join(" ")
 }
 
+/// Decodes a modified UTF-7 folder name (RFC 3501 5.1.3; Dovecot without UTF8=ACCEPT).
+pub fn mutf7_decode(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let Some(end) = after.find('-') else {
+            out.push_str(&rest[i..]);
+            return out;
+        };
+        let enc = &after[..end];
+        if enc.is_empty() {
+            out.push('&');
+        } else {
+            let bytes = crate::util::b64url_decode(&enc.replace(',', "/")).unwrap_or_default();
+            let units: Vec<u16> = bytes
+                .chunks(2)
+                .filter(|c| c.len() == 2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
+            out.push_str(&String::from_utf16_lossy(&units));
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Expands an IMAP sequence set (`1:3,7`) into numbers.
 pub fn expand_set(set: &str) -> Vec<u32> {
     let mut out = Vec::new();
@@ -464,6 +493,14 @@ mod tests {
         assert_eq!(attrs[6], Item::Atom("BODY[HEADER.FIELDS (SUBJECT)]".into()));
         assert_eq!(attrs[7], Item::Str(b"Subj: a\r\n".to_vec()));
         assert_eq!(attrs[9], Item::Str(b"08-Dec-2026 01:00:00 +0000".to_vec()));
+    }
+
+    #[test]
+    fn modified_utf7() {
+        assert_eq!(mutf7_decode("INBOX/B&APw-ro"), "INBOX/Büro");
+        assert_eq!(mutf7_decode("A&-B"), "A&B");
+        assert_eq!(mutf7_decode("&ZeVnLIqe-"), "日本語");
+        assert_eq!(mutf7_decode("plain"), "plain");
     }
 
     #[test]

@@ -33,11 +33,12 @@ pub const PROPERTIES: &[&str] = &[
     "replyTo",
     "flag",
     "internetMessageHeaders",
+    "bodyPreview",
 ];
 
-/// Real Graph properties this stand-in does not produce (they need the body): asked for in
-/// `$select`, they get a clear 400 rather than a silently missing value.
-pub const UNSERVED: &[&str] = &["body", "bodyPreview", "uniqueBody", "attachments"];
+/// Real Graph properties this stand-in does not produce (they need the body converted): asked
+/// for in `$select`, they get a clear 400 rather than a silently missing value.
+pub const UNSERVED: &[&str] = &["body", "uniqueBody", "attachments"];
 
 /// What IMAP told about one message.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +48,8 @@ pub struct ImapMessage {
     pub internal_date: i64,
     pub modseq: u64,
     pub header: Vec<u8>,
+    /// Dovecot's PREVIEW (RFC 8970) of the text, when it was asked for.
+    pub preview: Option<String>,
 }
 
 /// Resolves `$select` into canonical property names; `Err(name)` for an unknown one.
@@ -198,6 +201,7 @@ pub fn to_json(folder: &str, uidvalidity: u32, m: &ImapMessage, select: &[&str])
                 id.replace('=', "%3D")
             )),
             "inferenceClassification" => json_str("focused"),
+            "bodyPreview" => json_str(m.preview.as_deref().unwrap_or("")),
             "sender" | "from" => {
                 let a = parsed.as_ref().and_then(|x| {
                     if p == "sender" {
@@ -251,6 +255,7 @@ mod tests {
             flags: vec!["\\Seen".into()],
             internal_date: 1_765_155_600,
             modseq: 12,
+            preview: None,
             header: b"From: =?utf-8?q?J=C3=BCrgen?= <j@example.com>\r\nTo: a@contoso.test, \"B\" <b@contoso.test>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nMessage-ID: <m1@example.com>\r\nDate: Mon, 07 Dec 2026 10:00:00 +0100\r\nX-Priority: 1\r\n\r\n".to_vec(),
         };
         let sel = parse_select("id,isRead,subject,from,toRecipients,internetMessageId,receivedDateTime,sentDateTime,importance,parentFolderId").unwrap();
@@ -280,5 +285,6 @@ mod tests {
         assert!(j.get("ccRecipients").is_none(), "only what $select asks");
         assert_eq!(parse_select("id,nope"), Err(("nope".into(), false)));
         assert_eq!(parse_select("body"), Err(("body".into(), true)));
+        assert!(parse_select("bodyPreview").is_ok());
     }
 }

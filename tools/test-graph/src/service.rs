@@ -320,11 +320,7 @@ fn display_name(imap_name: &str) -> String {
     if let Some((_, _, d)) = WELL_KNOWN.iter().find(|(_, n, _)| *n == imap_name) {
         return d.to_string();
     }
-    imap_name
-        .rsplit('/')
-        .next()
-        .unwrap_or(imap_name)
-        .to_string()
+    crate::imap::mutf7_decode(imap_name.rsplit('/').next().unwrap_or(imap_name))
 }
 
 fn parent_of(imap_name: &str) -> &str {
@@ -921,7 +917,7 @@ impl Graph {
                 };
                 self.with_imap(mailbox, |imap| {
                     let m = locate(imap, id)?;
-                    let msg = fetch_one(imap, m.uid)?;
+                    let msg = fetch_one(imap, m.uid, wants_preview(&select))?;
                     Ok(Response::json(
                         200,
                         message::to_json(&m.folder, m.uidvalidity, &msg, &select),
@@ -985,7 +981,7 @@ impl Graph {
                             .map_err(imap_err)?;
                         }
                     }
-                    let msg = fetch_one(imap, m.uid)?;
+                    let msg = fetch_one(imap, m.uid, true)?;
                     Ok(Response::json(
                         200,
                         message::to_json(&m.folder, m.uidvalidity, &msg, &[]),
@@ -1041,7 +1037,7 @@ impl Graph {
                         ));
                     };
                     let st = imap.select(&dest).map_err(imap_err)?;
-                    let msg = fetch_one(imap, uid)?;
+                    let msg = fetch_one(imap, uid, true)?;
                     let _ = st;
                     Ok(Response::json(
                         201,
@@ -1094,15 +1090,20 @@ impl Graph {
                 return Err(sync_state_not_found());
             }
         }
-        if let Some(f) = get("$filter") {
-            if token.is_none() && !f.to_ascii_lowercase().starts_with("receiveddatetime") {
+        if let Some(t) = &token {
+            if t.mailbox != mailbox {
                 return Err(gerr(
                     400,
-                    "ErrorInvalidUrlQueryFilter",
-                    "The query filter contains one or more invalid nodes.",
+                    "ErrorInvalidUrlQuery",
+                    "The token belongs to another mailbox.",
                 ));
             }
         }
+        let filter_text = match &token {
+            Some(t) => t.filter.clone(),
+            None => get("$filter").unwrap_or("").to_string(),
+        };
+        let since = parse_received_filter(&filter_text)?;
         let select_text = match &token {
             Some(t) => t.select.clone(),
             None => get("$select").unwrap_or("").to_string(),
@@ -1138,7 +1139,9 @@ impl Graph {
                     let uids = imap.all_uids().map_err(imap_err)?;
                     SyncToken {
                         issued_ms: 0,
+                        mailbox: mailbox.to_string(),
                         folder: folder.clone(),
+                        filter: filter_text.clone(),
                         select: select_text.clone(),
                         uidvalidity: st.uidvalidity,
                         base_modseq: 0,
@@ -1194,8 +1197,10 @@ impl Graph {
                 let take: Vec<u32> = changed.iter().copied().take(room).collect();
                 more = changed.len() > take.len();
                 if room > 0 && !take.is_empty() {
-                    let msgs = fetch_many(imap, &take)?;
-                    for m in &msgs {
+                    let msgs = fetch_many(imap, &take, wants_preview(&select))?;
+                    for m in msgs.iter().filter(|m| since.is_none_or(|(t, strict)| {
+                        m.internal_date > t || (!strict && m.internal_date == t)
+                    })) {
                         rows.push(message::to_json(&folder, st.uidvalidity, m, &select));
                     }
                     page.cursor = *take.last().unwrap_or(&page.cursor);
@@ -1578,6 +1583,35 @@ fn parse_body(body: &[u8]) -> Result<Json, GErr> {
     })
 }
 
+/// The only `$filter` Graph allows on message delta: `receivedDateTime ge|gt <DateTimeOffset>`
+/// → (Unix time, strictly greater).
+fn parse_received_filter(f: &str) -> Result<Option<(i64, bool)>, GErr> {
+    if f.trim().is_empty() {
+        return Ok(None);
+    }
+    let invalid = || {
+        gerr(
+            400,
+            "ErrorInvalidUrlQueryFilter",
+            "The query filter contains one or more invalid nodes.",
+        )
+    };
+    let w: Vec<&str> = f.split_whitespace().collect();
+    let [field, op, value] = w.as_slice() else {
+        return Err(invalid());
+    };
+    if !field.eq_ignore_ascii_case("receivedDateTime") {
+        return Err(invalid());
+    }
+    let strict = match op.to_ascii_lowercase().as_str() {
+        "ge" => false,
+        "gt" => true,
+        _ => return Err(invalid()),
+    };
+    let t = crate::util::parse_iso(value.trim_matches('\'')).ok_or_else(invalid)?;
+    Ok(Some((t, strict)))
+}
+
 /// `displayName eq 'Support'` → `Support`.
 fn parse_display_filter(f: &str) -> Result<String, GErr> {
     let invalid = || {
@@ -1700,12 +1734,20 @@ fn locate(imap: &mut Imap, id: &str) -> Result<MessageRef, GErr> {
     Ok(m)
 }
 
-fn fetch_many(imap: &mut Imap, uids: &[u32]) -> Result<Vec<ImapMessage>, GErr> {
+/// Whether a `$select` (empty: the default set) includes bodyPreview.
+fn wants_preview(select: &[&str]) -> bool {
+    select.is_empty() || select.contains(&"bodyPreview")
+}
+
+/// What the message resource needs of `uids` (PREVIEW, RFC 8970, only when asked for).
+fn fetch_many(imap: &mut Imap, uids: &[u32], preview: bool) -> Result<Vec<ImapMessage>, GErr> {
+    let items = if preview {
+        "(UID FLAGS INTERNALDATE MODSEQ PREVIEW BODY.PEEK[HEADER])"
+    } else {
+        "(UID FLAGS INTERNALDATE MODSEQ BODY.PEEK[HEADER])"
+    };
     let rows = imap
-        .uid_fetch(
-            &compact_set(uids),
-            "(UID FLAGS INTERNALDATE MODSEQ BODY.PEEK[HEADER])",
-        )
+        .uid_fetch(&compact_set(uids), items)
         .map_err(imap_err)?;
     let mut out: Vec<ImapMessage> = rows
         .into_iter()
@@ -1723,6 +1765,7 @@ fn fetch_many(imap: &mut Imap, uids: &[u32]) -> Result<Vec<ImapMessage>, GErr> {
                             .and_then(|t| t.parse().ok())
                             .unwrap_or(0)
                     }
+                    ("PREVIEW", v) => m.preview = Some(v.text().unwrap_or_default()),
                     (k, Item::Str(b)) if k.starts_with("BODY[") => m.header = b,
                     _ => {}
                 }
@@ -1734,8 +1777,8 @@ fn fetch_many(imap: &mut Imap, uids: &[u32]) -> Result<Vec<ImapMessage>, GErr> {
     Ok(out)
 }
 
-fn fetch_one(imap: &mut Imap, uid: u32) -> Result<ImapMessage, GErr> {
-    fetch_many(imap, &[uid])?
+fn fetch_one(imap: &mut Imap, uid: u32, preview: bool) -> Result<ImapMessage, GErr> {
+    fetch_many(imap, &[uid], preview)?
         .into_iter()
         .find(|m| m.uid == uid)
         .ok_or_else(|| gerr(404, "ErrorItemNotFound", NOT_FOUND))
@@ -1821,6 +1864,13 @@ mod tests {
         assert_eq!(display_name("Trash"), "Deleted Items");
         assert_eq!(parent_of("INBOX/Support"), "INBOX");
         assert_eq!(parent_of("INBOX"), "");
+        assert_eq!(display_name("INBOX/B&APw-ro"), "Büro");
+        assert_eq!(
+            parse_received_filter("receivedDateTime ge 2026-12-08T01:00:00Z").unwrap(),
+            Some((1_796_691_600, false))
+        );
+        assert_eq!(parse_received_filter("").unwrap(), None);
+        assert!(parse_received_filter("isRead eq false").is_err());
     }
 
     #[test]

@@ -399,6 +399,39 @@ pub fn iso_utc(secs: i64) -> String {
     )
 }
 
+/// The Unix time of an ISO 8601 / OData DateTimeOffset (`2026-12-08T01:02:03Z`, optional
+/// fraction, `Z` or `±hh:mm`; a date alone is midnight UTC).
+pub fn parse_iso(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, time) = s.split_once(['T', 't']).unwrap_or((s, "00:00:00Z"));
+    let mut dp = date.split('-');
+    let y: i64 = dp.next()?.parse().ok()?;
+    let m: u32 = dp.next()?.parse().ok()?;
+    let d: u32 = dp.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let (clock, offset) = match time.find(['Z', 'z', '+', '-']) {
+        Some(i) => (&time[..i], &time[i..]),
+        None => (time, "Z"),
+    };
+    let mut tp = clock.split(':');
+    let hh: i64 = tp.next()?.parse().ok()?;
+    let mm: i64 = tp.next()?.parse().ok()?;
+    let ss: i64 = tp
+        .next()
+        .map(|x| x.split('.').next().unwrap_or("0").parse().ok())
+        .unwrap_or(Some(0))?;
+    let off = if offset.eq_ignore_ascii_case("z") {
+        0
+    } else {
+        let sign = if offset.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = offset[1..].split_once(':').unwrap_or((&offset[1..], "0"));
+        sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+    };
+    Some(days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss - off)
+}
+
 /// The Unix time of an IMAP INTERNALDATE (`08-Dec-2026 01:02:03 +0100`).
 pub fn imap_date(s: &str) -> Option<i64> {
     let s = s.trim();
@@ -461,6 +494,10 @@ mod tests {
         assert_eq!(iso_utc(t), "2024-02-29T23:59:59Z");
         let t = imap_date(" 8-Dec-2026 02:00:00 +0100").unwrap();
         assert_eq!(iso_utc(t), "2026-12-08T01:00:00Z");
+        assert_eq!(parse_iso("2026-12-08T01:00:00Z"), Some(t));
+        assert_eq!(parse_iso("2026-12-08T02:00:00.123+01:00"), Some(t));
+        assert_eq!(parse_iso("2026-12-08"), Some(t - 3600));
+        assert_eq!(parse_iso("yesterday"), None);
     }
 
     #[test]
