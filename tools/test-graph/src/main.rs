@@ -175,9 +175,15 @@ fn serve(mut stream: TcpStream, graph: &Graph, id: u64) {
             }
         };
         let route = req.target.split('?').next().unwrap_or("").to_string();
+        let started = std::time::Instant::now();
         match graph.handle(&req, id) {
             Outcome::Answer(resp) => {
-                eprintln!("pma-test-graph: {} {route} -> {}", req.method, resp.status);
+                eprintln!(
+                    "pma-test-graph: {} {route} -> {} ({} µs)",
+                    req.method,
+                    resp.status,
+                    started.elapsed().as_micros()
+                );
                 if http::write_response(&mut stream, &req, resp, close).is_err() || close {
                     return;
                 }

@@ -925,7 +925,8 @@ impl Graph {
                 })
             }
             Op::Value(id) => self.with_imap(mailbox, |imap| {
-                let m = locate(imap, id)?;
+                // A UID that is gone fetches nothing: no separate existence check needed.
+                let m = select_folder_of(imap, id)?;
                 let rows = imap
                     .uid_fetch(&m.uid.to_string(), "(UID BODY.PEEK[])")
                     .map_err(imap_err)?;
@@ -1708,8 +1709,8 @@ fn folder_json(imap: &mut Imap, name: &str, all: &[&str]) -> Result<String, GErr
     ))
 }
 
-/// Selects a message's folder and checks that the message is still there.
-fn locate(imap: &mut Imap, id: &str) -> Result<MessageRef, GErr> {
+/// Parses a message id and selects its folder (same UIDVALIDITY, else ErrorItemNotFound).
+fn select_folder_of(imap: &mut Imap, id: &str) -> Result<MessageRef, GErr> {
     let m = ids::parse_message_id(id)
         .ok_or_else(|| gerr(400, "ErrorInvalidIdMalformed", "Id is malformed."))?;
     let st = match imap.select(&m.folder) {
@@ -1720,6 +1721,12 @@ fn locate(imap: &mut Imap, id: &str) -> Result<MessageRef, GErr> {
     if st.uidvalidity != m.uidvalidity {
         return Err(gerr(404, "ErrorItemNotFound", NOT_FOUND));
     }
+    Ok(m)
+}
+
+/// Selects a message's folder and checks that the message is still there.
+fn locate(imap: &mut Imap, id: &str) -> Result<MessageRef, GErr> {
+    let m = select_folder_of(imap, id)?;
     let found = imap
         .uid_fetch(&m.uid.to_string(), "(UID)")
         .map_err(imap_err)?
