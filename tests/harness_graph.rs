@@ -509,6 +509,17 @@ fn tokens_scopes_delegation_roles_and_access_policy() {
         "/_test/access_policy?client_id={app}&access=clear"
     ));
     assert_eq!(c.get(&inbox, &app_token).status, 200);
+    // RestrictAccess: only the listed mailboxes.
+    h.graph(&format!(
+        "/_test/access_policy?client_id={app}&access=restrict&mailbox={delegate}"
+    ));
+    assert!(c.get(&inbox, &app_token).text().contains("[RAOP]"));
+    let other = format!("{}/mailFolders/inbox", users(&delegate));
+    assert_eq!(c.get(&other, &app_token).status, 200);
+    h.graph(&format!(
+        "/_test/access_policy?client_id={app}&access=clear"
+    ));
+    assert_eq!(c.get(&inbox, &app_token).status, 200);
     h.idp(&format!("/_test/graph_roles?client_id={app}&roles="));
     let no_role = h.graph_app_token(app);
     h.idp(&format!("/_test/graph_roles?client_id={app}&roles=*"));
