@@ -726,3 +726,34 @@ fn keep_alive_chunked_gzip_and_the_concurrency_limit() {
         "{stats}"
     );
 }
+
+#[test]
+fn https_with_the_harness_certificate() {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::get();
+    let user = h.unique_user("graph-tls");
+    h.append(&user, "INBOX", &mail(1, &user), &[]);
+    let token = h.graph_user_token(&user, RW);
+    let rest = h.graph_tls_url.strip_prefix("https://").expect("https URL");
+    let (host, port) = rest.rsplit_once(':').expect("host:port");
+    let port: u16 = port.parse().expect("port");
+    let step = Duration::from_secs(20);
+    let answer = smol::block_on(async {
+        let tcp = psa_mail_agent::net::connect_tcp(host, port, step)
+            .await
+            .expect("connect");
+        let cfg = psa_mail_agent::tls::client_config(Some(&h.ca_file)).expect("TLS config");
+        let mut tls = psa_mail_agent::tls::handshake(cfg, host, tcp, step)
+            .await
+            .expect("TLS handshake with the harness CA");
+        let req = format!(
+            "GET /v1.0/users/{user}/mailFolders/inbox HTTP/1.1\r\nHost: {rest}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        tls.write_all(req.as_bytes()).await.expect("write");
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("\"totalItemCount\":1"), "{answer}");
+}

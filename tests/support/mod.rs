@@ -46,6 +46,8 @@ pub struct Harness {
     pub idp_url: String,
     /// Base URL of the Graph stand-in (tools/test-graph), e.g. `http://127.0.0.1:19990`.
     pub graph_url: String,
+    /// The Graph stand-in over HTTPS (certificate of `ca_file`), e.g. `https://127.0.0.2:19990`.
+    pub graph_tls_url: String,
     /// The password every `*@contoso.test` user logs in with.
     pub password: String,
     /// The mail domain of the test users (`contoso.test`).
@@ -448,6 +450,7 @@ fn parse_env(text: &str) -> Harness {
         wrong_host: get("PMA_WRONG_HOST"),
         idp_url: get("PMA_IDP_URL"),
         graph_url: get("PMA_GRAPH_URL"),
+        graph_tls_url: get("PMA_GRAPH_TLS_URL"),
         password: get("PMA_PASSWORD"),
         domain: get("PMA_DOMAIN"),
     }

@@ -5,7 +5,6 @@ use crate::service::{Request, Response};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const MAX_HEAD: usize = 64 * 1024;
@@ -21,7 +20,7 @@ pub fn request_id() -> String {
 
 /// Reads one request; `Ok(None)` when the peer closed between requests.
 pub fn read_request(
-    stream: &mut TcpStream,
+    stream: &mut (impl Read + Write),
     buf: &mut Vec<u8>,
 ) -> Result<Option<(Request, bool)>, String> {
     let mut chunk = [0u8; 16 * 1024];
@@ -98,7 +97,7 @@ pub fn read_request(
     }
 }
 
-fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
+fn read_chunked(stream: &mut impl Read, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let mut fill = |buf: &mut Vec<u8>| -> Result<(), String> {
@@ -171,7 +170,7 @@ fn reason(status: u16) -> &'static str {
 
 /// Writes `r`: gzip when compressible and accepted (and worth it), chunked when asked for.
 pub fn write_response(
-    stream: &mut TcpStream,
+    stream: &mut impl Write,
     req: &Request,
     mut r: Response,
     close: bool,

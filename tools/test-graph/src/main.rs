@@ -1,11 +1,13 @@
 //! pma-test-graph: a local stand-in for Microsoft Graph mail (v1.0) over the harness's Dovecot, so
 //! one seeding (`scripts/harness seed`) feeds both transports. It logs in to Dovecot over IMAP as
 //! the mailbox user (any `<name>@contoso.test` with the harness password) and checks bearer tokens
-//! with the identity endpoint (tools/test-idp, `POST /introspect/claims`). Plain HTTP/1.1 on
-//! loopback (keep-alive, chunked answers, gzip when `Accept-Encoding: gzip`).
+//! with the identity endpoint (tools/test-idp, `POST /introspect/claims`). HTTP/1.1 (keep-alive,
+//! chunked answers, gzip when `Accept-Encoding: gzip`), plain on loopback and, with
+//! `--tls-listen`, HTTPS with the harness's certificate (the harness: 127.0.0.2, same port).
 //!
-//! Usage: `pma-test-graph --listen 127.0.0.1:19990 --imap 127.0.0.1:19143 --idp
-//! http://127.0.0.1:19980 --dir $PMA_HARNESS_DIR [--password PW]` (else `PMA_PASSWORD`).
+//! Usage: `pma-test-graph --listen 127.0.0.1:19990 [--tls-listen 127.0.0.2:19990 --cert PEM
+//! --key PEM] --imap 127.0.0.1:19143 --idp http://127.0.0.1:19980 --dir $PMA_HARNESS_DIR
+//! [--password PW]` (else `PMA_PASSWORD`).
 //!
 //! # Endpoints (`/v1.0/users/{mailbox}/…` or `/v1.0/me/…` for a delegated token's own mailbox)
 //! - `GET mailFolders` (top-level folders; `$filter=displayName eq 'X'`, `$top` (default 10),
@@ -89,7 +91,8 @@ mod service;
 mod util;
 
 use service::{Config, Graph, Outcome};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -97,6 +100,7 @@ use std::time::Duration;
 
 fn main() {
     let mut listen = "127.0.0.1:19990".to_string();
+    let (mut tls_listen, mut cert, mut key) = (String::new(), String::new(), String::new());
     let mut cfg = Config {
         imap_addr: "127.0.0.1:19143".into(),
         idp_url: "http://127.0.0.1:19980".into(),
@@ -108,6 +112,9 @@ fn main() {
         let mut value = || args.next().unwrap_or_default();
         match a.as_str() {
             "--listen" => listen = value(),
+            "--tls-listen" => tls_listen = value(),
+            "--cert" => cert = value(),
+            "--key" => key = value(),
             "--imap" => cfg.imap_addr = value(),
             "--idp" => cfg.idp_url = value(),
             "--dir" => cfg.dir = PathBuf::from(value()),
@@ -137,24 +144,82 @@ fn main() {
         cfg.imap_addr, cfg.idp_url
     );
     let graph = Arc::new(Graph::new(cfg));
-    static CONN: AtomicU64 = AtomicU64::new(0);
+    if !tls_listen.is_empty() {
+        let tls = match tls_config(&cert, &key) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("pma-test-graph: TLS: {e}");
+                std::process::exit(2);
+            }
+        };
+        let l = match TcpListener::bind(&tls_listen) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("pma-test-graph: cannot listen on {tls_listen}: {e}");
+                std::process::exit(1);
+            }
+        };
+        eprintln!("pma-test-graph: listening on https://{tls_listen}");
+        let graph = Arc::clone(&graph);
+        std::thread::spawn(move || accept(l, graph, Some(tls)));
+    }
+    accept(listener, graph, None);
+}
+
+/// Connection ids for the stats (distinct connections per mailbox).
+static CONN: AtomicU64 = AtomicU64::new(0);
+
+fn accept(listener: TcpListener, graph: Arc<Graph>, tls: Option<Arc<rustls::ServerConfig>>) {
     for conn in listener.incoming() {
         match conn {
             Ok(stream) => {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(300)));
+                let _ = stream.set_nodelay(true);
                 let graph = Arc::clone(&graph);
                 let id = CONN.fetch_add(1, Ordering::Relaxed);
                 graph.connection_opened();
-                std::thread::spawn(move || serve(stream, &graph, id));
+                match &tls {
+                    None => {
+                        std::thread::spawn(move || serve(stream, &graph, id));
+                    }
+                    Some(cfg) => match rustls::ServerConnection::new(Arc::clone(cfg)) {
+                        Ok(c) => {
+                            let s = rustls::StreamOwned::new(c, stream);
+                            std::thread::spawn(move || serve(s, &graph, id));
+                        }
+                        Err(e) => eprintln!("pma-test-graph: TLS session: {e}"),
+                    },
+                }
             }
             Err(e) => eprintln!("pma-test-graph: accept: {e}"),
         }
     }
 }
 
+/// The server configuration for `--tls-listen` from PEM files.
+fn tls_config(cert: &str, key: &str) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    if cert.is_empty() || key.is_empty() {
+        return Err("--tls-listen needs --cert and --key".into());
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{cert}: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{cert}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{key}: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(cfg))
+}
+
 /// One connection: requests until the peer closes, asks to close, or a fault drops it.
-fn serve(mut stream: TcpStream, graph: &Graph, id: u64) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(300)));
-    let _ = stream.set_nodelay(true);
+fn serve(mut stream: impl Read + Write, graph: &Graph, id: u64) {
     let mut buf = Vec::new();
     loop {
         let (req, close) = match http::read_request(&mut stream, &mut buf) {
