@@ -597,6 +597,20 @@ fn faults_throttling_errors_and_expired_delta_links() {
     let (pages, _) = round(&mut c, &format!("{inbox}/messages/delta"), &token, 10);
     assert_eq!(pages[0].ids().len(), 1);
 
+    // A steady storm: every 2nd request is throttled.
+    h.graph(&format!(
+        "/_test/fail_every?n=2&status=429&retry_after=1&mailbox={user}"
+    ));
+    let statuses: Vec<u16> = (0..6).map(|_| c.get(&inbox, &token).status).collect();
+    assert_eq!(statuses, vec![200, 429, 200, 429, 200, 429]);
+    h.graph(&format!("/_test/fail_every?n=0&mailbox={user}"));
+    // An answer cut off mid-body: the client sees the announced length and a closed connection.
+    h.graph(&format!("/_test/truncate_next?mailbox={user}"));
+    let cut = c.send("GET", &inbox, Some(&token), &[], "");
+    assert!(cut.is_err(), "a truncated answer is an error: {cut:?}");
+    let mut c = Conn::open(h);
+    assert_eq!(c.get(&inbox, &token).status, 200);
+
     // A dropped request: the connection closes without an answer.
     h.graph(&format!("/_test/drop_next?mailbox={user}"));
     assert!(c.send("GET", &inbox, Some(&token), &[], "").is_err());
@@ -604,7 +618,7 @@ fn faults_throttling_errors_and_expired_delta_links() {
     assert_eq!(c.get(&inbox, &token).status, 200);
     let stats = h.graph(&format!("/_test/stats?mailbox={user}"));
     assert!(
-        stats.contains("\"429\":2") && stats.contains("\"throttled\":2"),
+        stats.contains("\"429\":5") && stats.contains("\"throttled\":5"),
         "{stats}"
     );
 }

@@ -203,6 +203,19 @@ pub fn write_response(
     if close {
         head.push_str("Connection: close\r\n");
     }
+    if r.truncate {
+        // A connection lost mid-answer: the whole length is announced, half of it arrives.
+        let half = &r.body[..r.body.len() / 2];
+        if r.chunked {
+            head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+            head.push_str(&format!("{:x}\r\n", r.body.len()));
+        } else {
+            head.push_str(&format!("Content-Length: {}\r\n\r\n", r.body.len()));
+        }
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(half)?;
+        return stream.flush();
+    }
     if r.chunked && r.status != 204 {
         head.push_str("Transfer-Encoding: chunked\r\n\r\n");
         stream.write_all(head.as_bytes())?;

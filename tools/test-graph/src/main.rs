@@ -66,7 +66,11 @@
 //!   requests (for M; inside a batch: per request) answer that status in Graph's shape
 //!   (429 `ApplicationThrottled`, 503 `ServiceUnavailable`, 504 `GatewayTimeout`) with
 //!   `Retry-After: S` (default 1).
+//! - `fail_every?n=N[&status=S][&retry_after=R][&mailbox=M]`: every N-th request (for M) fails
+//!   as `fail_next` would (a steady 429 storm; `n=0` stops).
 //! - `drop_next?[count=K][&mailbox=M]`: the next K requests are closed without an answer.
+//! - `truncate_next?mailbox=M[&count=K]`: the next K answers for M announce their full length
+//!   (Content-Length or one chunk) but stop after half the body, and the connection closes.
 //! - `error?mailbox=M&code=C[&count=K]`: M's requests answer Graph error C (K times, else until
 //!   `code=none` or reset): `ErrorAccessDenied`, `ErrorAccessDeniedPolicy` (the RAOP text),
 //!   `MailboxNotEnabledForRESTAPI`, `ErrorItemNotFound`, `InvalidAuthenticationToken`,
@@ -243,13 +247,17 @@ fn serve(mut stream: impl Read + Write, graph: &Graph, id: u64) {
         let started = std::time::Instant::now();
         match graph.handle(&req, id) {
             Outcome::Answer(resp) => {
+                let truncate = resp.truncate;
                 eprintln!(
                     "pma-test-graph: {} {route} -> {} ({} µs)",
                     req.method,
                     resp.status,
                     started.elapsed().as_micros()
                 );
-                if http::write_response(&mut stream, &req, resp, close).is_err() || close {
+                if http::write_response(&mut stream, &req, resp, close).is_err()
+                    || close
+                    || truncate
+                {
                     return;
                 }
             }

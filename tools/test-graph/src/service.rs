@@ -51,6 +51,8 @@ pub struct Response {
     pub compressible: bool,
     /// Sent with `Transfer-Encoding: chunked` (delta pages and MIME sources, as Graph does).
     pub chunked: bool,
+    /// Fault injection: send the head and half the body, then close (`truncate_next`).
+    pub truncate: bool,
 }
 
 impl Response {
@@ -62,6 +64,7 @@ impl Response {
             body: body.into_bytes(),
             compressible: true,
             chunked: false,
+            truncate: false,
         }
     }
 
@@ -73,6 +76,7 @@ impl Response {
             body: Vec::new(),
             compressible: false,
             chunked: false,
+            truncate: false,
         }
     }
 
@@ -179,6 +183,11 @@ struct Faults {
     error: Option<(String, Option<u32>)>,
     /// Delay before handling (makes concurrency observable).
     delay_ms: Option<u64>,
+    /// Every n-th request fails: (n, status, Retry-After), and the requests counted so far.
+    every: Option<(u32, u16, u64)>,
+    every_count: u32,
+    /// Next answers cut off after half the body.
+    truncate_next: u32,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -708,6 +717,7 @@ impl Graph {
         };
         // Mailbox-scoped counters and faults.
         let delay;
+        let mut truncate = false;
         {
             let mut c = self.ctl();
             let s = c.mailbox_stats.entry(mailbox.clone()).or_default();
@@ -723,7 +733,18 @@ impl Graph {
                 f.drop_next -= 1;
                 return Err(Dropped);
             }
-            if let Some((status, ra)) = f.fail_next.pop_front() {
+            let mut fail = f.fail_next.pop_front();
+            if let Some((n, status, ra)) = f.every {
+                f.every_count += 1;
+                if fail.is_none() && n > 0 && f.every_count.is_multiple_of(n) {
+                    fail = Some((status, ra));
+                }
+            }
+            if !in_batch && f.truncate_next > 0 {
+                f.truncate_next -= 1;
+                truncate = true;
+            }
+            if let Some((status, ra)) = fail {
                 let s = c.mailbox_stats.entry(mailbox.clone()).or_default();
                 s.throttled += u64::from(status == 429);
                 *s.statuses.entry(status).or_default() += 1;
@@ -738,10 +759,11 @@ impl Graph {
             }
             self.run_op(&op, &mailbox, query, req, body, &base, claims)
         });
-        let resp = match result {
+        let mut resp = match result {
             Ok(r) => r,
             Err(e) => error_response(&e, req),
         };
+        resp.truncate = truncate;
         {
             let mut c = self.ctl();
             let s = c.mailbox_stats.entry(mailbox.clone()).or_default();
@@ -945,6 +967,7 @@ impl Graph {
                     body: raw,
                     compressible: true,
                     chunked: true,
+                    truncate: false,
                 })
             }),
             Op::Patch(id) => {
@@ -1404,6 +1427,32 @@ impl Graph {
                 let f = faults(&mut c, mailbox);
                 f.fail_next
                     .extend(std::iter::repeat_n((status, ra), count as usize));
+                ok()
+            }
+            "fail_every" => {
+                let Ok(n) = num("n").unwrap_or(Ok(0)) else {
+                    return bad("n must be a number (0 stops)");
+                };
+                let status = match num("status").unwrap_or(Ok(429)) {
+                    Ok(s @ (429 | 500 | 502 | 503 | 504)) => s as u16,
+                    _ => return bad("fail_every status= must be 429, 500, 502, 503 or 504"),
+                };
+                let Ok(ra) = num("retry_after").unwrap_or(Ok(1)) else {
+                    return bad("retry_after must be a number of seconds");
+                };
+                let f = faults(&mut c, mailbox);
+                f.every = (n > 0).then_some((n as u32, status, ra));
+                f.every_count = 0;
+                ok()
+            }
+            "truncate_next" => {
+                let Some(m) = mailbox else {
+                    return bad("truncate_next needs mailbox=");
+                };
+                let Ok(count) = num("count").unwrap_or(Ok(1)) else {
+                    return bad("count must be a number");
+                };
+                c.mailboxes.entry(m).or_default().truncate_next += count as u32;
                 ok()
             }
             "drop_next" => {
