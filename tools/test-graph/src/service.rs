@@ -281,6 +281,8 @@ pub struct Claims {
 pub struct Graph {
     cfg: Config,
     pool: Mutex<HashMap<String, Vec<Imap>>>,
+    /// Keep-alive connections to the identity endpoint.
+    idp_pool: Mutex<Vec<std::io::BufReader<std::net::TcpStream>>>,
     ctl: Mutex<Control>,
 }
 
@@ -373,6 +375,7 @@ impl Graph {
         Graph {
             cfg,
             pool: Mutex::new(HashMap::new()),
+            idp_pool: Mutex::new(Vec::new()),
             ctl: Mutex::new(Control::new()),
         }
     }
@@ -486,7 +489,7 @@ impl Graph {
                 "Access token is empty.",
             ));
         }
-        let body = introspect(&self.cfg.idp_url, token).map_err(|e| GErr {
+        let body = introspect(&self.idp_pool, &self.cfg.idp_url, token).map_err(|e| GErr {
             retry_after: Some(1),
             ..gerr(
                 503,
@@ -1870,34 +1873,103 @@ pub fn error_response(e: &GErr, req: &Request) -> Response {
     r
 }
 
-/// POSTs the token to the identity endpoint's claims introspection.
-fn introspect(idp_url: &str, token: &str) -> Result<String, String> {
-    use std::io::{Read, Write};
+/// POSTs the token to the identity endpoint's claims introspection over a pooled keep-alive
+/// connection (a fresh one when a pooled one turns out closed).
+fn introspect(
+    pool: &Mutex<Vec<std::io::BufReader<std::net::TcpStream>>>,
+    idp_url: &str,
+    token: &str,
+) -> Result<String, String> {
     let addr = idp_url
         .strip_prefix("http://")
         .ok_or("the identity endpoint URL must be http://")?
         .trim_end_matches('/');
-    let mut tcp = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    let body = format!("token={}", url_encode(token));
+    let request = format!(
+        "POST /introspect/claims HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let pooled = pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    let (conn, reused) = match pooled {
+        Some(c) => (c, true),
+        None => (connect_idp(addr)?, false),
+    };
+    let (answer, conn) = match exchange(conn, &request) {
+        Ok(r) => r,
+        // The idp closed an idle pooled connection (e.g. it restarted): once more, fresh.
+        Err(_) if reused => exchange(connect_idp(addr)?, &request)?,
+        Err(e) => return Err(e),
+    };
+    if let Some(c) = conn {
+        let mut p = pool.lock().unwrap_or_else(|p| p.into_inner());
+        if p.len() < 16 {
+            p.push(c);
+        }
+    }
+    Ok(answer)
+}
+
+fn connect_idp(addr: &str) -> Result<std::io::BufReader<std::net::TcpStream>, String> {
+    let tcp = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
     tcp.set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
-    let body = format!("token={}", url_encode(token));
-    write!(
-        tcp,
-        "POST /introspect/claims HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    tcp.read_to_end(&mut out).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&out);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!(
-            "introspection answered {}",
-            head.lines().next().unwrap_or("")
-        ));
+    let _ = tcp.set_nodelay(true);
+    Ok(std::io::BufReader::new(tcp))
+}
+
+type Kept = Option<std::io::BufReader<std::net::TcpStream>>;
+
+/// One request/answer on `conn`; returns the 200 body and the connection if it stays open.
+fn exchange(
+    mut conn: std::io::BufReader<std::net::TcpStream>,
+    request: &str,
+) -> Result<(String, Kept), String> {
+    use std::io::{BufRead, Read, Write};
+    conn.get_mut()
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut status_line = String::new();
+    if conn
+        .read_line(&mut status_line)
+        .map_err(|e| e.to_string())?
+        == 0
+    {
+        return Err("the identity endpoint closed the connection".into());
     }
-    Ok(body.to_string())
+    let (mut len, mut close) = (None, false);
+    loop {
+        let mut line = String::new();
+        if conn.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("the identity endpoint closed the connection inside the head".into());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse::<usize>().ok();
+            } else if k.eq_ignore_ascii_case("connection") {
+                close = v.trim().eq_ignore_ascii_case("close");
+            }
+        }
+    }
+    let mut body = Vec::new();
+    match len {
+        Some(n) => {
+            body.resize(n, 0);
+            conn.read_exact(&mut body).map_err(|e| e.to_string())?;
+        }
+        None => {
+            conn.read_to_end(&mut body).map_err(|e| e.to_string())?;
+            close = true;
+        }
+    }
+    if !status_line.starts_with("HTTP/1.1 200") {
+        return Err(format!("introspection answered {}", status_line.trim_end()));
+    }
+    let keep = (!close).then_some(conn);
+    Ok((String::from_utf8_lossy(&body).into_owned(), keep))
 }
 
 #[cfg(test)]
