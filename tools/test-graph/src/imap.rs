@@ -66,6 +66,8 @@ pub struct Imap {
     pub selected: Option<String>,
     /// Set when the connection can no longer be trusted (I/O error, BYE).
     pub broken: bool,
+    /// When the last command finished (pooled connections idle for long are probed first).
+    pub last_used: std::time::Instant,
 }
 
 /// What SELECT told about a folder.
@@ -104,6 +106,7 @@ impl Imap {
             tag: 0,
             selected: None,
             broken: false,
+            last_used: std::time::Instant::now(),
         };
         let greeting = c.read_response()?;
         if !matches!(greeting.get(1), Some(Item::Atom(a)) if a.eq_ignore_ascii_case("OK")) {
@@ -164,6 +167,7 @@ impl Imap {
             };
             match items.first() {
                 Some(Item::Atom(t)) if *t == tag => {
+                    self.last_used = std::time::Instant::now();
                     let status = items.get(1).and_then(Item::text).unwrap_or_default();
                     reply.text = items_text(&items[2.min(items.len())..]);
                     if status.eq_ignore_ascii_case("OK") {

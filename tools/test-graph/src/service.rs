@@ -401,6 +401,15 @@ impl Graph {
             .unwrap_or_else(|p| p.into_inner())
             .get_mut(mailbox)
             .and_then(Vec::pop);
+        // A pooled connection idle for a while may have been closed by Dovecot (autologout, a
+        // restart of the harness): probe it, and log in afresh if it is gone.
+        let pooled = pooled.and_then(|mut c| {
+            if c.last_used.elapsed() < Duration::from_secs(2) || c.run("NOOP").is_ok() {
+                Some(c)
+            } else {
+                None
+            }
+        });
         let mut conn = match pooled {
             Some(c) => c,
             None => {
@@ -437,7 +446,14 @@ impl Graph {
                 c.global.drop_next -= 1;
                 return Outcome::Close;
             }
-            if let Some((status, ra)) = c.global.fail_next.pop_front() {
+            let mut fail = c.global.fail_next.pop_front();
+            if let Some((n, status, ra)) = c.global.every {
+                c.global.every_count += 1;
+                if fail.is_none() && n > 0 && c.global.every_count.is_multiple_of(n) {
+                    fail = Some((status, ra));
+                }
+            }
+            if let Some((status, ra)) = fail {
                 c.stats.throttled += u64::from(status == 429);
                 *c.stats.statuses.entry(status).or_default() += 1;
                 return Outcome::Answer(error_response(&throttle_error(status, ra), req));
