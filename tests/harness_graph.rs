@@ -676,6 +676,25 @@ fn batch_runs_up_to_20_requests_with_their_own_status() {
         .filter(|m| m.1.iter().any(|f| f == "\\Seen"))
         .count();
     assert_eq!(seen, 3);
+    // Move and delete in one batch; a request depending on a failed one is not run (424).
+    let body = format!(
+        "{{\"requests\":[{{\"id\":\"m\",\"method\":\"POST\",\"url\":\"/users/{user}/messages/{}/move\",\"headers\":{{\"Content-Type\":\"application/json\"}},\"body\":{{\"destinationId\":\"deleteditems\"}}}},{{\"id\":\"d\",\"method\":\"DELETE\",\"url\":\"/users/{user}/messages/{}\"}},{{\"id\":\"x\",\"method\":\"DELETE\",\"url\":\"/users/{user}/messages/{}\"}},{{\"id\":\"y\",\"method\":\"GET\",\"url\":\"/users/{user}/mailFolders/inbox\",\"dependsOn\":[\"x\"]}}]}}",
+        ids[0], ids[1], ids[1]
+    );
+    let a = c
+        .send("POST", "/v1.0/$batch", Some(&token), &[], &body)
+        .unwrap();
+    let t = a.text();
+    assert!(t.contains("{\"id\":\"m\",\"status\":201"), "{t}");
+    assert!(t.contains("\"parentFolderId\""), "the moved message: {t}");
+    assert!(t.contains("{\"id\":\"d\",\"status\":204"), "{t}");
+    assert!(
+        t.contains("{\"id\":\"x\",\"status\":404"),
+        "already deleted: {t}"
+    );
+    assert!(t.contains("{\"id\":\"y\",\"status\":424"), "{t}");
+    assert_eq!(h.count(&user, "INBOX"), 1);
+    assert_eq!(h.count(&user, "Trash"), 1);
     let many: Vec<String> = (0..21).map(|i| req(i, &ids[0])).collect();
     let a = c
         .send(
