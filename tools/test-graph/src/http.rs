@@ -31,7 +31,7 @@ pub fn read_request(
             Ok(httparse::Status::Complete(head_len)) => {
                 let mut r = Request {
                     method: req.method.unwrap_or("").to_string(),
-                    target: req.path.unwrap_or("").to_string(),
+                    target: origin_form(req.path.unwrap_or("")),
                     ..Request::default()
                 };
                 let mut close = req.version == Some(0);
@@ -95,6 +95,20 @@ pub fn read_request(
             Err(e) => return Err(format!("malformed request: {e}")),
         }
     }
+}
+
+/// The path and query of a request target; the absolute form (`http://host/path`, as a client
+/// sends it to a proxy) is accepted too.
+fn origin_form(target: &str) -> String {
+    for scheme in ["http://", "https://"] {
+        if let Some(rest) = target.strip_prefix(scheme) {
+            return match rest.find('/') {
+                Some(i) => rest[i..].to_string(),
+                None => "/".to_string(),
+            };
+        }
+    }
+    target.to_string()
 }
 
 fn read_chunked(stream: &mut impl Read, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
@@ -234,4 +248,45 @@ pub fn write_response(
         stream.write_all(&r.body)?;
     }
     stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(origin_form("/v1.0/x?a=b"), "/v1.0/x?a=b");
+        assert_eq!(origin_form("http://127.0.0.1:1/v1.0/x"), "/v1.0/x");
+        assert_eq!(origin_form("https://graph.microsoft.com"), "/");
+    }
+
+    #[test]
+    fn chunked_request_bodies() {
+        struct Io(std::io::Cursor<Vec<u8>>, Vec<u8>);
+        impl Read for Io {
+            fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+                self.0.read(b)
+            }
+        }
+        impl Write for Io {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.1.extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let raw = b"POST /v1.0/$batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n4\r\n{\"a\"\r\n3;x=y\r\n:1}\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n";
+        let mut io = Io(std::io::Cursor::new(raw.to_vec()), Vec::new());
+        let mut buf = Vec::new();
+        let (r, close) = read_request(&mut io, &mut buf).unwrap().unwrap();
+        assert_eq!(r.body, b"{\"a\":1}");
+        assert!(!close);
+        assert!(io.1.starts_with(b"HTTP/1.1 100 Continue"));
+        let (next, _) = read_request(&mut io, &mut buf).unwrap().unwrap();
+        assert_eq!(next.target, "/next");
+        assert!(read_request(&mut io, &mut buf).unwrap().is_none());
+    }
 }
