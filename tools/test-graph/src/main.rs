@@ -21,15 +21,17 @@
 //!   from, sender, toRecipients, ccRecipients, bccRecipients, replyTo, receivedDateTime,
 //!   sentDateTime, createdDateTime, lastModifiedDateTime, changeKey, parentFolderId,
 //!   conversationId, importance, hasAttachments, isDraft, flag, categories,
-//!   internetMessageHeaders, ...; unknown → 400 `RequestBroker--ParseUri`; body/bodyPreview →
-//!   400, use `$value`), `Prefer: odata.maxpagesize=N` (default 10, answered with
+//!   internetMessageHeaders, bodyPreview (Dovecot's PREVIEW), ...; unknown → 400
+//!   `RequestBroker--ParseUri`; body/uniqueBody/attachments → 400, use `$value`), `$filter=
+//!   receivedDateTime ge|gt <DateTimeOffset>` (the only filter Graph allows on delta; others → 400
+//!   `ErrorInvalidUrlQueryFilter`), `Prefer: odata.maxpagesize=N` (default 10, answered with
 //!   `Preference-Applied`), pages by `@odata.nextLink` (`$skiptoken`) to a final
 //!   `@odata.deltaLink` (`$deltatoken`). A round is a snapshot: the first round lists every
 //!   message; a delta link's round lists new and changed messages (flags) and `@removed`
 //!   (`{"reason":"deleted"}`) rows for messages moved out or deleted, removed rows first. A
 //!   message may appear twice across rounds (as at Graph). Tokens hold the whole state, so they
 //!   survive a restart; an expired one (`expire_delta`) or one from before a UIDVALIDITY change
-//!   answers 410 `SyncStateNotFound`.
+//!   answers 410 `SyncStateNotFound`; a token used for another mailbox or folder → 400.
 //! - `GET messages/{id}` (`$select` as above), `GET messages/{id}/$value` (the MIME source,
 //!   `Content-Type: text/plain`, chunked), `PATCH messages/{id}` `{"isRead":bool}` and/or
 //!   `{"flag":{"flagStatus":…}}` (IMAP \Seen, \Flagged; answers the message),
