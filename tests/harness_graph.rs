@@ -4,6 +4,7 @@
 //! faults, so tests run in parallel.
 mod support;
 
+use futures::StreamExt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -789,4 +790,67 @@ fn https_with_the_harness_certificate() {
     });
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(answer.contains("\"totalItemCount\":1"), "{answer}");
+}
+
+#[test]
+fn mail_arriving_during_a_round_comes_in_the_next_one() {
+    let h = Harness::get();
+    let user = h.unique_user("graph-during");
+    for n in 1..=3 {
+        h.append(&user, "INBOX", &mail(n, &user), &[]);
+    }
+    let token = h.graph_user_token(&user, RW);
+    let mut c = Conn::open(h);
+    let prefer = [("Prefer", "odata.maxpagesize=1")];
+    let first = c
+        .send(
+            "GET",
+            &format!(
+                "{}/mailFolders/inbox/messages/delta?$select=subject",
+                users(&user)
+            ),
+            Some(&token),
+            &prefer,
+            "",
+        )
+        .unwrap();
+    let mut seen = first.ids();
+    // Mid-round: one arrives, one of the not yet listed ones is deleted by someone else.
+    h.append(&user, "INBOX", &mail(4, &user), &[]);
+    let stored = h.list_messages(&user, "INBOX");
+    let uid3 = stored[2].0;
+    smol::block_on(async {
+        let mut s = h.login(&user).await;
+        s.select("INBOX").await.unwrap();
+        s.uid_store(uid3.to_string(), "+FLAGS.SILENT (\\Deleted)")
+            .await
+            .unwrap()
+            .for_each(|_| async {})
+            .await;
+        s.expunge().await.unwrap().for_each(|_| async {}).await;
+        s.logout().await.unwrap();
+    });
+    let (pages, delta) = round(&mut c, &first.field("@odata.nextLink").unwrap(), &token, 1);
+    seen.extend(pages.iter().flat_map(Answer::ids));
+    let text: String = pages.iter().map(Answer::text).collect();
+    assert!(
+        !text.contains("Printer 4"),
+        "not in the round's snapshot: {text}"
+    );
+    assert!(
+        !text.contains("Printer 3"),
+        "gone before it was listed: {text}"
+    );
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let (pages, _) = round(&mut c, &delta, &token, 10);
+    let text: String = pages.iter().map(Answer::text).collect();
+    assert!(
+        text.contains("Printer 4 broken"),
+        "the next round has it: {text}"
+    );
+    assert_eq!(
+        text.matches("@removed").count(),
+        1,
+        "the deleted one from the snapshot: {text}"
+    );
 }
