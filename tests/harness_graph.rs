@@ -743,12 +743,19 @@ fn keep_alive_chunked_gzip_and_the_concurrency_limit() {
 
     // Exchange's limit: 4 requests in flight per app and mailbox, the 5th and 6th get 429
     // (max_concurrent counts the requests in flight plus the one refused).
-    h.graph(&format!("/_test/set?delay_ms=3000&mailbox={user}"));
+    // The delay only makes the requests overlap: connections open first, then all six are sent
+    // at once, and the first four hold their places for the delay.
+    h.graph(&format!("/_test/set?delay_ms=4000&mailbox={user}"));
     let inbox = format!("{}/mailFolders/inbox", users(&user));
+    let start = std::sync::Arc::new(std::sync::Barrier::new(6));
     let threads: Vec<_> = (0..6)
         .map(|_| {
-            let (inbox, token) = (inbox.clone(), token.clone());
-            std::thread::spawn(move || Conn::open(Harness::get()).get(&inbox, &token).status)
+            let (inbox, token, start) = (inbox.clone(), token.clone(), start.clone());
+            std::thread::spawn(move || {
+                let mut c = Conn::open(Harness::get());
+                start.wait();
+                c.get(&inbox, &token).status
+            })
         })
         .collect();
     let mut statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
