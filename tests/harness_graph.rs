@@ -740,6 +740,10 @@ fn keep_alive_chunked_gzip_and_the_concurrency_limit() {
     // All of that over one connection.
     let stats = h.graph(&format!("/_test/stats?mailbox={user}"));
     assert!(stats.contains("\"connections\":1"), "{stats}");
+    assert!(
+        stats.contains("\"gzip_requests\":1,\"gzip_answers\":1"),
+        "{stats}"
+    );
 
     // Exchange's limit: 4 requests in flight per app and mailbox, the 5th and 6th get 429
     // (max_concurrent counts the requests in flight plus the one refused).

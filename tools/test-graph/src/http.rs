@@ -182,6 +182,19 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// Whether the client accepts gzip (`Accept-Encoding: gzip`).
+pub fn accepts_gzip(req: &Request) -> bool {
+    req.header("Accept-Encoding").is_some_and(|a| {
+        a.split(',')
+            .any(|e| e.trim().to_ascii_lowercase().starts_with("gzip"))
+    })
+}
+
+/// Whether `r` goes out gzip-compressed: compressible, accepted, and worth it (256 bytes).
+pub fn will_gzip(req: &Request, r: &Response) -> bool {
+    r.compressible && accepts_gzip(req) && r.body.len() >= 256 && !r.truncate
+}
+
 /// Writes `r`: gzip when compressible and accepted (and worth it), chunked when asked for.
 pub fn write_response(
     stream: &mut impl Write,
@@ -189,10 +202,6 @@ pub fn write_response(
     mut r: Response,
     close: bool,
 ) -> std::io::Result<()> {
-    let gzip_ok = req.header("Accept-Encoding").is_some_and(|a| {
-        a.split(',')
-            .any(|e| e.trim().to_ascii_lowercase().starts_with("gzip"))
-    });
     let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
     if !r.content_type.is_empty() {
         head.push_str(&format!("Content-Type: {}\r\n", r.content_type));
@@ -208,7 +217,7 @@ pub fn write_response(
     for (k, v) in &r.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    if r.compressible && gzip_ok && r.body.len() >= 256 {
+    if will_gzip(req, &r) {
         let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
         enc.write_all(&r.body)?;
         r.body = enc.finish()?;

@@ -85,8 +85,9 @@
 //!   access=clear`: edits `graph-access-policy`.
 //! - `stats[?mailbox=M]`: `requests, ops{folders,delta,message,value,patch,move,delete},
 //!   statuses{code:n}, batches, batch_requests, throttled, max_concurrent, concurrent_now,
-//!   concurrency_rejections, connections` (distinct TCP connections that served the scope;
-//!   globally also `connections_total`).
+//!   concurrency_rejections, connections, gzip_requests, gzip_answers` (connections: distinct
+//!   TCP connections that served the scope, globally also `connections_total`; gzip_requests:
+//!   requests with `Accept-Encoding: gzip`, gzip_answers: answers sent compressed).
 #![forbid(unsafe_code)]
 
 mod http;

@@ -201,6 +201,9 @@ struct Stats {
     max_concurrent: u32,
     concurrency_rejections: u64,
     connections: HashSet<u64>,
+    /// Requests that sent `Accept-Encoding: gzip`, and answers that went out compressed.
+    gzip_requests: u64,
+    gzip_answers: u64,
 }
 
 impl Stats {
@@ -216,7 +219,7 @@ impl Stats {
             .map(|(k, v)| format!("\"{k}\":{v}"))
             .collect();
         format!(
-            "{{\"requests\":{},\"ops\":{{{}}},\"statuses\":{{{}}},\"batches\":{},\"batch_requests\":{},\"throttled\":{},\"max_concurrent\":{},\"concurrent_now\":{now},\"concurrency_rejections\":{},\"connections\":{}}}",
+            "{{\"requests\":{},\"ops\":{{{}}},\"statuses\":{{{}}},\"batches\":{},\"batch_requests\":{},\"throttled\":{},\"max_concurrent\":{},\"concurrent_now\":{now},\"concurrency_rejections\":{},\"connections\":{},\"gzip_requests\":{},\"gzip_answers\":{}}}",
             self.requests,
             ops.join(","),
             st.join(","),
@@ -225,7 +228,9 @@ impl Stats {
             self.throttled,
             self.max_concurrent,
             self.concurrency_rejections,
-            self.connections.len()
+            self.connections.len(),
+            self.gzip_requests,
+            self.gzip_answers
         )
     }
 }
@@ -785,6 +790,15 @@ impl Graph {
         resp.truncate = truncate;
         {
             let mut c = self.ctl();
+            if !in_batch {
+                let asked = u64::from(crate::http::accepts_gzip(req));
+                let sent = u64::from(crate::http::will_gzip(req, &resp));
+                c.stats.gzip_requests += asked;
+                c.stats.gzip_answers += sent;
+                let s = c.mailbox_stats.entry(mailbox.clone()).or_default();
+                s.gzip_requests += asked;
+                s.gzip_answers += sent;
+            }
             let s = c.mailbox_stats.entry(mailbox.clone()).or_default();
             *s.statuses.entry(resp.status).or_default() += 1;
             if resp.status == 429 {
