@@ -307,6 +307,7 @@ impl Agent {
     /// attachment metadata only and memory stays bounded by the largest single message.
     pub fn set_attachment_bytes(&mut self, keep: bool) {
         self.attachment_bytes = keep;
+        self.options.attachment_bytes = keep;
     }
 
     /// Bytes of mail (message sources) read from the server since this agent was made.
@@ -882,6 +883,7 @@ impl Agent {
                 if !keep_bytes {
                     for a in &mut ticket.attachments {
                         a.data = Vec::new();
+                        a.pending = None;
                     }
                 }
                 let raw = keep_raw.then(|| msg.raw.to_vec());
@@ -1439,7 +1441,11 @@ fn build_ticket(
     uid_validity: u32,
     too_big: u64,
 ) -> Ticket {
-    let mut ticket = match ticket::build(msg.raw, options) {
+    let built = match &msg.shared {
+        Some(shared) => ticket::build_shared(shared.clone(), options),
+        None => ticket::build(msg.raw, options),
+    };
+    let mut ticket = match built {
         Ok(t) => t,
         Err(e) => ticket::unreadable(msg.raw, &options.mailbox, &e),
     };

@@ -149,12 +149,28 @@ impl Harness {
                 })
                 .await
                 .unwrap_or_else(|e| panic!("harness: UID FETCH in {folder} for {user}: {e}"));
+                // The server may interleave unsolicited FETCH responses (flag updates made by
+                // another session, e.g. a daemon that was just killed), with or without a UID
+                // and without a body: they update the flags of a message listed by its own
+                // answer, and never add one.
+                let mut by_uid: std::collections::BTreeMap<u32, (Vec<String>, Option<Vec<u8>>)> =
+                    std::collections::BTreeMap::new();
                 for f in fetches {
                     let f = f.unwrap_or_else(|e| panic!("harness: FETCH response: {e}"));
-                    let uid = f.uid.expect("harness: FETCH without UID");
-                    let flags = f.flags().map(flag_name).collect();
-                    let body = f.body().unwrap_or_default().to_vec();
-                    out.push((uid, flags, body));
+                    let Some(uid) = f.uid else { continue };
+                    let entry = by_uid.entry(uid).or_default();
+                    let flags: Vec<String> = f.flags().map(flag_name).collect();
+                    if !flags.is_empty() || f.body().is_some() {
+                        entry.0 = flags;
+                    }
+                    if let Some(body) = f.body() {
+                        entry.1 = Some(body.to_vec());
+                    }
+                }
+                for (uid, (flags, body)) in by_uid {
+                    if let Some(body) = body {
+                        out.push((uid, flags, body));
+                    }
                 }
             }
             let _ = step("LOGOUT", s.logout()).await;
