@@ -147,7 +147,10 @@ impl Harness {
                 .unwrap_or_else(|e| panic!("harness: UID FETCH in {folder} for {user}: {e}"));
                 for f in fetches {
                     let f = f.unwrap_or_else(|e| panic!("harness: FETCH response: {e}"));
-                    let uid = f.uid.expect("harness: FETCH without UID");
+                    // A FETCH without UID is another session's flag change reported on the
+                    // way (e.g. the agent marking mail read meanwhile); the UID FETCH's own
+                    // response for that message follows with its UID.
+                    let Some(uid) = f.uid else { continue };
                     let flags = f.flags().map(flag_name).collect();
                     let body = f.body().unwrap_or_default().to_vec();
                     out.push((uid, flags, body));
