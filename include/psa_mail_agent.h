@@ -187,7 +187,9 @@ enum pma_result
    */
   PMA_IMAP_OAUTH_REJECTED = 401,
   /**
-   * XOAUTH2 rejected for a shared mailbox: the user lacks Full Access to it.
+   * A shared mailbox the delegate may not open: no Full Access, or no mailbox has the address
+   * (Exchange: "User is authenticated but not connected" at SELECT; other servers refuse
+   * XOAUTH2).
    */
   PMA_SHARED_MAILBOX_DENIED = 402,
   /**
