@@ -187,7 +187,9 @@ enum pma_result
    */
   PMA_IMAP_OAUTH_REJECTED = 401,
   /**
-   * XOAUTH2 rejected for a shared mailbox: the user lacks Full Access to it.
+   * A shared mailbox the delegate may not open: no Full Access, or no mailbox has the address
+   * (Exchange: "User is authenticated but not connected" at SELECT; other servers refuse
+   * XOAUTH2).
    */
   PMA_SHARED_MAILBOX_DENIED = 402,
   /**
@@ -892,7 +894,8 @@ size_t pma_batch_attachment_count(const struct pma_batch *batch, size_t ticket_i
  * The decoded bytes (no base64) of attachment `attachment_index` of ticket `ticket_index`,
  * in the order of the ticket's `attachments` array. `*len` may be 0 for an empty part; `*ptr`
  * is then still non-NULL but must not be read. The memory belongs to the batch: valid until
- * `pma_batch_free`.
+ * `pma_batch_free`. A large message's attachments are decoded from the message on the first
+ * call for them (the batch holds the message, not a decoded copy, until then).
  *
  * `PMA_ATTACHMENT_OMITTED` (out-parameters not written) for an attachment whose bytes are not
  * carried because it is larger than the mailbox's `max_attachment_bytes`: the ticket JSON

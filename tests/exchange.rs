@@ -600,3 +600,46 @@ impl Drop for Daemon {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn somebody_else_approving_the_device_sign_in_is_named() {
+    let h = Harness::get();
+    let user = h.unique_user("ex-dev-owner");
+    let other = h.unique_user("ex-dev-somebody");
+    let json = mailbox_json(h, &user, &user, false).replace(
+        r#""shared_mailbox": false,"#,
+        r#""shared_mailbox": false, "flow": "device_code","#,
+    );
+    assert!(json.contains("device_code"), "{json}");
+    let mb = Mailbox::from_json(&json, Path::new("/")).unwrap();
+    let mut a = Agent::new(mb, state_dir("device")).unwrap();
+    // At the browser, another account approves the code.
+    let mut approver = None;
+    smol::block_on(a.tokens().unwrap().device_login(|p| {
+        let path = format!(
+            "/_test/approve_device?user={other}&user_code={}",
+            p.user_code
+        );
+        approver = Some(std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            Harness::get().idp(&path);
+        }));
+    }))
+    .unwrap();
+    approver.unwrap().join().unwrap();
+    let (step, kind, text) = failed(&smol::block_on(a.test_connection()));
+    assert_eq!(
+        (step.as_str(), kind),
+        ("select", ErrorKind::MailboxNotConnected),
+        "{text}"
+    );
+    contains_all(
+        &text,
+        &[
+            &format!("will not open the mailbox {user}"),
+            "somebody else may have approved it",
+            &format!("Get-Mailbox -Identity {user}"),
+            "psa-mail-agent login",
+        ],
+    );
+}

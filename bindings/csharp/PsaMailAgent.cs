@@ -82,7 +82,7 @@ namespace PsaMailAgent
         LoginFailed = 400,
         /// <summary>AUTHENTICATE XOAUTH2 rejected although a token was issued.</summary>
         ImapOauthRejected = 401,
-        /// <summary>XOAUTH2 rejected for a shared mailbox: the user lacks Full Access to it.</summary>
+        /// <summary>A shared mailbox the delegate may not open: no Full Access, or no mailbox has the address (Exchange: "User is authenticated but not connected").</summary>
         SharedMailboxDenied = 402,
         /// <summary>The server is temporarily unavailable; retry later.</summary>
         ServerUnavailable = 403,

@@ -87,7 +87,9 @@ pub enum pma_result {
     PMA_LOGIN_FAILED = 400,
     /// AUTHENTICATE XOAUTH2 rejected although a token was issued.
     PMA_IMAP_OAUTH_REJECTED = 401,
-    /// XOAUTH2 rejected for a shared mailbox: the user lacks Full Access to it.
+    /// A shared mailbox the delegate may not open: no Full Access, or no mailbox has the address
+    /// (Exchange: "User is authenticated but not connected" at SELECT; other servers refuse
+    /// XOAUTH2).
     PMA_SHARED_MAILBOX_DENIED = 402,
     /// The server is temporarily unavailable; retry later.
     PMA_SERVER_UNAVAILABLE = 403,
