@@ -892,7 +892,8 @@ size_t pma_batch_attachment_count(const struct pma_batch *batch, size_t ticket_i
 
 /**
  * The decoded bytes (no base64) of attachment `attachment_index` of ticket `ticket_index`,
- * in the order of the ticket's `attachments` array. `*len` may be 0 for an empty part; `*ptr`
+ * in the order of the ticket's `attachments` array (store them under the name
+ * `pma_batch_attachment_save_as` gives, never under the sender's `filename`). `*len` may be 0 for an empty part; `*ptr`
  * is then still non-NULL but must not be read. The memory belongs to the batch: valid until
  * `pma_batch_free`. A large message's attachments are decoded from the message on the first
  * call for them (the batch holds the message, not a decoded copy, until then).
