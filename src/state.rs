@@ -141,6 +141,8 @@ pub struct StatePaths {
     pub state: PathBuf,
     /// `<stem>.token.json`
     pub token_cache: PathBuf,
+    /// `<stem>.tenant.json`: the tenant discovered from the address (no `oauth.directory_id`).
+    pub tenant: PathBuf,
     /// `<stem>.threads`
     pub threads: PathBuf,
     /// `<stem>.lock`
@@ -157,6 +159,7 @@ impl StatePaths {
         StatePaths {
             state: p("state.json"),
             token_cache: p("token.json"),
+            tenant: p("tenant.json"),
             threads: p("threads"),
             lock: p("lock"),
             status: p("status.json"),

@@ -18,9 +18,6 @@ use std::time::Duration;
 /// idle mailboxes would otherwise each keep a copy of. A changed CA file (size or modification
 /// time) gets a new configuration.
 pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>> {
-    type Key = Option<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>;
-    static SHARED: std::sync::Mutex<Vec<(Key, std::sync::Weak<ClientConfig>)>> =
-        std::sync::Mutex::new(Vec::new());
     let key: Key = ca_file.map(|p| {
         let meta = std::fs::metadata(p).ok();
         (
@@ -41,6 +38,20 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>> {
     let config = new_client_config(ca_file)?;
     shared.push((key, Arc::downgrade(&config)));
     Ok(config)
+}
+
+type Key = Option<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>;
+static SHARED: std::sync::Mutex<Vec<(Key, std::sync::Weak<ClientConfig>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Frees the shared configurations no agent uses any more (a `Weak` keeps its allocation). The C
+/// API calls it when a handle is freed, so a host that frees every handle holds nothing of ours.
+pub fn release_unused() {
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    shared.retain(|(_, w)| w.strong_count() > 0);
+    if shared.is_empty() {
+        *shared = Vec::new();
+    }
 }
 
 fn new_client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>> {

@@ -22,6 +22,8 @@ pub struct pma_batch {
     pub(crate) batch: Batch,
     json: CText,
     tickets: Vec<CText>,
+    /// Each ticket's attachments' `save_as` names, NUL-terminated for C.
+    save_as: Vec<Vec<CText>>,
     acked: AtomicBool,
     live_unacked: Arc<AtomicUsize>,
     /// Whether the mailbox kept the raw messages (`keep_raw`).
@@ -41,12 +43,23 @@ impl pma_batch {
     ) -> Self {
         let tickets: Vec<String> = batch.tickets.iter().map(|t| t.to_json()).collect();
         let json = format!("[{}]", tickets.join(","));
+        let save_as = batch
+            .tickets
+            .iter()
+            .map(|t| {
+                t.attachments
+                    .iter()
+                    .map(|a| CText::new(a.save_as.clone()))
+                    .collect()
+            })
+            .collect();
         pma_batch {
             handle_id,
             generation,
             batch,
             json: CText::new(json),
             tickets: tickets.into_iter().map(CText::new).collect(),
+            save_as,
             acked: AtomicBool::new(false),
             live_unacked,
             keep_raw,
@@ -207,7 +220,8 @@ pub unsafe extern "C" fn pma_batch_attachment_count(
 }
 
 /// The decoded bytes (no base64) of attachment `attachment_index` of ticket `ticket_index`,
-/// in the order of the ticket's `attachments` array. `*len` may be 0 for an empty part; `*ptr`
+/// in the order of the ticket's `attachments` array (store them under the name
+/// `pma_batch_attachment_save_as` gives, never under the sender's `filename`). `*len` may be 0 for an empty part; `*ptr`
 /// is then still non-NULL but must not be read. The memory belongs to the batch: valid until
 /// `pma_batch_free`. A large message's attachments are decoded from the message on the first
 /// call for them (the batch holds the message, not a decoded copy, until then).
@@ -239,7 +253,7 @@ pub unsafe extern "C" fn pma_batch_attachment(
                 pma_result::PMA_ATTACHMENT_OMITTED,
                 format!(
                     "attachment {attachment_index} of ticket {ticket_index} ({:?}, {} bytes) is larger than max_attachment_bytes: its bytes are not carried (the ticket marks it \"omitted\": \"too_large\"); open the mail in the mailbox, or raise max_attachment_bytes",
-                    att.filename.as_deref().unwrap_or("unnamed"),
+                    att.save_as,
                     att.size
                 ),
             ));
@@ -260,6 +274,44 @@ pub unsafe extern "C" fn pma_batch_attachment(
         unsafe {
             *ptr = p;
             *len = n;
+        }
+        Ok(())
+    })
+}
+
+/// The safe file name to store attachment `attachment_index` of ticket `ticket_index` under:
+/// its `save_as` (UTF-8, NUL-terminated; `*len` is its length in bytes without the NUL).
+/// Always set and unique within the ticket (compared case-insensitively): the name the sender
+/// gave without directories, control characters, `<>:"|?*`, leading dots or trailing dots and
+/// spaces, never a reserved Windows device name (`CON`, `NUL`, `COM1`, ... get a leading `_`),
+/// at most 200 bytes; without a sent name an attached message's subject + `.eml`, else a name
+/// from the content type (`image.png`, `document.pdf`, `invite.ics`). The sender's own name,
+/// unchanged, is the ticket JSON's `filename` (null when the part had none): show that, store
+/// under this. Given also for an attachment whose bytes are omitted. The memory belongs to
+/// the batch: valid until `pma_batch_free`. `PMA_INDEX_OUT_OF_RANGE` for a bad index.
+/// Thread-safe.
+///
+/// # Safety
+/// `batch` is NULL or a live batch; `ptr` and `len` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pma_batch_attachment_save_as(
+    batch: *const pma_batch,
+    ticket_index: usize,
+    attachment_index: usize,
+    ptr: *mut *const c_char,
+    len: *mut usize,
+) -> pma_result {
+    accessor(batch, "pma_batch_attachment_save_as", |b| {
+        out_arg(ptr, "ptr")?;
+        out_arg(len, "len")?;
+        index_check(ticket_index, b.save_as.len(), "ticket")?;
+        let names = &b.save_as[ticket_index];
+        index_check(attachment_index, names.len(), "attachment")?;
+        let name = &names[attachment_index];
+        // SAFETY: checked non-NULL; writable by the caller's contract.
+        unsafe {
+            *ptr = name.ptr();
+            *len = name.len();
         }
         Ok(())
     })

@@ -18,9 +18,12 @@
 //!   separators in 18+ languages, taglines, list footers; for HTML-only mail the quote markup
 //!   of Gmail, Outlook, Yahoo, Apple Mail, Thunderbird, mail.ru, Zimbra, ProtonMail and Zoho is
 //!   dropped first). Never empty when there was text.
-//! - **Attachments**: every attachment and inline part with decoded file name (RFC 2231,
-//!   encoded words; paths stripped), type, size, Content-ID, SHA-256 and bytes up to
-//!   `max_attachment_bytes`; attached mails as `.eml`; winmail.dat unpacked ([`tnef`]).
+//! - **Attachments**: every part not shown as text — files, inline images and audio wherever
+//!   they sit, parts of unknown multiparts, `message/partial`, uuencoded files — with the
+//!   file name as sent (`filename`, decoded: RFC 2231, encoded words; null if none), a safe
+//!   unique `save_as`, type, size, Content-ID, SHA-256 and bytes up to `max_attachment_bytes`;
+//!   attached mails as `.eml`; winmail.dat unpacked ([`tnef`]; its RTF body via [`rtf`]). A
+//!   mail without text gets a body that names its attachments.
 //! - **Threading**: ticket number from subject patterns ([`TicketPattern`]), else from
 //!   In-Reply-To/References through the [`ThreadIndex`] of Message-IDs the helpdesk sent;
 //!   bounces are threaded through the headers they return.
@@ -39,15 +42,18 @@ mod build;
 mod charset;
 mod elide;
 mod entities;
+mod header;
 pub mod html2text;
 mod json_out;
 mod model;
 pub mod quote;
 mod quote_attribution;
 mod quote_headers;
+pub mod rtf;
 mod signature;
 pub mod thread;
 pub mod tnef;
+mod uu;
 
 use std::sync::Arc;
 

@@ -14,8 +14,18 @@ pub struct Address {
 /// One attachment or inline part. The bytes travel beside the JSON, never base64 in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Attachment {
-    /// File name, decoded (RFC 2231, encoded words) and made safe for a file system.
+    /// The file name the sender gave, decoded (RFC 2231 continuations and charsets, encoded
+    /// words), exactly as sent — it may hold a path or characters no file system takes; null
+    /// when the part had none. Show it; never use it as a path.
     pub filename: Option<String>,
+    /// A safe file name to store the bytes under, always set and unique within the ticket
+    /// (case-insensitively; a repeated name gets " (2)", " (3)", ... before its extension): the
+    /// sent name without directories, control characters, `<>:"|?*`, leading dots, trailing
+    /// dots/spaces or a reserved Windows device name (CON, NUL, COM1, ...), at most 200 bytes;
+    /// without a sent name, an attached message's subject + `.eml`, else a name from the
+    /// content type (`image.png`, `document.pdf`, `invite.ics`, ...). The spool writes the
+    /// bytes under this name and the C API gives it (`pma_batch_attachment_save_as`).
+    pub save_as: String,
     /// MIME type, e.g. `application/pdf`.
     pub content_type: String,
     /// Size of the decoded bytes.
