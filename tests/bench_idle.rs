@@ -1,7 +1,9 @@
 //! Scale figure for `psa-mail-agent run` (not a test: `#[ignore]`, run by scripts/bench-idle):
 //! how many idle mailboxes one process holds, its memory per mailbox, and the time from a new
-//! mail to its ticket. Environment: PMA_BENCH_BIN (the binary, e.g. a release build),
-//! PMA_BENCH_USERS (default 200), PMA_BENCH_SAMPLES (default 50).
+//! mail to its ticket, and its wake-ups (context switches) while idle. Environment:
+//! PMA_BENCH_BIN (the binary, e.g. a release build), PMA_BENCH_USERS (default 200),
+//! PMA_BENCH_SAMPLES (default 50), PMA_BENCH_SETTLE_SECS (15) and PMA_BENCH_QUIET_SECS (20)
+//! for the wake-up count.
 
 mod support;
 
@@ -177,6 +179,10 @@ fn bench_idle_mailboxes() {
     );
     // Between IDLE refreshes nothing should wake the process: count its threads' context
     // switches over a quiet stretch.
+    // Mailboxes report idle as they send IDLE; let the last ones settle first.
+    std::thread::sleep(Duration::from_secs(
+        env_num("PMA_BENCH_SETTLE_SECS", 15) as u64
+    ));
     let quiet = env_num("PMA_BENCH_QUIET_SECS", 20);
     let before = wakeups(agent.0.id());
     std::thread::sleep(Duration::from_secs(quiet as u64));

@@ -197,20 +197,28 @@ pub(super) fn compose(
 pub(super) fn normalize_newlines(s: &str) -> String {
     // One pass (this runs on every body): CR LF and a lone CR become LF, BOMs go.
     let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find(['\r', '\u{feff}']) {
-        out.push_str(&rest[..i]);
-        if rest[i..].starts_with('\r') {
+    let bytes = s.as_bytes();
+    let (mut start, mut i) = (0, 0);
+    // A CR, or the first byte of a BOM (EF BB BF); 0xEF also starts other characters.
+    while let Some(off) = bytes[i..].iter().position(|&b| b == b'\r' || b == 0xef) {
+        let j = i + off;
+        if bytes[j] == b'\r' {
+            out.push_str(&s[start..j]);
             out.push('\n');
-            rest = &rest[i + 1..];
-            if let Some(after) = rest.strip_prefix('\n') {
-                rest = after;
+            i = j + 1;
+            if bytes.get(i) == Some(&b'\n') {
+                i += 1;
             }
+            start = i;
+        } else if bytes[j..].starts_with("\u{feff}".as_bytes()) {
+            out.push_str(&s[start..j]);
+            i = j + 3;
+            start = i;
         } else {
-            rest = &rest[i + '\u{feff}'.len_utf8()..];
+            i = j + 1;
         }
     }
-    out.push_str(rest);
+    out.push_str(&s[start..]);
     out
 }
 

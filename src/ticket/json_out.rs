@@ -39,15 +39,37 @@ pub(super) fn to_json<T: Serialize + ?Sized>(
 
 struct Writer(Vec<u8>);
 
+/// Whether any of the eight bytes of `w` is below 0x20, `"` or `\\` (the classic "has a zero
+/// byte" test on `w - 0x20..`, and on `w` xor the two characters).
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+    below_space || has_zero(w ^ (ONES * u64::from(b'"'))) || has_zero(w ^ (ONES * u64::from(b'\\')))
+}
+
 fn escape_into(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time while none needs an escape (most text).
+        if let Some(word) = bytes.get(i..i + 8) {
+            let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            if !needs_escape(w) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        i += 1;
         if b >= 0x20 && b != b'"' && b != b'\\' {
             continue;
         }
+        let i = i - 1;
         out.extend_from_slice(&bytes[start..i]);
         start = i + 1;
         match b {
@@ -354,5 +376,20 @@ mod tests {
         let numbers = (u64::MAX, -5i64, 0u32, true, None::<u8>);
         assert_eq!(to_json(&numbers, 0).unwrap(), core(&numbers));
         assert!(to_json(&1.5f64, 0).is_err());
+    }
+
+    #[test]
+    fn every_escape_is_found_at_every_offset_of_the_eight_byte_scan() {
+        let specials = (0u8..0x20).chain([b'"', b'\\']);
+        for c in specials {
+            for at in 0..20 {
+                for around in ['a', '\u{ff}', '\u{7f}'] {
+                    let mut s: String = std::iter::repeat_n(around, 20).collect();
+                    let pos = s.char_indices().nth(at).unwrap().0;
+                    s.insert(pos, char::from(c));
+                    assert_eq!(to_json(&s, 0).unwrap(), core(&s), "{c:#x} at {at}");
+                }
+            }
+        }
     }
 }

@@ -302,7 +302,7 @@ pub(super) fn is_tagline(line: &str) -> bool {
     }
     // The app's link stays on the line: "Get Outlook for iOS<https://aka.ms/o0ukef>",
     // "… (https://aka.ms/ghei36)" from HTML.
-    let t = match t.find("<http").or_else(|| t.find("(http")) {
+    let t = match link_at(t.as_bytes(), b'<').or_else(|| link_at(t.as_bytes(), b'(')) {
         Some(p) => t[..p].trim_end(),
         None => t,
     };
@@ -314,7 +314,13 @@ pub(super) fn is_tagline(line: &str) -> bool {
         361.. => false,
         _ => (4..=90).contains(&t.chars().count()),
     };
-    if !chars_ok || t.contains(['?', ':']) {
+    if !chars_ok || t.bytes().any(|b| b == b'?' || b == b':') {
+        return false;
+    }
+    // Below, a tagline starts with a VERB_FIRST, ends with a VERB_LAST or names Outlook. An
+    // ASCII line can only match the ASCII ones, compared without lower-casing it: most lines
+    // (this runs on every line after a quote attribution) are out here.
+    if t.is_ascii() && !could_be_tagline(t.as_bytes()) {
         return false;
     }
     // Lower-casing changes no white space: count the words before paying for it (this runs on
@@ -352,6 +358,31 @@ pub(super) fn is_tagline(line: &str) -> bool {
             .any(|d| l.contains(d))
         && GET_APP.iter().any(|g| l.contains(g))
         && words <= 8
+}
+
+/// Whether the ASCII line `b` starts with an (ASCII) VERB_FIRST, ends with a VERB_LAST or
+/// contains "outlook", ignoring ASCII case: what [`is_tagline`] needs of any tagline.
+fn could_be_tagline(b: &[u8]) -> bool {
+    let first = b[0].to_ascii_lowercase();
+    let last = b[b.len() - 1].to_ascii_lowercase();
+    VERB_FIRST.iter().any(|p| {
+        let p = p.as_bytes();
+        p[0] == first && b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p)
+    }) || VERB_LAST.iter().any(|s| {
+        let s = s.as_bytes();
+        s[s.len() - 1] == last
+            && b.len() >= s.len()
+            && b[b.len() - s.len()..].eq_ignore_ascii_case(s)
+    }) || b
+        .windows(7)
+        .any(|w| w[0] | 0x20 == b'o' && w.eq_ignore_ascii_case(b"outlook"))
+}
+
+/// Where `open` followed by "http" first stands in `b` (`t.find("<http")` without a searcher
+/// set up per line).
+fn link_at(b: &[u8], open: u8) -> Option<usize> {
+    b.windows(5)
+        .position(|w| w[0] == open && &w[1..] == b"http")
 }
 
 /// Google Groups' footer, in the languages it is sent in (the line then names the group's
