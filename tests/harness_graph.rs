@@ -598,6 +598,15 @@ fn faults_throttling_errors_and_expired_delta_links() {
     let (pages, _) = round(&mut c, &format!("{inbox}/messages/delta"), &token, 10);
     assert_eq!(pages[0].ids().len(), 1);
 
+    // Pages without rows that still link on.
+    h.graph(&format!("/_test/empty_pages?mailbox={user}&count=2"));
+    let (pages, _) = round(&mut c, &format!("{inbox}/messages/delta"), &token, 10);
+    assert_eq!(pages.len(), 3);
+    assert_eq!(
+        pages.iter().map(|p| p.ids().len()).collect::<Vec<_>>(),
+        vec![0, 0, 1]
+    );
+
     // A steady storm: every 2nd request is throttled.
     h.graph(&format!(
         "/_test/fail_every?n=2&status=429&retry_after=1&mailbox={user}"

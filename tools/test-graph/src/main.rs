@@ -70,6 +70,8 @@
 //!   `Retry-After: S` (default 1).
 //! - `fail_every?n=N[&status=S][&retry_after=R][&mailbox=M]`: every N-th request (for M) fails
 //!   as `fail_next` would (a steady 429 storm; `n=0` stops).
+//! - `empty_pages?mailbox=M[&count=K]`: the next K delta pages for M carry no rows, only a
+//!   nextLink to the same position (Graph does answer such pages).
 //! - `drop_next?[count=K][&mailbox=M]`: the next K requests are closed without an answer.
 //! - `truncate_next?mailbox=M[&count=K]`: the next K answers for M announce their full length
 //!   (Content-Length or one chunk) but stop after half the body, and the connection closes.

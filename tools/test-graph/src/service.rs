@@ -188,6 +188,8 @@ struct Faults {
     every_count: u32,
     /// Next answers cut off after half the body.
     truncate_next: u32,
+    /// Next delta pages answered without rows but with a nextLink to the same position.
+    empty_pages: u32,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -1210,7 +1212,17 @@ impl Graph {
             let mut page = t.page.take().unwrap_or_default();
             let mut rows: Vec<String> = Vec::new();
             let mut more = false;
-            if page.phase == 0 {
+            let empty = {
+                let mut c = self.ctl();
+                let f = c.mailboxes.entry(mailbox.to_string()).or_default();
+                let e = f.empty_pages > 0;
+                f.empty_pages = f.empty_pages.saturating_sub(1);
+                e
+            };
+            if empty {
+                // Graph may answer a page without rows that still links to more.
+                more = true;
+            } else if page.phase == 0 {
                 let snap: HashSet<u32> = page.snap_uids.iter().copied().collect();
                 let removed: Vec<u32> = t
                     .base_uids
@@ -1233,7 +1245,7 @@ impl Graph {
                     page.cursor = 0;
                 }
             }
-            if page.phase == 1 && !more {
+            if page.phase == 1 && !more && !empty {
                 let room = page_size - rows.len();
                 let remaining: Vec<u32> = page.snap_uids.iter().copied().filter(|u| *u > page.cursor).collect();
                 let changed: Vec<u32> = if t.base_modseq == 0 || remaining.is_empty() {
@@ -1486,6 +1498,16 @@ impl Graph {
                     return bad("count must be a number");
                 };
                 c.mailboxes.entry(m).or_default().truncate_next += count as u32;
+                ok()
+            }
+            "empty_pages" => {
+                let Some(m) = mailbox else {
+                    return bad("empty_pages needs mailbox=");
+                };
+                let Ok(count) = num("count").unwrap_or(Ok(1)) else {
+                    return bad("count must be a number");
+                };
+                c.mailboxes.entry(m).or_default().empty_pages += count as u32;
                 ok()
             }
             "drop_next" => {
