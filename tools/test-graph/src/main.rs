@@ -87,7 +87,9 @@
 //!   access=clear`: edits `graph-access-policy`.
 //! - `stats[?mailbox=M]`: `requests, ops{folders,delta,message,value,patch,move,delete},
 //!   statuses{code:n}, batches, batch_requests, throttled, max_concurrent, concurrent_now,
-//!   concurrency_rejections, connections, gzip_requests, gzip_answers` (connections: distinct
+//!   concurrency_rejections, connections, gzip_requests, gzip_answers` (max_concurrent: most
+//!   requests of the mailbox in flight at once, a refused one over the limit included; a client
+//!   that keeps to 4 never shows more than 4. connections: distinct
 //!   TCP connections that served the scope, globally also `connections_total`; gzip_requests:
 //!   requests with `Accept-Encoding: gzip`, gzip_answers: answers sent compressed).
 #![forbid(unsafe_code)]
