@@ -783,7 +783,7 @@ impl Graph {
             if delay > 0 {
                 std::thread::sleep(Duration::from_millis(delay));
             }
-            self.run_op(&op, &mailbox, query, req, body, &base, claims)
+            self.run_op(&op, &mailbox, query, req, body, &base)
         });
         let mut resp = match result {
             Ok(r) => r,
@@ -884,7 +884,6 @@ impl Graph {
         req: &Request,
         body: &[u8],
         base: &str,
-        _claims: &Claims,
     ) -> Result<Response, GErr> {
         let q = parse_query(query);
         let qget = |k: &str| {
@@ -1095,9 +1094,8 @@ impl Graph {
                             "The store did not report the moved message's new UID (COPYUID).",
                         ));
                     };
-                    let st = imap.select(&dest).map_err(imap_err)?;
+                    imap.select(&dest).map_err(imap_err)?;
                     let msg = fetch_one(imap, uid, true)?;
-                    let _ = st;
                     Ok(Response::json(
                         201,
                         message::to_json(&dest, validity, &msg, &[]),
