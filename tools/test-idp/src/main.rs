@@ -22,8 +22,7 @@
 //! - Tenant `contoso-tenant` (or the domain `contoso.test`); `common`/`organizations` → 50194,
 //!   others → 90002.
 //! - Apps: `app-public` (public client flows on), `app-nopublic` (→ 7000218),
-//!   `app-confidential` with secret `s3cret-app` (wrong secret → 7000215; `app-confidential-b`
-//!   is a second one with the same secret, for tests that change an app's settings), `app-expiredsecret`
+//!   `app-confidential` with secret `s3cret-app` (wrong secret → 7000215), `app-expiredsecret`
 //!   with secret `old-s3cret` (→ 7000222), `app-noconsent` (→ 65001); unknown → 700016.
 //! - Users: any `*@contoso.test` with the password; wrong password → 50126, other domains →
 //!   50034. Local-part prefixes: `locked-` 50053, `disabled-` 50057, `expired-` 50055, `mfa-`
@@ -38,6 +37,8 @@
 //!   another resource → 28000); tokens have audience `https://graph.microsoft.com` and open no
 //!   IMAP. Client credentials with `https://graph.microsoft.com/.default` carry the app's Graph
 //!   application roles (`Mail.ReadWrite` unless `graph_roles` changed them).
+//!   `app-confidential-b` is a second confidential app (secret `s3cret-app`) for tests that
+//!   change an app's Graph roles or access policy without disturbing others.
 //!
 //! # Control API (`/_test/...`, GET or POST, JSON answers)
 //! Most commands take an optional `user=` (a user, or the client id for client credentials): the
@@ -58,12 +59,12 @@
 //! - `set?access_ttl=S&strict_rotation=0|1[&user=U]`, `set?device_interval=S&device_expires=S`.
 //! - `approve_device?user=U[&user_code=X][&client_id=C]`, `decline_device?[user_code=X]`:
 //!   without user_code, the newest pending request (of client C).
-//! - `graph_consent?client_id=C&scopes=A,B`: C's delegated Graph permissions are only A, B (others
-//!   → 65001); `scopes=*` restores all. `graph_roles?client_id=C&roles=A,B`: application roles
-//!   of C's next Graph tokens (empty: none, as without admin consent); `roles=*` restores.
 //! - `stats[?user=U]`: `token_requests, password, refresh_token, client_credentials,
 //!   device_code, other_grant, token_errors, slow_down, devicecode_requests, introspections,
 //!   introspections_active`.
+//! - `graph_consent?client_id=C&scopes=A,B`: C's delegated Graph permissions are only A, B (others
+//!   → 65001); `scopes=*` restores all. `graph_roles?client_id=C&roles=A,B`: application roles
+//!   of C's next Graph tokens (empty: none, as without admin consent); `roles=*` restores.
 #![forbid(unsafe_code)]
 
 mod directory;
