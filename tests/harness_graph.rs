@@ -874,3 +874,33 @@ fn mail_arriving_during_a_round_comes_in_the_next_one() {
         "the deleted one from the snapshot: {text}"
     );
 }
+
+#[test]
+fn keep_alive_limits_close_connections_as_servers_do() {
+    let h = Harness::get();
+    let user = h.unique_user("graph-idle");
+    let token = h.graph_user_token(&user, RW);
+    let inbox = format!("{}/mailFolders/inbox", users(&user));
+    // At most 2 requests per connection: the second answer says Connection: close.
+    h.graph(&format!("/_test/set?max_requests=2&mailbox={user}"));
+    let mut c = Conn::open(h);
+    let first = c.get(&inbox, &token);
+    assert_eq!(first.status, 200);
+    assert!(first.header("connection").is_none());
+    let second = c.get(&inbox, &token);
+    assert_eq!(second.status, 200);
+    assert_eq!(second.header("connection"), Some("close"));
+    assert!(c.send("GET", &inbox, Some(&token), &[], "").is_err());
+    h.graph(&format!("/_test/set?max_requests=0&mailbox={user}"));
+    // A connection idle longer than the server keeps it is closed by the server.
+    h.graph(&format!("/_test/set?keepalive_ms=300&mailbox={user}"));
+    let mut c = Conn::open(h);
+    assert_eq!(c.get(&inbox, &token).status, 200);
+    std::thread::sleep(Duration::from_millis(3000));
+    assert!(
+        c.send("GET", &inbox, Some(&token), &[], "").is_err(),
+        "the server closed the idle connection"
+    );
+    let mut c = Conn::open(h);
+    assert_eq!(c.get(&inbox, &token).status, 200);
+}

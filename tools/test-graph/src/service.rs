@@ -190,6 +190,11 @@ struct Faults {
     truncate_next: u32,
     /// Next delta pages answered without rows but with a nextLink to the same position.
     empty_pages: u32,
+    /// Keep-alive: idle connections close after this long; at most this many requests per
+    /// connection (0: no limit), the last answered with `Connection: close`. For a mailbox:
+    /// connections that served it.
+    keepalive: Option<Duration>,
+    max_requests: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -389,6 +394,27 @@ impl Graph {
 
     fn ctl(&self) -> std::sync::MutexGuard<'_, Control> {
         self.ctl.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long idle keep-alive connection `conn` stays open, and how many requests it serves:
+    /// the settings of a mailbox it served, else the global ones.
+    pub fn connection_limits(&self, conn: u64) -> (Duration, u32) {
+        let c = self.ctl();
+        let mut keepalive = c.global.keepalive.unwrap_or(Duration::from_secs(300));
+        let mut max = c.global.max_requests.unwrap_or(0);
+        for (m, f) in &c.mailboxes {
+            if f.keepalive.is_none() && f.max_requests.is_none() {
+                continue;
+            }
+            if c.mailbox_stats
+                .get(m)
+                .is_some_and(|s| s.connections.contains(&conn))
+            {
+                keepalive = f.keepalive.unwrap_or(keepalive);
+                max = f.max_requests.unwrap_or(max);
+            }
+        }
+        (keepalive, max)
     }
 
     /// Counts a new TCP connection.
@@ -1550,6 +1576,19 @@ impl Graph {
                 ok()
             }
             "set" => {
+                if let Some(v) = num("keepalive_ms") {
+                    let Ok(v) = v else {
+                        return bad("keepalive_ms must be a number");
+                    };
+                    faults(&mut c, mailbox.clone()).keepalive =
+                        Some(Duration::from_millis(v.max(1)));
+                }
+                if let Some(v) = num("max_requests") {
+                    let Ok(v) = v else {
+                        return bad("max_requests must be a number");
+                    };
+                    faults(&mut c, mailbox.clone()).max_requests = Some(v as u32);
+                }
                 if let Some(v) = num("max_concurrency") {
                     let Ok(v) = v else {
                         return bad("max_concurrency must be a number");
