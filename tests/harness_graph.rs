@@ -598,6 +598,15 @@ fn faults_throttling_errors_and_expired_delta_links() {
     let (pages, _) = round(&mut c, &format!("{inbox}/messages/delta"), &token, 10);
     assert_eq!(pages[0].ids().len(), 1);
 
+    // Pages without rows that still link on.
+    h.graph(&format!("/_test/empty_pages?mailbox={user}&count=2"));
+    let (pages, _) = round(&mut c, &format!("{inbox}/messages/delta"), &token, 10);
+    assert_eq!(pages.len(), 3);
+    assert_eq!(
+        pages.iter().map(|p| p.ids().len()).collect::<Vec<_>>(),
+        vec![0, 0, 1]
+    );
+
     // A steady storm: every 2nd request is throttled.
     h.graph(&format!(
         "/_test/fail_every?n=2&status=429&retry_after=1&mailbox={user}"
@@ -766,8 +775,14 @@ fn keep_alive_chunked_gzip_and_the_concurrency_limit() {
     statuses.sort_unstable();
     let stats = h.graph(&format!("/_test/stats?mailbox={user}"));
     assert_eq!(statuses, vec![200, 200, 200, 200, 429, 429], "{stats}");
-    assert!(
-        stats.contains("\"max_concurrent\":5") && stats.contains("\"concurrency_rejections\":2"),
+    assert_eq!(
+        support::json_number(&stats, "max_concurrent"),
+        Some(5),
+        "{stats}"
+    );
+    assert_eq!(
+        support::json_number(&stats, "concurrency_rejections"),
+        Some(2),
         "{stats}"
     );
 }
@@ -864,4 +879,34 @@ fn mail_arriving_during_a_round_comes_in_the_next_one() {
         1,
         "the deleted one from the snapshot: {text}"
     );
+}
+
+#[test]
+fn keep_alive_limits_close_connections_as_servers_do() {
+    let h = Harness::get();
+    let user = h.unique_user("graph-idle");
+    let token = h.graph_user_token(&user, RW);
+    let inbox = format!("{}/mailFolders/inbox", users(&user));
+    // At most 2 requests per connection: the second answer says Connection: close.
+    h.graph(&format!("/_test/set?max_requests=2&mailbox={user}"));
+    let mut c = Conn::open(h);
+    let first = c.get(&inbox, &token);
+    assert_eq!(first.status, 200);
+    assert!(first.header("connection").is_none());
+    let second = c.get(&inbox, &token);
+    assert_eq!(second.status, 200);
+    assert_eq!(second.header("connection"), Some("close"));
+    assert!(c.send("GET", &inbox, Some(&token), &[], "").is_err());
+    h.graph(&format!("/_test/set?max_requests=0&mailbox={user}"));
+    // A connection idle longer than the server keeps it is closed by the server.
+    h.graph(&format!("/_test/set?keepalive_ms=300&mailbox={user}"));
+    let mut c = Conn::open(h);
+    assert_eq!(c.get(&inbox, &token).status, 200);
+    std::thread::sleep(Duration::from_millis(3000));
+    assert!(
+        c.send("GET", &inbox, Some(&token), &[], "").is_err(),
+        "the server closed the idle connection"
+    );
+    let mut c = Conn::open(h);
+    assert_eq!(c.get(&inbox, &token).status, 200);
 }

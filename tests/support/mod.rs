@@ -395,6 +395,18 @@ pub fn json_field(json: &str, name: &str) -> Option<String> {
     Some(json[start..].split('"').next()?.to_string())
 }
 
+/// The number value of `"name":N` in a JSON text (the first one; enough for the stand-ins'
+/// `/_test/stats` answers, e.g. `json_number(&h.graph("/_test/stats?mailbox=M"), "max_concurrent")`).
+pub fn json_number(json: &str, name: &str) -> Option<u64> {
+    let key = format!("\"{name}\":");
+    let start = json.find(&key)? + key.len();
+    let digits: String = json[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
 /// Percent-encodes a form value.
 pub fn form_encode(s: &str) -> String {
     s.bytes()

@@ -70,6 +70,8 @@
 //!   `Retry-After: S` (default 1).
 //! - `fail_every?n=N[&status=S][&retry_after=R][&mailbox=M]`: every N-th request (for M) fails
 //!   as `fail_next` would (a steady 429 storm; `n=0` stops).
+//! - `empty_pages?mailbox=M[&count=K]`: the next K delta pages for M carry no rows, only a
+//!   nextLink to the same position (Graph does answer such pages).
 //! - `drop_next?[count=K][&mailbox=M]`: the next K requests are closed without an answer.
 //! - `truncate_next?mailbox=M[&count=K]`: the next K answers for M announce their full length
 //!   (Content-Length or one chunk) but stop after half the body, and the connection closes.
@@ -80,12 +82,18 @@
 //! - `expire_delta[?mailbox=M]`: every delta and skip token issued so far (for M) answers 410
 //!   `SyncStateNotFound`.
 //! - `set?max_concurrency=N` (0: unlimited), `set?max_page=N`, `set?delay_ms=D[&mailbox=M]`
-//!   (each request waits D ms while counted in flight, so concurrency shows).
+//!   (each request waits D ms while counted in flight, so concurrency shows),
+//!   `set?keepalive_ms=T[&mailbox=M]` (idle connections, or those that served M, are closed
+//!   after T ms; default 300 s), `set?max_requests=N[&mailbox=M]` (such a connection serves N
+//!   requests, the last answered with `Connection: close`; 0: no limit). max_concurrency and
+//!   max_page are global.
 //! - `access_policy?client_id=C&access=restrict|deny&mailbox=M`, `access_policy?client_id=C&
 //!   access=clear`: edits `graph-access-policy`.
 //! - `stats[?mailbox=M]`: `requests, ops{folders,delta,message,value,patch,move,delete},
 //!   statuses{code:n}, batches, batch_requests, throttled, max_concurrent, concurrent_now,
-//!   concurrency_rejections, connections, gzip_requests, gzip_answers` (connections: distinct
+//!   concurrency_rejections, connections, gzip_requests, gzip_answers` (max_concurrent: most
+//!   requests of the mailbox in flight at once, a refused one over the limit included; a client
+//!   that keeps to 4 never shows more than 4. connections: distinct
 //!   TCP connections that served the scope, globally also `connections_total`; gzip_requests:
 //!   requests with `Accept-Encoding: gzip`, gzip_answers: answers sent compressed).
 #![forbid(unsafe_code)]
@@ -99,7 +107,7 @@ mod util;
 
 use service::{Config, Graph, Outcome};
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -180,7 +188,6 @@ fn accept(listener: TcpListener, graph: Arc<Graph>, tls: Option<Arc<rustls::Serv
     for conn in listener.incoming() {
         match conn {
             Ok(stream) => {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(300)));
                 let _ = stream.set_nodelay(true);
                 let graph = Arc::clone(&graph);
                 let id = CONN.fetch_add(1, Ordering::Relaxed);
@@ -226,9 +233,29 @@ fn tls_config(cert: &str, key: &str) -> Result<Arc<rustls::ServerConfig>, String
 }
 
 /// One connection: requests until the peer closes, asks to close, or a fault drops it.
-fn serve(mut stream: impl Read + Write, graph: &Graph, id: u64) {
+/// A connection whose idle timeout can be set (plain TCP, or TLS over TCP).
+trait Idle {
+    fn set_idle(&self, d: Duration);
+}
+
+impl Idle for TcpStream {
+    fn set_idle(&self, d: Duration) {
+        let _ = self.set_read_timeout(Some(d));
+    }
+}
+
+impl Idle for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn set_idle(&self, d: Duration) {
+        let _ = self.sock.set_read_timeout(Some(d));
+    }
+}
+
+fn serve(mut stream: impl Read + Write + Idle, graph: &Graph, id: u64) {
     let mut buf = Vec::new();
+    let mut served: u32 = 0;
     loop {
+        let (idle, max_requests) = graph.connection_limits(id);
+        stream.set_idle(idle);
         let (req, close) = match http::read_request(&mut stream, &mut buf) {
             Ok(Some(r)) => r,
             Ok(None) => return,
@@ -246,6 +273,8 @@ fn serve(mut stream: impl Read + Write, graph: &Graph, id: u64) {
                 return;
             }
         };
+        served += 1;
+        let close = close || (max_requests > 0 && served >= max_requests);
         let route = req.target.split('?').next().unwrap_or("").to_string();
         let started = std::time::Instant::now();
         match graph.handle(&req, id) {

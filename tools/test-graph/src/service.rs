@@ -188,6 +188,13 @@ struct Faults {
     every_count: u32,
     /// Next answers cut off after half the body.
     truncate_next: u32,
+    /// Next delta pages answered without rows but with a nextLink to the same position.
+    empty_pages: u32,
+    /// Keep-alive: idle connections close after this long; at most this many requests per
+    /// connection (0: no limit), the last answered with `Connection: close`. For a mailbox:
+    /// connections that served it.
+    keepalive: Option<Duration>,
+    max_requests: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -387,6 +394,27 @@ impl Graph {
 
     fn ctl(&self) -> std::sync::MutexGuard<'_, Control> {
         self.ctl.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long idle keep-alive connection `conn` stays open, and how many requests it serves:
+    /// the settings of a mailbox it served, else the global ones.
+    pub fn connection_limits(&self, conn: u64) -> (Duration, u32) {
+        let c = self.ctl();
+        let mut keepalive = c.global.keepalive.unwrap_or(Duration::from_secs(300));
+        let mut max = c.global.max_requests.unwrap_or(0);
+        for (m, f) in &c.mailboxes {
+            if f.keepalive.is_none() && f.max_requests.is_none() {
+                continue;
+            }
+            if c.mailbox_stats
+                .get(m)
+                .is_some_and(|s| s.connections.contains(&conn))
+            {
+                keepalive = f.keepalive.unwrap_or(keepalive);
+                max = f.max_requests.unwrap_or(max);
+            }
+        }
+        (keepalive, max)
     }
 
     /// Counts a new TCP connection.
@@ -781,7 +809,7 @@ impl Graph {
             if delay > 0 {
                 std::thread::sleep(Duration::from_millis(delay));
             }
-            self.run_op(&op, &mailbox, query, req, body, &base, claims)
+            self.run_op(&op, &mailbox, query, req, body, &base)
         });
         let mut resp = match result {
             Ok(r) => r,
@@ -882,7 +910,6 @@ impl Graph {
         req: &Request,
         body: &[u8],
         base: &str,
-        _claims: &Claims,
     ) -> Result<Response, GErr> {
         let q = parse_query(query);
         let qget = |k: &str| {
@@ -1093,9 +1120,8 @@ impl Graph {
                             "The store did not report the moved message's new UID (COPYUID).",
                         ));
                     };
-                    let st = imap.select(&dest).map_err(imap_err)?;
+                    imap.select(&dest).map_err(imap_err)?;
                     let msg = fetch_one(imap, uid, true)?;
-                    let _ = st;
                     Ok(Response::json(
                         201,
                         message::to_json(&dest, validity, &msg, &[]),
@@ -1210,7 +1236,17 @@ impl Graph {
             let mut page = t.page.take().unwrap_or_default();
             let mut rows: Vec<String> = Vec::new();
             let mut more = false;
-            if page.phase == 0 {
+            let empty = {
+                let mut c = self.ctl();
+                let f = c.mailboxes.entry(mailbox.to_string()).or_default();
+                let e = f.empty_pages > 0;
+                f.empty_pages = f.empty_pages.saturating_sub(1);
+                e
+            };
+            if empty {
+                // Graph may answer a page without rows that still links to more.
+                more = true;
+            } else if page.phase == 0 {
                 let snap: HashSet<u32> = page.snap_uids.iter().copied().collect();
                 let removed: Vec<u32> = t
                     .base_uids
@@ -1233,7 +1269,7 @@ impl Graph {
                     page.cursor = 0;
                 }
             }
-            if page.phase == 1 && !more {
+            if page.phase == 1 && !more && !empty {
                 let room = page_size - rows.len();
                 let remaining: Vec<u32> = page.snap_uids.iter().copied().filter(|u| *u > page.cursor).collect();
                 let changed: Vec<u32> = if t.base_modseq == 0 || remaining.is_empty() {
@@ -1488,6 +1524,16 @@ impl Graph {
                 c.mailboxes.entry(m).or_default().truncate_next += count as u32;
                 ok()
             }
+            "empty_pages" => {
+                let Some(m) = mailbox else {
+                    return bad("empty_pages needs mailbox=");
+                };
+                let Ok(count) = num("count").unwrap_or(Ok(1)) else {
+                    return bad("count must be a number");
+                };
+                c.mailboxes.entry(m).or_default().empty_pages += count as u32;
+                ok()
+            }
             "drop_next" => {
                 let Ok(count) = num("count").unwrap_or(Ok(1)) else {
                     return bad("count must be a number");
@@ -1530,6 +1576,19 @@ impl Graph {
                 ok()
             }
             "set" => {
+                if let Some(v) = num("keepalive_ms") {
+                    let Ok(v) = v else {
+                        return bad("keepalive_ms must be a number");
+                    };
+                    faults(&mut c, mailbox.clone()).keepalive =
+                        Some(Duration::from_millis(v.max(1)));
+                }
+                if let Some(v) = num("max_requests") {
+                    let Ok(v) = v else {
+                        return bad("max_requests must be a number");
+                    };
+                    faults(&mut c, mailbox.clone()).max_requests = Some(v as u32);
+                }
                 if let Some(v) = num("max_concurrency") {
                     let Ok(v) = v else {
                         return bad("max_concurrency must be a number");
