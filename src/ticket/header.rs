@@ -635,6 +635,16 @@ fn parse_address_list(ht: &HeaderText, text: &[u8], guess: &mut Option<Guess>) -
                 out.extend(std::mem::take(&mut cur).finish(ht, guess));
                 in_group = false;
             }
+            // An encoded word is one unit, whatever a lazy encoder left unencoded in it.
+            b'=' if text.get(i) == Some(&b'?') => match encoded_word(&text[i - 1..]) {
+                Some((_, _, len)) => {
+                    for &b in &text[i - 1..i - 1 + len] {
+                        cur.push_plain(b);
+                    }
+                    i += len - 1;
+                }
+                None => cur.push_plain(c),
+            },
             c => cur.push_plain(c),
         }
     }
@@ -730,6 +740,15 @@ mod tests {
         assert_eq!(utf7.unstructured(b" Fr+APY-sche\r\n").0, "Frösche");
         assert_eq!(subj(b" Fr+APY-sche\r\n"), "Fr+APY-sche");
         assert_eq!(subj(b" \x1b$B$3$s$K$A$O\x1b(B\r\n"), "こんにちは");
+    }
+
+    #[test]
+    fn encoded_word_is_one_unit_in_an_address() {
+        // A comma a lazy encoder left in a Q-encoded word does not split the name.
+        assert_eq!(
+            addrs(" =?utf-8?Q?M=C3=BCller,_Anna?= <a@b.c>\r\n"),
+            one(Some("Müller, Anna"), "a@b.c")
+        );
     }
 
     #[test]
