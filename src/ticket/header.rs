@@ -300,7 +300,15 @@ fn has_iso2022jp_escape(b: &[u8]) -> bool {
 /// Unfolds a field: each line break with the whitespace that starts the next line (the
 /// folder's indentation: a tab, or the spaces Outlook writes) becomes one space; whitespace
 /// before a line break is the sender's and stays. The final line break goes.
-pub(crate) fn unfold(raw: &[u8]) -> Vec<u8> {
+pub(crate) fn unfold(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut end = raw.len();
+    while end > 0 && matches!(raw[end - 1], b'\r' | b'\n') {
+        end -= 1;
+    }
+    if !raw[..end].iter().any(|&b| b == b'\r' || b == b'\n') {
+        // One line (nearly every field): nothing to unfold.
+        return std::borrow::Cow::Borrowed(&raw[..end]);
+    }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -323,11 +331,14 @@ pub(crate) fn unfold(raw: &[u8]) -> Vec<u8> {
             }
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// Tabs to spaces, other control characters dropped, ends trimmed.
 fn clean(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.trim().to_string();
+    }
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -447,7 +458,10 @@ impl Mailbox {
         };
         let (name, address) = match &self.angle {
             Some(a) => {
-                let phrase: Vec<u8> = self.phrase.iter().flat_map(|(t, _)| t.clone()).collect();
+                let mut phrase = Vec::new();
+                for (t, _) in &self.phrase {
+                    phrase.extend_from_slice(t);
+                }
                 let name = clean(&ht.decode_words(&phrase, guess));
                 let name = if name.is_empty() {
                     comment_name(guess)
