@@ -13,7 +13,8 @@
 //! 3. **alternative**: the part is a text part inside a `multipart/alternative` one of whose
 //!    other branches holds a part received as body;
 //! 4. **unpacked**: a winmail.dat (application/ms-tnef) whose files are all attachments (by
-//!    hash) and whose text, if any, is the body (or an alternative of a text body); a text part
+//!    hash) and whose text, if any (a plain body, or compressed RTF), is the body (or an
+//!    alternative of a text body of the message); a text part
 //!    with uuencoded files (`begin 644 name` … `end`) whose files are attachments (by hash)
 //!    and whose remaining text is the body.
 //!
@@ -284,9 +285,16 @@ fn lost_parts(raw: &[u8], ticket: &Ticket) -> Vec<String> {
         if tnef_like {
             if let Some(u) = cands.iter().find_map(|c| tnef::unpack(c).ok()) {
                 let files_ok = u.files.iter().all(|f| attached(&f.data));
-                let body_ok = u.body.as_deref().is_none_or(|b| {
-                    in_body(b, false) || !msg.text_body.is_empty() || !msg.html_body.is_empty()
-                });
+                let other_text = !msg.text_body.is_empty() || !msg.html_body.is_empty();
+                // Compressed RTF (its "LZFu"/"MELA" magic) is text too, even when the reader
+                // finds no body in it.
+                let has_rtf = cands
+                    .iter()
+                    .any(|c| c.windows(4).any(|w| w == b"LZFu" || w == b"MELA"));
+                let body_ok = match u.body.as_deref() {
+                    Some(b) => in_body(b, false) || other_text,
+                    None => !has_rtf || other_text,
+                };
                 if files_ok && body_ok {
                     how.insert(id, How::Unpacked);
                     continue;
@@ -448,6 +456,14 @@ fn the_check_sees_a_lost_part() {
     let mut no_text = ticket.clone();
     no_text.body_full = "Hello".into();
     assert_eq!(lost_parts(raw, &no_text).len(), 1);
+    // A winmail.dat whose only text is compressed RTF: without that text the part is lost.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rtf = std::fs::read(root.join("tests/fixtures/mail/tnef-rtf-only.eml")).expect("fixture");
+    let ticket = build(&rtf, &opts).expect("ticket");
+    assert_eq!(lost_parts(&rtf, &ticket), Vec::<String>::new());
+    let mut no_rtf_text = ticket.clone();
+    no_rtf_text.body_full.clear();
+    assert_eq!(lost_parts(&rtf, &no_rtf_text).len(), 1);
     let (files, rest) = uuencoded("hi\nbegin 644 a.txt\n#86)C\n`\nend\nbye\n");
     assert_eq!(files, vec![("a.txt".to_string(), b"abc".to_vec())]);
     assert_eq!(rest, "hi\nbye\n");

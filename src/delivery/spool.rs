@@ -9,7 +9,7 @@
 //! `NAME.json` appears.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::state::write_atomic;
+use crate::state::{write_atomic, write_atomic_with};
 use crate::ticket::{sanitize_filename, Ticket};
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -79,7 +79,7 @@ impl Spool {
             .attachments
             .iter()
             .enumerate()
-            .filter(|(_, a)| !a.data.is_empty())
+            .filter(|(_, a)| a.has_bytes())
             .collect();
         if !with_data.is_empty() {
             let att_dir = self.dir.join(format!("{stem}.att"));
@@ -89,7 +89,9 @@ impl Spool {
                 // ticket was built elsewhere (the index prefix keeps old spools' layout).
                 let name = sanitize_filename(&a.save_as).unwrap_or_else(|| "attachment".into());
                 let path = att_dir.join(format!("{i}-{name}"));
-                write_atomic(&path, &a.data).map_err(|e| delivery_error("write", &path, e))?;
+                // Bytes still encoded in the message are decoded straight into the file.
+                write_atomic_with(&path, |w| a.write_bytes(w))
+                    .map_err(|e| delivery_error("write", &path, e))?;
             }
         }
         let path = self.dir.join(format!("{stem}.json"));
@@ -186,6 +188,7 @@ mod tests {
             sha256: String::new(),
             omitted: None,
             data: b"abc".to_vec(),
+            pending: None,
         });
         spool.write(&t).unwrap();
         spool.write(&t).unwrap();

@@ -9,6 +9,9 @@ use std::os::raw::c_char;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+/// Attachment bytes decoded on demand, by (ticket index, attachment index).
+type DecodedAttachments = std::collections::HashMap<(usize, usize), Box<[u8]>>;
+
 /// The tickets of one `pma_fetch_tickets` call (opaque). Freed with `pma_batch_free`.
 ///
 /// Immutable once made: its accessors may be called from any thread at once. Pointers it
@@ -25,6 +28,9 @@ pub struct pma_batch {
     live_unacked: Arc<AtomicUsize>,
     /// Whether the mailbox kept the raw messages (`keep_raw`).
     keep_raw: bool,
+    /// Bytes of large attachments, decoded from the message when the caller first asks for them
+    /// (by ticket and attachment index); boxed, so a pointer handed out stays put.
+    decoded: std::sync::Mutex<DecodedAttachments>,
 }
 
 impl pma_batch {
@@ -57,6 +63,7 @@ impl pma_batch {
             acked: AtomicBool::new(false),
             live_unacked,
             keep_raw,
+            decoded: Default::default(),
         }
     }
 
@@ -213,9 +220,11 @@ pub unsafe extern "C" fn pma_batch_attachment_count(
 }
 
 /// The decoded bytes (no base64) of attachment `attachment_index` of ticket `ticket_index`,
-/// in the order of the ticket's `attachments` array. `*len` may be 0 for an empty part; `*ptr`
+/// in the order of the ticket's `attachments` array (store them under the name
+/// `pma_batch_attachment_save_as` gives, never under the sender's `filename`). `*len` may be 0 for an empty part; `*ptr`
 /// is then still non-NULL but must not be read. The memory belongs to the batch: valid until
-/// `pma_batch_free`.
+/// `pma_batch_free`. A large message's attachments are decoded from the message on the first
+/// call for them (the batch holds the message, not a decoded copy, until then).
 ///
 /// `PMA_ATTACHMENT_OMITTED` (out-parameters not written) for an attachment whose bytes are not
 /// carried because it is larger than the mailbox's `max_attachment_bytes`: the ticket JSON
@@ -249,11 +258,22 @@ pub unsafe extern "C" fn pma_batch_attachment(
                 ),
             ));
         }
-        let data = &att.data;
+        let (p, n) = if att.data.is_empty() && att.pending.is_some() {
+            let mut decoded = b
+                .decoded
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let bytes = decoded
+                .entry((ticket_index, attachment_index))
+                .or_insert_with(|| att.bytes().into_owned().into_boxed_slice());
+            (bytes.as_ptr(), bytes.len())
+        } else {
+            (att.data.as_ptr(), att.data.len())
+        };
         // SAFETY: checked non-NULL; writable by the caller's contract.
         unsafe {
-            *ptr = data.as_ptr();
-            *len = data.len();
+            *ptr = p;
+            *len = n;
         }
         Ok(())
     })

@@ -481,6 +481,7 @@ pub(super) fn make_attachment(
         sha256,
         omitted,
         data,
+        pending: None,
     }
 }
 

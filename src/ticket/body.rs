@@ -195,16 +195,23 @@ pub(super) fn compose(
 
 /// LF line ends, and no byte-order marks (clients leave them inside quoted text).
 pub(super) fn normalize_newlines(s: &str) -> String {
-    let s = if s.contains('\r') {
-        s.replace("\r\n", "\n").replace('\r', "\n")
-    } else {
-        s.to_string()
-    };
-    if s.contains('\u{feff}') {
-        s.replace('\u{feff}', "")
-    } else {
-        s
+    // One pass (this runs on every body): CR LF and a lone CR become LF, BOMs go.
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(['\r', '\u{feff}']) {
+        out.push_str(&rest[..i]);
+        if rest[i..].starts_with('\r') {
+            out.push('\n');
+            rest = &rest[i + 1..];
+            if let Some(after) = rest.strip_prefix('\n') {
+                rest = after;
+            }
+        } else {
+            rest = &rest[i + '\u{feff}'.len_utf8()..];
+        }
     }
+    out.push_str(rest);
+    out
 }
 
 /// Without blank lines at the start and whitespace at the end.
@@ -279,6 +286,24 @@ fn push_quote(out: &mut String, depth: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newlines_are_normalized_in_one_pass_as_before() {
+        let old = |s: &str| {
+            let s = s.replace("\r\n", "\n").replace('\r', "\n");
+            s.replace('\u{feff}', "")
+        };
+        for s in [
+            "",
+            "a\r\nb\rc\nd",
+            "\r\r\n\n\r",
+            "\u{feff}x\r\u{feff}\ny\u{feff}",
+            "é\r\n😀\r",
+            "plain",
+        ] {
+            assert_eq!(normalize_newlines(s), old(s), "{s:?}");
+        }
+    }
 
     #[test]
     fn unflows_format_flowed() {

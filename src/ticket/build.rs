@@ -27,18 +27,45 @@ const MAX_REFERENCES: usize = 100;
 /// Subjects longer than this (in characters) are cut.
 const MAX_SUBJECT_CHARS: usize = 2000;
 
-pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
+pub(super) fn build_ticket(
+    raw: &[u8],
+    shared: Option<&std::sync::Arc<dyn super::elide::RawSource>>,
+    opts: &TicketOptions,
+) -> Result<Ticket> {
+    // A large message is parsed without its large attachments' bodies (see elide.rs); when the
+    // skeleton and mail-parser disagree, the whole message is parsed as before.
+    if raw.len() as u64 <= opts.max_message_bytes {
+        if let Some(skeleton) = super::elide::skeleton(raw) {
+            if let Some(ticket) = build_from(raw, &skeleton.raw, Some((&skeleton, shared)), opts)? {
+                return Ok(ticket);
+            }
+        }
+    }
+    Ok(build_from(raw, raw, None, opts)?.expect("without a skeleton there is always a ticket"))
+}
+
+/// Builds the ticket of `original`, parsing `raw` (the original or its skeleton); `None` when
+/// the skeleton's markers did not all come back as attachments.
+pub(super) fn build_from(
+    original: &[u8],
+    raw: &[u8],
+    skeleton: Option<(
+        &super::elide::Skeleton,
+        Option<&std::sync::Arc<dyn super::elide::RawSource>>,
+    )>,
+    opts: &TicketOptions,
+) -> Result<Option<Ticket>> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::new(ErrorKind::Mail, "the message is empty"));
     }
     let raw = super::attach::skip_blank_lines(raw);
     let mut warnings = Vec::new();
     check_header_section(raw, &mut warnings);
-    let headers_only = raw.len() as u64 > opts.max_message_bytes;
+    let headers_only = original.len() as u64 > opts.max_message_bytes;
     if headers_only {
         warnings.push(format!(
             "message is {} bytes, over the limit of {} bytes; only its headers were read",
-            raw.len(),
+            original.len(),
             opts.max_message_bytes
         ));
     }
@@ -64,7 +91,7 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
     }
     let dedupe_key = match &message_id {
         Some(id) => id.clone(),
-        None => format!("sha256:{}", content_hash(raw)),
+        None => format!("sha256:{}", content_hash(original)),
     };
 
     let fields = Fields {
@@ -91,6 +118,15 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
         attachments,
         tnef_body,
     } = collect_attachments(&msg, raw, &parts.consumed, parts.uu, opts, &mut warnings);
+    let attachments = match skeleton {
+        Some((s, shared)) if opts.add_attachments => {
+            match super::elide::restore(attachments, s, original, shared, opts, &mut warnings) {
+                Some(a) => a,
+                None => return Ok(None),
+            }
+        }
+        _ => attachments,
+    };
 
     let Bodies {
         body,
@@ -101,7 +137,7 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
     let thread = thread_of(&msg, &subject, opts, &mut warnings);
     let auto_generated = auto_generated_of(&msg, &subject, &from, message_id.as_deref(), opts);
 
-    Ok(Ticket {
+    Ok(Some(Ticket {
         delivery_id: None,
         mailbox: opts.mailbox.clone(),
         message_id,
@@ -124,7 +160,7 @@ pub(super) fn build_ticket(raw: &[u8], opts: &TicketOptions) -> Result<Ticket> {
         thread,
         auto_generated,
         warnings,
-    })
+    }))
 }
 
 /// Ticket number, In-Reply-To and References.

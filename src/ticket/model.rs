@@ -40,9 +40,49 @@ pub struct Attachment {
     /// `sha256` still describe the part as sent). Absent when they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub omitted: Option<Omitted>,
-    /// The decoded bytes; empty when omitted (a warning says so).
+    /// The decoded bytes; empty when omitted (a warning says so), or when they are `pending`.
     #[serde(skip)]
     pub data: Vec<u8>,
+    /// The bytes, still encoded in the message, of a large attachment of a ticket built with
+    /// [`crate::ticket::build_shared`]: decoded on demand ([`Attachment::write_bytes`],
+    /// [`Attachment::bytes`]) rather than held decoded beside the message.
+    #[serde(skip)]
+    pub pending: Option<super::elide::PendingBytes>,
+}
+
+impl Attachment {
+    /// Whether the ticket carries this attachment's bytes (in `data`, or `pending`).
+    pub fn has_bytes(&self) -> bool {
+        !self.data.is_empty() || self.pending.is_some()
+    }
+
+    /// Writes the decoded bytes to `out`; pending bytes are decoded in chunks on the way.
+    pub fn write_bytes(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match &self.pending {
+            Some(p) if self.data.is_empty() => {
+                let mut r = Ok(());
+                p.decode(|c| {
+                    if r.is_ok() {
+                        r = out.write_all(c);
+                    }
+                });
+                r
+            }
+            _ => out.write_all(&self.data),
+        }
+    }
+
+    /// The decoded bytes (pending ones decoded into a new buffer).
+    pub fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.pending {
+            Some(p) if self.data.is_empty() => {
+                let mut v = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0));
+                p.decode(|c| v.extend_from_slice(c));
+                std::borrow::Cow::Owned(v)
+            }
+            _ => std::borrow::Cow::Borrowed(&self.data),
+        }
+    }
 }
 
 /// Why an attachment's bytes are not carried.

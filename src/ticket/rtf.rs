@@ -49,7 +49,7 @@ pub fn decompress(data: &[u8]) -> Result<Vec<u8>, String> {
             let mut dict = [0u8; 4096];
             dict[..PREBUF.len()].copy_from_slice(PREBUF);
             let mut write = PREBUF.len();
-            let mut out = Vec::with_capacity(limit.min(body.len() * 8));
+            let mut out = Vec::with_capacity(limit.min(body.len().saturating_mul(8)));
             let mut i = 0;
             'stream: while i < body.len() {
                 let control = body[i];

@@ -58,6 +58,11 @@ pub(super) fn split_text(text: &str) -> Option<(Vec<UuFile>, String)> {
         return None;
     }
     let lines: Vec<&str> = text.split('\n').collect();
+    // The `end` lines, found once: each `begin` looks up the next one (no rescans, so a text
+    // of many `begin` lines without `end` stays linear).
+    let ends: Vec<usize> = (0..lines.len())
+        .filter(|&j| lines[j].trim_end() == "end")
+        .collect();
     let mut files = Vec::new();
     let mut rest = String::with_capacity(text.len());
     let mut i = 0;
@@ -65,7 +70,8 @@ pub(super) fn split_text(text: &str) -> Option<(Vec<UuFile>, String)> {
         let line = lines[i];
         if let (Some(name), true) = (begin_name(line), files.len() < MAX_FILES) {
             // Find the block's end; without one this is just text.
-            if let Some(end) = (i + 1..lines.len()).find(|&j| lines[j].trim_end() == "end") {
+            let next = ends.partition_point(|&e| e <= i);
+            if let Some(&end) = ends.get(next) {
                 let mut data = Vec::new();
                 for l in &lines[i + 1..end] {
                     decode_line(l.trim_end_matches('\r').as_bytes(), &mut data);
@@ -131,6 +137,9 @@ mod tests {
         assert!(split_text("begin 644 x\nno end line").is_none());
         assert!(split_text("Let us begin with this.\nend").is_none());
         assert!(split_text("begin 99 x\nend").is_none());
+        // Many begin lines without an end stay fast and stay text.
+        let many = "begin 644 x\n".repeat(20_000);
+        assert!(split_text(&many).is_none());
         // Garbage inside a block never panics.
         let _ = split_text("begin 644 y\n\u{ff}\u{ff}\n\x7f\nM\nend\n");
     }

@@ -4,6 +4,8 @@
 pub const TENANT: &str = "contoso-tenant";
 /// The users' domain.
 pub const DOMAIN: &str = "contoso.test";
+/// The tenant's GUID (what discovery finds for the domain); accepted in URLs too.
+pub const TENANT_GUID: &str = "5c8a3e1f-7b2d-4f60-9a41-0d6e2b8c7f35";
 
 /// How an app registration is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +32,9 @@ pub fn app(client_id: &str) -> Option<App> {
     match client_id {
         "app-public" => Some(App::Public),
         "app-nopublic" => Some(App::NoPublic),
-        "app-confidential" => Some(App::Confidential),
+        // A second confidential app (same secret) for tests that change an app's settings
+        // (Graph roles, access policies) without disturbing tests that use the first.
+        "app-confidential" | "app-confidential-b" => Some(App::Confidential),
         "app-expiredsecret" => Some(App::ExpiredSecret),
         "app-noconsent" => Some(App::NoConsent),
         _ => None,
@@ -52,7 +56,7 @@ pub fn authenticate_client(app: App, secret: Option<&str>, public_flow: bool) ->
 /// Checks the tenant segment of the URL.
 pub fn check_tenant(tenant: &str) -> Result<(), u32> {
     let t = tenant.to_ascii_lowercase();
-    if t == TENANT || t == DOMAIN {
+    if t == TENANT || t == DOMAIN || t == TENANT_GUID {
         Ok(())
     } else if t == "common" || t == "organizations" {
         Err(50194)
@@ -120,6 +124,9 @@ const OIDC: &[&str] = &["openid", "profile", "email", "offline_access"];
 const EXCHANGE: &[&str] = &[
     "https://outlook.office.com",
     "https://outlook.office365.com",
+    // The national clouds' Exchange Online (oauth.cloud "usgov", "china").
+    "https://outlook.office365.us",
+    "https://partner.outlook.cn",
 ];
 
 fn resource_of(item: &str) -> Option<(String, String)> {
