@@ -300,7 +300,15 @@ fn has_iso2022jp_escape(b: &[u8]) -> bool {
 /// Unfolds a field: each line break with the whitespace that starts the next line (the
 /// folder's indentation: a tab, or the spaces Outlook writes) becomes one space; whitespace
 /// before a line break is the sender's and stays. The final line break goes.
-pub(crate) fn unfold(raw: &[u8]) -> Vec<u8> {
+pub(crate) fn unfold(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut end = raw.len();
+    while end > 0 && matches!(raw[end - 1], b'\r' | b'\n') {
+        end -= 1;
+    }
+    if !raw[..end].iter().any(|&b| b == b'\r' || b == b'\n') {
+        // One line (nearly every field): nothing to unfold.
+        return std::borrow::Cow::Borrowed(&raw[..end]);
+    }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -323,11 +331,14 @@ pub(crate) fn unfold(raw: &[u8]) -> Vec<u8> {
             }
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// Tabs to spaces, other control characters dropped, ends trimmed.
 fn clean(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.trim().to_string();
+    }
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -447,7 +458,10 @@ impl Mailbox {
         };
         let (name, address) = match &self.angle {
             Some(a) => {
-                let phrase: Vec<u8> = self.phrase.iter().flat_map(|(t, _)| t.clone()).collect();
+                let mut phrase = Vec::new();
+                for (t, _) in &self.phrase {
+                    phrase.extend_from_slice(t);
+                }
                 let name = clean(&ht.decode_words(&phrase, guess));
                 let name = if name.is_empty() {
                     comment_name(guess)
@@ -635,6 +649,16 @@ fn parse_address_list(ht: &HeaderText, text: &[u8], guess: &mut Option<Guess>) -
                 out.extend(std::mem::take(&mut cur).finish(ht, guess));
                 in_group = false;
             }
+            // An encoded word is one unit, whatever a lazy encoder left unencoded in it.
+            b'=' if text.get(i) == Some(&b'?') => match encoded_word(&text[i - 1..]) {
+                Some((_, _, len)) => {
+                    for &b in &text[i - 1..i - 1 + len] {
+                        cur.push_plain(b);
+                    }
+                    i += len - 1;
+                }
+                None => cur.push_plain(c),
+            },
             c => cur.push_plain(c),
         }
     }
@@ -730,6 +754,15 @@ mod tests {
         assert_eq!(utf7.unstructured(b" Fr+APY-sche\r\n").0, "Frösche");
         assert_eq!(subj(b" Fr+APY-sche\r\n"), "Fr+APY-sche");
         assert_eq!(subj(b" \x1b$B$3$s$K$A$O\x1b(B\r\n"), "こんにちは");
+    }
+
+    #[test]
+    fn encoded_word_is_one_unit_in_an_address() {
+        // A comma a lazy encoder left in a Q-encoded word does not split the name.
+        assert_eq!(
+            addrs(" =?utf-8?Q?M=C3=BCller,_Anna?= <a@b.c>\r\n"),
+            one(Some("Müller, Anna"), "a@b.c")
+        );
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! - **Keys**: `message_id` without `<>`; `dedupe_key` is the Message-ID, else
 //!   `sha256:<hex>` of the raw bytes read with LF line ends (the same mail saved to disk and
 //!   fetched over IMAP gets the same key).
+//! - **Headers as sent** (`header.rs`): subject and address lists are read from the raw header
+//!   bytes (mail-parser folds whitespace and reads 8-bit bytes lossily): only unfolded, encoded
+//!   words decoded, raw 8-bit text as UTF-8, else the message's charset, else Windows-1252;
+//!   `addr (Name)`, `Name (comment) <addr>`, groups, a quoted address alone, trailing dots.
 //! - **Text** (charset policy): a charset the Content-Type declares and the decoder
 //!   knows is trusted, never re-guessed. Missing, unknown or lying labels fall back to UTF-8 if
 //!   valid, else the HTML `<meta>` charset (HTML without a header charset), else
