@@ -734,3 +734,32 @@ fn status_shows_lifetimes_and_run_notifies_about_an_expiring_certificate() {
         .count();
     assert_eq!(spooled, 1, "the mail was delivered too");
 }
+
+#[test]
+fn the_tenant_can_be_discovered_without_a_token_provider() {
+    let h = Harness::get();
+    let mb = mailbox(
+        h,
+        "someone@contoso.test",
+        "someone@contoso.test",
+        r#""application_id": "app-public""#,
+    );
+    let info = run(psa_mail_agent::oauth::discover_tenant(
+        &mb.oauth,
+        "Someone@Contoso.TEST",
+        std::time::Duration::from_secs(10),
+        None,
+    ))
+    .unwrap();
+    assert_eq!(info.tenant_id, TENANT_GUID);
+    assert_eq!(info.domain, "contoso.test");
+    assert!(!info.from_cache);
+    let e = run(psa_mail_agent::oauth::discover_tenant(
+        &mb.oauth,
+        "a@nobody-owns-this.example",
+        std::time::Duration::from_secs(10),
+        None,
+    ))
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TenantNotFound, "{e}");
+}
