@@ -403,6 +403,17 @@ fn a_replayed_assertion_is_refused() {
         support::form_encode("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
         assertion.expose()
     );
+    // A signature that does not verify against the registered certificate: refused, and the
+    // assertion's jti is not spent by it.
+    let (head, sig) = assertion.expose().rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    let forged = format!("{head}.{flipped}{}", &sig[1..]);
+    let (status, body) = h.idp_request("POST", &path, &form.replace(assertion.expose(), &forged));
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body.contains("AADSTS700027") && body.contains("verify the signature failed"),
+        "{body}"
+    );
     let (status, body) = h.idp_request("POST", &path, &form);
     assert_eq!(status, 200, "{body}");
     // The same assertion again: refused as a replay (what a proxy re-sending the POST causes).
