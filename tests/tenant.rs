@@ -158,6 +158,17 @@ fn a_domain_no_tenant_owns_is_a_clear_error_with_the_fix() {
     // fetch reports the same error.
     let e = run(agent.fetch(10)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TenantNotFound, "{e}");
+    // A personal accounts' domain (outlook.com at Microsoft) has a tenant, but no organization.
+    let e = run(psa_mail_agent::oauth::discover_tenant(
+        &mb.oauth,
+        "someone@outlook.test",
+        std::time::Duration::from_secs(10),
+        None,
+    ))
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TenantNotFound, "{e}");
+    assert!(e.message().contains("personal Microsoft accounts"), "{e}");
+    assert!(e.fix().unwrap().contains("work account"), "{e:?}");
 }
 
 fn parse(json: &str) -> psa_mail_agent::Result<Mailbox> {
@@ -773,4 +784,15 @@ fn the_tenant_can_be_discovered_without_a_token_provider() {
     ))
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TenantNotFound, "{e}");
+    // A personal accounts' domain (outlook.com at Microsoft) has a tenant, but no organization.
+    let e = run(psa_mail_agent::oauth::discover_tenant(
+        &mb.oauth,
+        "someone@outlook.test",
+        std::time::Duration::from_secs(10),
+        None,
+    ))
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TenantNotFound, "{e}");
+    assert!(e.message().contains("personal Microsoft accounts"), "{e}");
+    assert!(e.fix().unwrap().contains("work account"), "{e:?}");
 }
