@@ -15,6 +15,7 @@
 //! directory. `null` means "not set" for every optional key, and keys starting with `_` are
 //! comments.
 
+pub mod edit;
 mod fields;
 mod secrets;
 
@@ -721,8 +722,8 @@ impl Mailbox {
     ) -> Result<()> {
         let mut next = self.clone();
         next.oauth.enabled = true;
-        next.oauth.application_id = application_id.to_string();
-        next.oauth.directory_id = directory_id.to_string();
+        next.oauth.application_id = strip_braces(application_id).to_string();
+        next.oauth.directory_id = strip_braces(directory_id).to_string();
         if client_secret.is_some() {
             next.oauth.client_secret = client_secret;
         }
@@ -1008,7 +1009,16 @@ fn parse_imap(mailbox: &Obj<'_>, ctx: &Ctx<'_>) -> Result<Imap> {
         imap.server = server.to_string();
     }
     imap.port = u16::try_from(o.int_or("port", 1, 65535, 993)?).unwrap_or(993);
-    imap.encryption = match o.choice_or("encryption", &["ssl", "starttls", "none"], "ssl")? {
+    let encryption = o
+        .choice_or("encryption", &["ssl", "starttls", "none"], "ssl")
+        .map_err(|e| match o.get("encryption") {
+            Some(Value::String(s)) => match encryption_hint(s) {
+                Some(hint) => e.with_fix(hint),
+                None => e,
+            },
+            _ => e,
+        })?;
+    imap.encryption = match encryption {
         "starttls" => Encryption::StartTls,
         "none" => Encryption::None,
         _ => Encryption::Ssl,
@@ -1082,10 +1092,10 @@ fn parse_oauth(mailbox: &Obj<'_>, ctx: &Ctx<'_>) -> Result<OAuth> {
     o.check_keys(OAUTH_KEYS)?;
     oauth.enabled = o.bool_or("enabled", false)?;
     if let Some(id) = o.str_opt("application_id")? {
-        oauth.application_id = id.to_string();
+        oauth.application_id = strip_braces(id).to_string();
     }
     if let Some(id) = o.str_opt("directory_id")? {
-        oauth.directory_id = id.to_string();
+        oauth.directory_id = strip_braces(id).to_string();
     }
     oauth.shared_mailbox = o.bool_or("shared_mailbox", false)?;
     oauth.flow = match o.choice_or(
@@ -1225,29 +1235,20 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
 
 impl OAuth {
     fn check(&self, at: &str) -> Result<()> {
-        // Copy-paste from the Azure portal easily brings spaces along; the directory id also
-        // becomes a URL path segment, so it is restricted to what tenant ids and domains use.
-        if self
-            .application_id
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(Error::config(
-                join(at, "application_id"),
-                "contains spaces or control characters; copy the Application (client) ID again",
-            ));
-        }
-        if !self
-            .directory_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-        {
-            return Err(Error::config(
-                join(at, "directory_id"),
-                "expected a Directory (tenant) ID (a GUID) or a domain such as \
-                 contoso.onmicrosoft.com: letters, digits, - . _ only",
-            ));
-        }
+        // The identity endpoint of the tests and the demo (a loopback authority) names its
+        // apps and tenant freely; Microsoft's are GUIDs and domains.
+        let test_authority =
+            split_url(&self.authority).is_some_and(|p| crate::net::is_loopback_host(p.host));
+        check_application_id(
+            &join(at, "application_id"),
+            &self.application_id,
+            test_authority,
+        )?;
+        check_directory_id(
+            &join(at, "directory_id"),
+            &self.directory_id,
+            test_authority,
+        )?;
         check_url(
             &join(at, "authority"),
             &self.authority,
@@ -1259,6 +1260,169 @@ impl OAuth {
         }
         Ok(())
     }
+}
+
+/// Checks one answer of a guided setup as loading would: `key` is `name`, `email`,
+/// `username`, `oauth.application_id` or `oauth.directory_id` (braces already removed);
+/// `authority` decides whether test names are allowed (a loopback one) for the ids. Errors
+/// name `key`.
+pub fn check_field(key: &str, value: &str, authority: &str) -> Result<()> {
+    let test_authority = split_url(authority).is_some_and(|p| crate::net::is_loopback_host(p.host));
+    match key {
+        "name" => check_name(key, value),
+        "email" => check_email(key, value),
+        "username" if value.is_empty() || value.chars().any(char::is_whitespace) => Err(
+            Error::config(key, "must be a non-empty account name without spaces"),
+        ),
+        "oauth.application_id" if value.is_empty() => {
+            Err(Error::config(key, "is required").with_fix(APP_ID_FIX))
+        }
+        "oauth.application_id" => check_application_id(key, value, test_authority),
+        "oauth.directory_id" if value.is_empty() => {
+            Err(Error::config(key, "is required").with_fix(DIRECTORY_ID_FIX))
+        }
+        "oauth.directory_id" => check_directory_id(key, value, test_authority),
+        _ => Ok(()),
+    }
+}
+
+/// [`strip_braces`] for callers outside the config reader (setup).
+pub fn without_braces(id: &str) -> &str {
+    strip_braces(id.trim())
+}
+
+/// `{GUID}` as the registry and some PowerShell output print it: the braces go.
+fn strip_braces(id: &str) -> &str {
+    id.strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .unwrap_or(id)
+}
+
+/// A GUID in its usual form, `8-4-4-4-12` hex digits (either case).
+pub fn is_guid(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// A DNS domain with at least one dot: labels of letters, digits and inner hyphens.
+fn is_domain(text: &str) -> bool {
+    text.len() <= 253
+        && text.contains('.')
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        })
+}
+
+/// Names for a test identity endpoint: letters, digits, `-`, `.`, `_`.
+fn is_test_name(text: &str) -> bool {
+    text.bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+}
+
+const APP_ID_FIX: &str = "copy the Application (client) ID from the app registration's Overview \
+     page in Microsoft Entra ID (a GUID such as 11111111-2222-3333-4444-555555555555; not the \
+     app's name, not a secret)";
+const DIRECTORY_ID_FIX: &str = "copy the Directory (tenant) ID GUID from the app registration's \
+     Overview page in Microsoft Entra ID, or write the tenant's domain such as \
+     contoso.onmicrosoft.com";
+
+/// `oauth.application_id`: empty (required or not, decided by the credential check) or a GUID
+/// (any name a loopback test endpoint knows).
+fn check_application_id(at: &str, id: &str, test_authority: bool) -> Result<()> {
+    if id.is_empty() || is_guid(id) || (test_authority && is_test_name(id)) {
+        return Ok(());
+    }
+    let problem = if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "contains spaces or control characters; copy the Application (client) ID again".to_string()
+    } else if id.contains('~') || (id.len() >= 34 && !id.contains('-')) {
+        // Client secret values look like "AbC8Q~…" (about 40 characters, no hyphens).
+        "looks like a client secret value, not the Application (client) ID; the secret belongs \
+         in oauth.client_secret_file or client_secret_env"
+            .to_string()
+    } else {
+        format!(
+            "\"{}\" is not an Application (client) ID: expected a GUID of the form \
+             xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+            json::shorten(id)
+        )
+    };
+    Err(Error::config(at, problem).with_fix(APP_ID_FIX))
+}
+
+/// `oauth.directory_id`: empty (discovery or required, decided elsewhere), a GUID or a domain
+/// (any name a loopback test endpoint knows), never the multi-tenant endpoints.
+fn check_directory_id(at: &str, id: &str, test_authority: bool) -> Result<()> {
+    let lower = id.to_ascii_lowercase();
+    if matches!(lower.as_str(), "common" | "organizations" | "consumers") {
+        return Err(Error::config(
+            at,
+            format!(
+                "\"{id}\" is Microsoft's multi-tenant endpoint, not a directory: the agent \
+                 signs in to one tenant (on \"{lower}\" a single-tenant app is refused with \
+                 AADSTS50194 and app-only tokens cannot be issued at all)"
+            ),
+        )
+        .with_fix(DIRECTORY_ID_FIX));
+    }
+    if id.is_empty() || is_guid(id) || is_domain(id) || (test_authority && is_test_name(id)) {
+        return Ok(());
+    }
+    let problem = if let Some((_, domain)) = id.rsplit_once('@') {
+        format!(
+            "\"{}\" is an email address; the Directory ID is the tenant's GUID or domain \
+             (here perhaps \"{}\")",
+            json::shorten(id),
+            json::shorten(domain)
+        )
+    } else if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "contains spaces or control characters; copy the Directory (tenant) ID again".to_string()
+    } else {
+        format!(
+            "\"{}\" is neither a Directory (tenant) ID (a GUID) nor a domain with a dot such as \
+             contoso.onmicrosoft.com",
+            json::shorten(id)
+        )
+    };
+    Err(Error::config(at, problem).with_fix(DIRECTORY_ID_FIX))
+}
+
+/// A "did you mean" for the Encryption Type as admin screens and mail clients spell it.
+fn encryption_hint(value: &str) -> Option<String> {
+    let key: String = value
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let (choice, why) = match key.as_str() {
+        "ssl" | "tls" | "ssltls" | "tlsssl" | "implicittls" | "implicit" | "imaps" | "sslon"
+        | "ssl993" | "tls993" => (
+            "ssl",
+            "TLS from the first byte (\"SSL/TLS\" in mail clients), usually port 993",
+        ),
+        "starttls" | "explicittls" | "explicit" | "tlsstarttls" | "starttlstls" | "starttls143" => {
+            (
+                "starttls",
+                "plain connection upgraded with STARTTLS, usually port 143",
+            )
+        }
+        "none" | "no" | "off" | "plain" | "plaintext" | "unencrypted" | "noencryption"
+        | "false" | "clear" => ("none", "no encryption; needs allow_plaintext"),
+        _ => return None,
+    };
+    Some(format!(
+        "did you mean \"{choice}\"? ({why}; the three values are \"ssl\", \"starttls\" and \
+         \"none\")"
+    ))
 }
 
 /// The parts of an `http(s)://host[:port][/path]` URL we check.

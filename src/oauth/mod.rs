@@ -208,6 +208,25 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The fix for a token endpoint this machine cannot reach: where its host came from (the
+/// default authority or `oauth.authority`), DNS, the firewall and `oauth.proxy`.
+pub(crate) fn unreachable_fix(host: &str, source: &str, proxy: Option<&str>) -> String {
+    match proxy {
+        None => format!(
+            "this machine cannot reach the token endpoint {host}, taken from {source}: check \
+             that DNS resolves it (nslookup {host}) and that the firewall lets this machine open \
+             HTTPS connections to it; where the web is reachable only through a proxy, set \
+             oauth.proxy to \"http://proxy-host:port\". The agent tries again later"
+        ),
+        Some(proxy) => format!(
+            "the token endpoint {host}, taken from {source}, is reached through oauth.proxy \
+             {proxy}: check that DNS resolves the proxy's host, that the proxy answers on that \
+             port and that it allows HTTPS to {host}; remove oauth.proxy if this machine reaches \
+             the web directly. The agent tries again later"
+        ),
+    }
+}
+
 impl TokenProvider {
     /// A provider for `oauth` signing in as `username` (with `password` for the password flow;
     /// it may be absent when the cache holds a refresh token). Loads the token cache.
@@ -1045,9 +1064,13 @@ impl TokenProvider {
     fn network_error(&self, e: Error) -> Error {
         let e = e.context(format!("token endpoint {}", self.endpoint));
         match e.kind() {
-            ErrorKind::Timeout | ErrorKind::ConnectionClosed if e.fix().is_none() => e.with_fix(
-                "check that this machine reaches the token endpoint (firewall, oauth.proxy); the agent tries again later",
-            ),
+            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::ConnectionClosed => {
+                e.with_fix(unreachable_fix(
+                    &self.endpoint,
+                    &self.authority_origin,
+                    self.http.proxy.as_deref(),
+                ))
+            }
             _ => e,
         }
     }
