@@ -618,9 +618,12 @@ void pma_free(struct pma_agent *agent);
  * kept. The library copies the strings; the copy of the secret is wiped from memory when the
  * handle is freed or the secret replaced. `application_id` must be a GUID (surrounding braces
  * are removed) and `directory_id` a GUID or a domain of the tenant (`common`, `organizations`
- * and `consumers` are refused); otherwise `PMA_CONFIG`, with `pma_last_error` naming the key
- * (`oauth.application_id: …`) and the fix. On failure (also when the result would be
- * incomplete) the handle keeps its previous settings. Batches fetched before a successful
+ * and `consumers` are refused), or `""`: the tenant is then found from the domain of the
+ * mailbox's username (app-only: its email) when the first token is requested, cached in the
+ * state directory and shown by `pma_test_connection` as its `tenant` step; otherwise
+ * `PMA_CONFIG`, with `pma_last_error` naming the key (`oauth.application_id: …`) and the fix.
+ * On failure (also when the result would be incomplete) the handle keeps its previous
+ * settings. Batches fetched before a successful
  * call can no longer be acknowledged (`PMA_FOREIGN_BATCH`); their messages come again.
  *
  * Thread-safe; serialised with the handle's other calls.

@@ -46,10 +46,13 @@ exit code 1.
 const TEST_HELP: &str = "\
 psa-mail-agent test --config F [--mailbox NAME]
 
-Tests each mailbox (or only NAME) step by step: token (OAuth), connect, TLS, capabilities,
+Tests each mailbox (or only NAME) step by step: tenant (OAuth without oauth.directory_id: the
+tenant found from the address's domain), token (OAuth), connect, TLS, capabilities,
 authenticate, select. Each step is printed as soon as it finished, with its duration; a failure
 prints its cause and the fix. The token step signs in afresh with the credentials configured now
-(password or client secret), never only with a cached token, and names the one refused.
+(password, client secret or certificate), never only with a cached token, and names the one
+refused. Then the credentials' lifetimes: when the refresh token was last renewed, when the
+client secret or certificate expires, with a warning (WARN) and the fix when the end is near.
 NAME is matched ignoring case. Exit code 0 when every tested mailbox is healthy.
 ";
 
@@ -96,7 +99,9 @@ const STATUS_HELP: &str = "\
 psa-mail-agent status --config F [--shard I/N]
 
 Prints each mailbox's state as `run` last wrote it: running, idle, failing, parked or stopped,
-tickets delivered, errors, the last error with its fix, and the next attempt.
+tickets delivered, errors, the last error with its fix, and the next attempt; and the
+credentials' lifetimes: the refresh token's last renewal (a WARNING 14 days before 90 days
+without use end it), the client secret's and certificate's expiry (a WARNING 30 days ahead).
 Exit code 0 when every active mailbox is running or idle in a live agent, else 1.
 With --shard I/N (or PMA_SHARD), only the mailboxes of that shard of `run --shard`.
 ";

@@ -300,7 +300,7 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
 /// mailbox's lock held: no other process writes these files then. Failures are ignored (the
 /// files are only clutter).
 pub fn remove_stale_temp_files(paths: &StatePaths) {
-    for target in [&paths.state, &paths.token_cache] {
+    for target in [&paths.state, &paths.token_cache, &paths.tenant] {
         let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
             continue;
         };

@@ -158,6 +158,17 @@ fn a_domain_no_tenant_owns_is_a_clear_error_with_the_fix() {
     // fetch reports the same error.
     let e = run(agent.fetch(10)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TenantNotFound, "{e}");
+    // A personal accounts' domain (outlook.com at Microsoft) has a tenant, but no organization.
+    let e = run(psa_mail_agent::oauth::discover_tenant(
+        &mb.oauth,
+        "someone@outlook.test",
+        std::time::Duration::from_secs(10),
+        None,
+    ))
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TenantNotFound, "{e}");
+    assert!(e.message().contains("personal Microsoft accounts"), "{e}");
+    assert!(e.fix().unwrap().contains("work account"), "{e:?}");
 }
 
 fn parse(json: &str) -> psa_mail_agent::Result<Mailbox> {
@@ -402,6 +413,17 @@ fn a_replayed_assertion_is_refused() {
         support::form_encode("https://outlook.office365.com/.default"),
         support::form_encode("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
         assertion.expose()
+    );
+    // A signature that does not verify against the registered certificate: refused, and the
+    // assertion's jti is not spent by it.
+    let (head, sig) = assertion.expose().rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    let forged = format!("{head}.{flipped}{}", &sig[1..]);
+    let (status, body) = h.idp_request("POST", &path, &form.replace(assertion.expose(), &forged));
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body.contains("AADSTS700027") && body.contains("verify the signature failed"),
+        "{body}"
     );
     let (status, body) = h.idp_request("POST", &path, &form);
     assert_eq!(status, 200, "{body}");
@@ -733,4 +755,44 @@ fn status_shows_lifetimes_and_run_notifies_about_an_expiring_certificate() {
         })
         .count();
     assert_eq!(spooled, 1, "the mail was delivered too");
+}
+
+#[test]
+fn the_tenant_can_be_discovered_without_a_token_provider() {
+    let h = Harness::get();
+    let mb = mailbox(
+        h,
+        "someone@contoso.test",
+        "someone@contoso.test",
+        r#""application_id": "app-public""#,
+    );
+    let info = run(psa_mail_agent::oauth::discover_tenant(
+        &mb.oauth,
+        "Someone@Contoso.TEST",
+        std::time::Duration::from_secs(10),
+        None,
+    ))
+    .unwrap();
+    assert_eq!(info.tenant_id, TENANT_GUID);
+    assert_eq!(info.domain, "contoso.test");
+    assert!(!info.from_cache);
+    let e = run(psa_mail_agent::oauth::discover_tenant(
+        &mb.oauth,
+        "a@nobody-owns-this.example",
+        std::time::Duration::from_secs(10),
+        None,
+    ))
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TenantNotFound, "{e}");
+    // A personal accounts' domain (outlook.com at Microsoft) has a tenant, but no organization.
+    let e = run(psa_mail_agent::oauth::discover_tenant(
+        &mb.oauth,
+        "someone@outlook.test",
+        std::time::Duration::from_secs(10),
+        None,
+    ))
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TenantNotFound, "{e}");
+    assert!(e.message().contains("personal Microsoft accounts"), "{e}");
+    assert!(e.fix().unwrap().contains("work account"), "{e:?}");
 }

@@ -140,6 +140,18 @@ namespace PsaMailAgent
         OauthSignInRequired = 521,
         /// <summary>Any other identity platform error (Microsoft's text is in `pma_last_error`).</summary>
         OauthIdentityProvider = 522,
+        /// <summary>AADSTS700027: the certificate that signed the client assertion is not registered on the app (another key), or was revoked.</summary>
+        OauthCertificateRejected = 523,
+        /// <summary>AADSTS700024: the client assertion is outside its validity time (check this machine's clock).</summary>
+        OauthAssertionExpired = 524,
+        /// <summary>The client assertion was presented before (its jti was replayed).</summary>
+        OauthAssertionReplayed = 525,
+        /// <summary>The configured client certificate expired (or is not valid yet).</summary>
+        OauthCertificateExpired = 526,
+        /// <summary>A credential's end is near (pma_credential.result): a refresh token unused for 76 days, a client secret or certificate expiring within 30 days.</summary>
+        CredentialExpiring = 527,
+        /// <summary>A credential has ended (pma_credential.result).</summary>
+        CredentialExpired = 528,
         /// <summary>A message could not be turned into a ticket.</summary>
         Mail = 600,
         /// <summary>A ticket could not be delivered.</summary>

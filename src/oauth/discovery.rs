@@ -41,6 +41,9 @@ impl TenantInfo {
     }
 }
 
+/// The tenant of personal Microsoft accounts (outlook.com, hotmail.com, ...).
+const CONSUMERS_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
 /// The domain of `address` (`user@contoso.com` → `contoso.com`), lower-cased; `None` when it
 /// has none or it is not a plausible DNS name (it becomes a URL path segment).
 pub(crate) fn domain_of(address: &str) -> Option<String> {
@@ -181,6 +184,19 @@ pub(crate) async fn discover(
              platform; or set oauth.directory_id"
         )));
     };
+    if tenant_id == CONSUMERS_TENANT {
+        return Err(Error::new(
+            ErrorKind::TenantNotFound,
+            format!(
+                "tenant discovery at {endpoint}: {domain} is a domain of personal Microsoft \
+                 accounts (Outlook.com), not of a Microsoft 365 organization"
+            ),
+        )
+        .with_fix(
+            "use a work account of the Microsoft 365 tenant (the mailbox's address or the \
+             delegate's username at one of the tenant's domains), or set oauth.directory_id",
+        ));
+    }
     Ok(TenantInfo {
         tenant_id,
         domain: domain.to_string(),

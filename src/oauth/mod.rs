@@ -1155,6 +1155,45 @@ fn check_certificate_dates(c: &cert::ClientCertificate, now: u64) -> Result<()> 
     Ok(())
 }
 
+/// Finds the tenant (Directory ID) that owns the domain of `address` at the identity platform
+/// of `oauth` (its cloud's authority, or `oauth.authority`), without a token provider: e.g. to
+/// show it while a mailbox is set up. `timeout` limits the request; `ca_file` adds trusted CAs.
+pub async fn discover_tenant(
+    oauth: &OAuth,
+    address: &str,
+    timeout: Duration,
+    ca_file: Option<PathBuf>,
+) -> Result<TenantInfo> {
+    let authority = oauth.authority.trim().trim_end_matches('/').to_string();
+    let url = Url::parse(&authority)
+        .map_err(|e| Error::config("oauth.authority", e.message().to_string()))?;
+    url.require_secure_transport("oauth.authority")?;
+    let domain = discovery::domain_of(address).ok_or_else(|| {
+        Error::config(
+            "email",
+            format!(
+                "{:?} has no domain to find the tenant from",
+                crate::json::shorten(address)
+            ),
+        )
+    })?;
+    let http = HttpOptions {
+        timeout,
+        ca_file,
+        proxy: oauth.proxy.clone(),
+        ..HttpOptions::default()
+    };
+    let origin = if authority == oauth.cloud.authority() {
+        format!(
+            "the authority of oauth.cloud \"{}\" ({authority})",
+            oauth.cloud.name()
+        )
+    } else {
+        format!("oauth.authority {authority}")
+    };
+    discovery::discover(&authority, &domain, &http, &url.authority(), &origin).await
+}
+
 /// The secrets `flow` signs in with: what a token cache is bound to.
 fn secret_set<'a>(
     flow: Flow,

@@ -460,6 +460,28 @@ static void test_oauth_credentials(const char *state, pma_agent *basic) {
     CHECK_RC(pma_report_step(report, 4, &s), PMA_OK);
     CHECK(s.name != NULL && strcmp(s.name, "authenticate") == 0);
     CHECK(s.detail != NULL && strstr(s.detail, "XOAUTH2") != NULL);
+    /* The refresh token just issued: renewed now, ends 90 days later, nothing to warn about. */
+    CHECK(pma_report_credential_count(report) == 1);
+    pma_credential cred;
+    memset(&cred, 0, sizeof cred);
+    CHECK_RC(pma_report_credential(report, 0, &cred), PMA_OK);
+    CHECK(cred.kind != NULL && strcmp(cred.kind, "refresh_token") == 0);
+    CHECK(cred.state != NULL && strcmp(cred.state, "ok") == 0);
+    CHECK(cred.result == PMA_OK);
+    CHECK(cred.renewed_at > 0 && cred.expires_at == cred.renewed_at + 90 * 86400);
+    CHECK(cred.detail != NULL && strstr(cred.detail, "last renewed") != NULL);
+    CHECK(cred.fix == NULL);
+    CHECK_RC(pma_report_credential(report, 1, &cred), PMA_INDEX_OUT_OF_RANGE);
+    pma_report_free(report);
+
+    /* No Directory ID: the tenant is found from the address's domain, the report's first step. */
+    CHECK_RC(pma_set_oauth_credentials(agent, "app-public", "", NULL), PMA_OK);
+    report = NULL;
+    CHECK_RC(pma_test_connection(agent, &report), PMA_OK);
+    CHECK(pma_report_healthy(report));
+    CHECK_RC(pma_report_step(report, 0, &s), PMA_OK);
+    CHECK(s.name != NULL && strcmp(s.name, "tenant") == 0);
+    CHECK(s.detail != NULL && strstr(s.detail, "5c8a3e1f-7b2d-4f60-9a41-0d6e2b8c7f35") != NULL);
     pma_report_free(report);
     batch = NULL;
     CHECK_RC(pma_fetch_tickets(agent, 5, &batch), PMA_OK);

@@ -14,7 +14,8 @@
 //!   expires_in, interval, message`.
 //! - `GET /{tenant}/v2.0/.well-known/openid-configuration`: the OpenID configuration of the
 //!   tenant (its name, GUID or domain): `issuer` `https://login.microsoftonline.com/{GUID}/v2.0`;
-//!   any other domain → 90002 (tenant discovery, src/tenant.rs).
+//!   `outlook.test` belongs to the personal accounts' tenant (9188040d-…), any other domain →
+//!   90002 (tenant discovery, src/tenant.rs).
 //! - `POST /introspect` (form `token=`): `{"active":true,"username":<owner>,...}` for a live token
 //!   that grants IMAP, else `{"active":false}`. Owner: the user, or the client id for app tokens.
 //! - `POST /introspect/claims` (form `token=`): for resource servers other than Dovecot (the

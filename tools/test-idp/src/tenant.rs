@@ -22,9 +22,16 @@ fn base_url() -> &'static str {
         .unwrap_or("http://127.0.0.1:19980")
 }
 
+/// The tenant of personal Microsoft accounts, which owns the domain `outlook.test` here (as it
+/// owns outlook.com at Microsoft).
+pub const CONSUMERS: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
 /// The tenant GUID that `segment` (the GUID, the tenant name or a verified domain) names.
 pub fn tenant_of(segment: &str) -> Option<&'static str> {
     let s = segment.to_ascii_lowercase();
+    if s == "outlook.test" {
+        return Some(CONSUMERS);
+    }
     (s == TENANT || s == DOMAIN || s == TENANT_GUID).then_some(TENANT_GUID)
 }
 
