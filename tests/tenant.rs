@@ -170,7 +170,7 @@ fn national_clouds_set_the_authority_and_imap_host_unless_given() {
     let m = |oauth: &str, imap: &str| {
         parse(&format!(
             r#"{{"name": "A", "email": "a@contoso.us", "password": "p" {imap},
-                 "oauth": {{"enabled": true, "application_id": "app" {oauth}}}}}"#
+                 "oauth": {{"enabled": true, "application_id": "11111111-2222-3333-4444-555555555555" {oauth}}}}}"#
         ))
         .unwrap()
     };
@@ -195,7 +195,7 @@ fn national_clouds_set_the_authority_and_imap_host_unless_given() {
     // A wrong cloud names the key and the choices.
     let e = parse(
         r#"{"name": "A", "email": "a@contoso.us", "password": "p",
-            "oauth": {"enabled": true, "application_id": "app", "cloud": "gcc"}}"#,
+            "oauth": {"enabled": true, "application_id": "11111111-2222-3333-4444-555555555555", "cloud": "gcc"}}"#,
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
@@ -462,7 +462,7 @@ fn certificate_files_are_checked_at_start_with_the_key_path() {
     let e = Mailbox::from_json(
         &format!(
             r#"{{"name": "A", "email": "a@contoso.test", "oauth": {{"enabled": true,
-                "application_id": "app", "flow": "client_credentials", "client_secret": "s",
+                "application_id": "11111111-2222-3333-4444-555555555555", "flow": "client_credentials", "client_secret": "s",
                 "client_certificate_file": "{}"}}}}"#,
             a.display()
         ),
@@ -574,7 +574,7 @@ fn secrets_and_certificates_expiring_within_30_days_are_reported() {
     let secret = |expires: &str| {
         parse(&format!(
             r#"{{"name": "A", "email": "a@contoso.test", "oauth": {{"enabled": true,
-                "application_id": "app", "flow": "client_credentials", "client_secret": "s"{expires}}}}}"#
+                "application_id": "11111111-2222-3333-4444-555555555555", "flow": "client_credentials", "client_secret": "s"{expires}}}}}"#
         ))
         .unwrap()
     };
