@@ -187,7 +187,9 @@ enum pma_result
    */
   PMA_IMAP_OAUTH_REJECTED = 401,
   /**
-   * XOAUTH2 rejected for a shared mailbox: the user lacks Full Access to it.
+   * A shared mailbox the delegate may not open: no Full Access, or no mailbox has the address
+   * (Exchange: "User is authenticated but not connected" at SELECT; other servers refuse
+   * XOAUTH2).
    */
   PMA_SHARED_MAILBOX_DENIED = 402,
   /**
@@ -202,6 +204,17 @@ enum pma_result
    * The server refused a command (NO/BAD).
    */
   PMA_SERVER_REFUSED = 405,
+  /**
+   * App-only: the token was accepted but the app may not open the mailbox (Exchange's
+   * "authenticated but not connected"): service principal not registered in Exchange
+   * (New-ServicePrincipal) or not granted on the mailbox (Add-MailboxPermission).
+   */
+  PMA_APP_NOT_GRANTED = 406,
+  /**
+   * The sign-in was accepted but Exchange does not open the mailbox for the account that
+   * signed in ("authenticated but not connected"): another account, or no mailbox.
+   */
+  PMA_MAILBOX_NOT_CONNECTED = 407,
   /**
    * AADSTS50126: wrong username or password.
    */
@@ -879,9 +892,11 @@ size_t pma_batch_attachment_count(const struct pma_batch *batch, size_t ticket_i
 
 /**
  * The decoded bytes (no base64) of attachment `attachment_index` of ticket `ticket_index`,
- * in the order of the ticket's `attachments` array. `*len` may be 0 for an empty part; `*ptr`
+ * in the order of the ticket's `attachments` array (store them under the name
+ * `pma_batch_attachment_save_as` gives, never under the sender's `filename`). `*len` may be 0 for an empty part; `*ptr`
  * is then still non-NULL but must not be read. The memory belongs to the batch: valid until
- * `pma_batch_free`.
+ * `pma_batch_free`. A large message's attachments are decoded from the message on the first
+ * call for them (the batch holds the message, not a decoded copy, until then).
  *
  * `PMA_ATTACHMENT_OMITTED` (out-parameters not written) for an attachment whose bytes are not
  * carried because it is larger than the mailbox's `max_attachment_bytes`: the ticket JSON
@@ -892,6 +907,24 @@ size_t pma_batch_attachment_count(const struct pma_batch *batch, size_t ticket_i
  * `batch` is NULL or a live batch; `ptr` and `len` are NULL or writable.
  */
 pma_result pma_batch_attachment(const struct pma_batch *batch, size_t ticket_index, size_t attachment_index, const uint8_t **ptr, size_t *len);
+
+/**
+ * The safe file name to store attachment `attachment_index` of ticket `ticket_index` under:
+ * its `save_as` (UTF-8, NUL-terminated; `*len` is its length in bytes without the NUL).
+ * Always set and unique within the ticket (compared case-insensitively): the name the sender
+ * gave without directories, control characters, `<>:"|?*`, leading dots or trailing dots and
+ * spaces, never a reserved Windows device name (`CON`, `NUL`, `COM1`, ... get a leading `_`),
+ * at most 200 bytes; without a sent name an attached message's subject + `.eml`, else a name
+ * from the content type (`image.png`, `document.pdf`, `invite.ics`). The sender's own name,
+ * unchanged, is the ticket JSON's `filename` (null when the part had none): show that, store
+ * under this. Given also for an attachment whose bytes are omitted. The memory belongs to
+ * the batch: valid until `pma_batch_free`. `PMA_INDEX_OUT_OF_RANGE` for a bad index.
+ * Thread-safe.
+ *
+ * # Safety
+ * `batch` is NULL or a live batch; `ptr` and `len` are NULL or writable.
+ */
+pma_result pma_batch_attachment_save_as(const struct pma_batch *batch, size_t ticket_index, size_t attachment_index, const char **ptr, size_t *len);
 
 /**
  * The raw RFC 822 bytes of ticket `index`'s message exactly as the server sent them (to

@@ -137,6 +137,9 @@ pub struct Agent {
     _lock: Option<MailboxLock>,
 }
 
+/// An IDLE the server ended after at least this long counts as a normal wake, not a failure.
+const IDLE_END_IS_NORMAL_AFTER: Duration = Duration::from_secs(20);
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -304,6 +307,7 @@ impl Agent {
     /// attachment metadata only and memory stays bounded by the largest single message.
     pub fn set_attachment_bytes(&mut self, keep: bool) {
         self.attachment_bytes = keep;
+        self.options.attachment_bytes = keep;
     }
 
     /// Bytes of mail (message sources) read from the server since this agent was made.
@@ -383,6 +387,7 @@ impl Agent {
             );
         };
         let user = self.oauth_user().to_string();
+        let exchange = greeted.is_exchange();
         if !greeted.capabilities.has("AUTH=XOAUTH2") {
             return Err(Error::new(
                 ErrorKind::ImapOAuthRejected,
@@ -433,40 +438,135 @@ impl Agent {
         {
             Ok(session) => Ok(session),
             Err(f) if f.error.kind() == ErrorKind::ImapOAuthRejected => {
-                Err(self.diagnose_rejection(f.error))
+                Err(self.diagnose_rejection(f.error, exchange))
             }
             Err(f) => Err(f.error),
         }
     }
 
     /// A token the identity platform issued was refused twice by IMAP: say why in admin terms.
-    fn diagnose_rejection(&self, e: Error) -> Error {
+    /// Exchange Online (`exchange`: it greeted as Microsoft Exchange) refuses a fresh token only
+    /// when IMAP is off for the mailbox or the organization, or the token lacks the IMAP
+    /// permission; a missing Full Access or grant shows later, as "authenticated but not
+    /// connected" (see [`Agent::diagnose_not_connected`]). Other servers may check access to a
+    /// shared mailbox at sign-in.
+    fn diagnose_rejection(&self, e: Error, exchange: bool) -> Error {
         let m = &self.mailbox;
-        if m.oauth.flow == Flow::ClientCredentials {
-            Error::new(
+        let app_only = m.oauth.flow == Flow::ClientCredentials;
+        let target = self.oauth_user();
+        if exchange || (!app_only && !m.oauth.shared_mailbox) {
+            let signer = if app_only {
+                format!("the app {}", m.oauth.application_id)
+            } else {
+                m.username.clone()
+            };
+            let mailboxes = if m.oauth.shared_mailbox && !app_only {
+                format!("{target} (and the delegate {})", m.username)
+            } else {
+                target.to_string()
+            };
+            let permission = if app_only {
+                "App registration > API permissions > Add a permission > APIs my organization uses > \
+                 Office 365 Exchange Online > Application permissions > IMAP.AccessAsApp, then \
+                 Grant admin consent"
+            } else {
+                "App registration > API permissions > Add a permission > APIs my organization uses > \
+                 Office 365 Exchange Online > Delegated permissions > IMAP.AccessAsUser.All, then \
+                 Grant admin consent"
+            };
+            return Error::new(
                 ErrorKind::ImapOAuthRejected,
-                format!("{} (app-only token for {})", e.message(), m.email),
+                format!(
+                    "{}; the identity platform had just issued the token for {signer}, so IMAP is \
+                     disabled for the mailbox {target} or for the whole organization, or the token \
+                     lacks the IMAP permission, or no mailbox has the address {target}",
+                    e.message()
+                ),
             )
             .with_fix(format!(
-                "register the app's service principal in Exchange (New-ServicePrincipal) and grant it \
-                 Full Access to {} (Add-MailboxPermission), and give the app IMAP.AccessAsApp with admin consent",
-                m.email
-            ))
+                "check IMAP for {mailboxes} in Exchange Online PowerShell: Get-CASMailbox -Identity \
+                 {target} | fl ImapEnabled; turn it on with Set-CASMailbox -Identity {target} \
+                 -ImapEnabled $true (or Microsoft 365 admin center > Users > Active users > the user > \
+                 Mail > Manage email apps > IMAP). Organization-wide: Get-CASMailboxPlan | fl \
+                 Name,ImapEnabled (the default of new mailboxes; Set-CASMailboxPlan -Identity <plan> \
+                 -ImapEnabled $true) and Get-CASMailbox -ResultSize Unlimited | where {{-not \
+                 $_.ImapEnabled}}. If IMAP is on, check the permission: {permission}; and the \
+                 address: Get-Mailbox -Identity {target} | fl PrimarySmtpAddress. Changes take up to \
+                 an hour"
+            ));
+        }
+        if app_only {
+            Error::new(
+                ErrorKind::AppNotGranted,
+                format!("{} (app-only token for {})", e.message(), m.email),
+            )
+            .with_fix(app_grant_fix(&m.oauth.application_id, &m.email))
+        } else {
+            Error::new(
+                ErrorKind::SharedMailboxDenied,
+                format!(
+                    "{}: the user {} has no Full Access to {}",
+                    e.message(),
+                    m.username,
+                    m.email
+                ),
+            )
+            .with_fix(full_access_fix(&m.username, &m.email))
+        }
+    }
+
+    /// Exchange Online's `BAD User is authenticated but not connected.` (then `BYE`) after a
+    /// successful sign-in: the token was fine, but its account may not open the mailbox named in
+    /// `user=`. Turns it into its causes and fixes for this mailbox's setup; other errors pass.
+    fn diagnose_not_connected(&self, e: Error) -> Error {
+        if !imap::is_not_connected(&e) {
+            return e;
+        }
+        let m = &self.mailbox;
+        let quoted = "Exchange answered \"User is authenticated but not connected\"";
+        if m.oauth.flow == Flow::ClientCredentials {
+            Error::new(
+                ErrorKind::AppNotGranted,
+                format!(
+                    "the app-only token of {app} was accepted, but Exchange will not open {mb} for \
+                     the app ({quoted}): the app's service principal is not registered in Exchange \
+                     Online, or it has no permission on {mb}, or no mailbox has the address {mb}",
+                    app = m.oauth.application_id,
+                    mb = m.email
+                ),
+            )
+            .with_fix(app_grant_fix(&m.oauth.application_id, &m.email))
         } else if m.oauth.shared_mailbox {
             Error::new(
                 ErrorKind::SharedMailboxDenied,
-                format!("{}: the user {} has no Full Access to {}", e.message(), m.username, m.email),
+                format!(
+                    "{d} signed in, but Exchange will not open the shared mailbox {s} for {d} \
+                     ({quoted}): {d} has no Full Access to {s}, or no mailbox has the address {s} \
+                     (a typo, or an address that is not the mailbox's)",
+                    d = m.username,
+                    s = m.email
+                ),
+            )
+            .with_fix(full_access_fix(&m.username, &m.email))
+        } else {
+            Error::new(
+                ErrorKind::MailboxNotConnected,
+                format!(
+                    "the sign-in was accepted, but Exchange will not open the mailbox {u} for the \
+                     account that signed in ({quoted}): the account that signed in is not {u} (with \
+                     device code sign-in, somebody else may have approved it), or {u} has no \
+                     Exchange Online mailbox, or {u} is the address of a shared mailbox",
+                    u = m.username
+                ),
             )
             .with_fix(format!(
-                "give {} Full Access to the shared mailbox {} (Exchange admin center > Mailboxes > {} > \
-                 Delegation > Read and manage), then wait up to an hour",
-                m.username, m.email, m.email
-            ))
-        } else {
-            Error::new(ErrorKind::ImapOAuthRejected, e.message().to_string()).with_fix(format!(
-                "IMAP may be disabled for {} (Microsoft 365 admin center > Users > Mail > Manage email apps: IMAP), \
-                 or the token lacks IMAP.AccessAsUser.All (App registration > API permissions, then grant admin consent)",
-                m.username
+                "check the mailbox: Get-Mailbox -Identity {u} | fl PrimarySmtpAddress,RecipientTypeDetails \
+                 (Exchange Online PowerShell); a user needs an Exchange Online license. For a shared \
+                 mailbox set Username to a delegate that signs in, tick Shared Mailbox \
+                 (\"shared_mailbox\": true) and give the delegate Full Access: Add-MailboxPermission \
+                 -Identity {u} -User <delegate> -AccessRights FullAccess. With device code, sign in \
+                 again (psa-mail-agent login) as {u}",
+                u = m.username
             ))
         }
     }
@@ -505,7 +605,10 @@ impl Agent {
             self.mailbox.name,
             session.capabilities().list()
         );
-        let folder = session.select(&self.mailbox.imap.folder).await?;
+        let folder = session
+            .select(&self.mailbox.imap.folder)
+            .await
+            .map_err(|e| self.diagnose_not_connected(e))?;
         log::info!(
             "mailbox {}: selected {} (UIDVALIDITY {}, {} messages)",
             self.mailbox.name,
@@ -780,6 +883,7 @@ impl Agent {
                 if !keep_bytes {
                     for a in &mut ticket.attachments {
                         a.data = Vec::new();
+                        a.pending = None;
                     }
                 }
                 let raw = keep_raw.then(|| msg.raw.to_vec());
@@ -1144,7 +1248,7 @@ impl Agent {
         record("connect", t, d)?;
         let tcp = tcp.expect("recorded as passed");
         let t = Instant::now();
-        let (client, d) = split(imap::connect::secure(&target, tcp).await, |c| {
+        let (client, d) = split(imap::connect::secure(&target, tcp).await, |(c, _)| {
             match (target.encryption, c.get_ref().is_encrypted()) {
                 (Encryption::Ssl, _) => {
                     "implicit TLS, certificate and host name verified".to_string()
@@ -1156,7 +1260,7 @@ impl Agent {
             }
         });
         record("tls", t, d)?;
-        let mut client = client.expect("recorded as passed");
+        let (mut client, greeting) = client.expect("recorded as passed");
         let t = Instant::now();
         let (caps, d) = split(
             imap::connect::capabilities(&mut client, target.timeout).await,
@@ -1171,6 +1275,7 @@ impl Agent {
         let greeted = Greeted {
             client,
             capabilities: caps,
+            greeting,
         };
         let how = if token.is_some() {
             format!("XOAUTH2 as {}", self.oauth_user())
@@ -1192,7 +1297,8 @@ impl Agent {
             let unseen = session.search("UNSEEN").await?.len();
             Ok((f, unseen))
         }
-        .await;
+        .await
+        .map_err(|e| self.diagnose_not_connected(e));
         let (selected, d) = split(r, |(f, unseen)| {
             format!(
                 "{}: {} messages, {} unread, UIDVALIDITY {}",
@@ -1236,7 +1342,26 @@ impl Agent {
         }
         if session.supports_idle() {
             // On error the session is gone with the connection: the next call reconnects.
-            let (session, wake) = session.idle(max_wait, stop).await?;
+            let started = Instant::now();
+            let (session, wake) = match session.idle(max_wait, stop).await {
+                Ok(r) => r,
+                // The server's own end of a long IDLE (Exchange: after about 29 minutes) is a
+                // normal wake: the next fetch reconnects and finds what is new. A server that
+                // ends IDLE at once stays an error, so a broken one cannot make us spin.
+                Err(e)
+                    if imap::idle::ended_by_server(&e)
+                        && started.elapsed() >= IDLE_END_IS_NORMAL_AFTER =>
+                {
+                    log::info!(
+                        "mailbox {}: {} after {} s; reconnecting",
+                        self.mailbox.name,
+                        e.message(),
+                        started.elapsed().as_secs()
+                    );
+                    return Ok(imap::Wake::Timeout);
+                }
+                Err(e) => return Err(e),
+            };
             self.session = Some((session, folder));
             Ok(wake)
         } else {
@@ -1261,6 +1386,33 @@ impl Agent {
     pub fn supports_idle(&self) -> Option<bool> {
         self.session.as_ref().map(|(s, _)| s.supports_idle())
     }
+}
+
+/// What the admin does when a delegate may not open a shared mailbox: Full Access, in the Exchange
+/// admin center or PowerShell, and a check that the address is the mailbox's.
+fn full_access_fix(delegate: &str, shared: &str) -> String {
+    format!(
+        "give {delegate} Full Access to {shared}: Exchange admin center > Recipients > Mailboxes > \
+         {shared} > Delegation > Read and manage (Full Access) > Edit > Add members > {delegate}, or \
+         in Exchange Online PowerShell: Add-MailboxPermission -Identity {shared} -User {delegate} \
+         -AccessRights FullAccess -InheritanceType All; check that the address is the shared \
+         mailbox's: Get-Mailbox -Identity {shared} | fl PrimarySmtpAddress (no mailbox found: \
+         correct Email). Permissions take up to an hour to apply"
+    )
+}
+
+/// What the admin does when an app-only token may not open a mailbox: register the service
+/// principal in Exchange with the Enterprise Application's Object ID, grant it the mailbox.
+fn app_grant_fix(app: &str, mailbox: &str) -> String {
+    format!(
+        "in Exchange Online PowerShell (Connect-ExchangeOnline) register the app: \
+         New-ServicePrincipal -AppId {app} -ObjectId <Object ID> -DisplayName psa-mail-agent, with \
+         the Object ID from Microsoft Entra admin center > Enterprise applications > the app \
+         (not the App registration's Object ID); then grant it the mailbox: Add-MailboxPermission \
+         -Identity {mailbox} -User <Object ID> -AccessRights FullAccess; check that {mailbox} \
+         exists: Get-Mailbox -Identity {mailbox}. The app also needs IMAP.AccessAsApp with admin \
+         consent. Changes take up to 30 minutes"
+    )
 }
 
 /// Drops UIDs deleted on the server before they were fetched from `pending`.
@@ -1289,7 +1441,11 @@ fn build_ticket(
     uid_validity: u32,
     too_big: u64,
 ) -> Ticket {
-    let mut ticket = match ticket::build(msg.raw, options) {
+    let built = match &msg.shared {
+        Some(shared) => ticket::build_shared(shared.clone(), options),
+        None => ticket::build(msg.raw, options),
+    };
+    let mut ticket = match built {
         Ok(t) => t,
         Err(e) => ticket::unreadable(msg.raw, &options.mailbox, &e),
     };

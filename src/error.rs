@@ -36,8 +36,15 @@ pub enum ErrorKind {
     LoginFailed,
     /// AUTHENTICATE XOAUTH2 rejected for the own mailbox although the token was issued.
     ImapOAuthRejected,
-    /// AUTHENTICATE XOAUTH2 rejected for a shared mailbox: the delegate lacks Full Access.
+    /// A shared mailbox the delegate may not open: no Full Access, or no mailbox has the address
+    /// (Exchange: "User is authenticated but not connected" after the sign-in).
     SharedMailboxDenied,
+    /// An app-only token may not open the mailbox: the app's service principal is not registered
+    /// in Exchange or not granted on the mailbox (or the address is no mailbox's).
+    AppNotGranted,
+    /// The sign-in worked but Exchange does not open the own mailbox for that account ("User is
+    /// authenticated but not connected"): another account signed in, or there is no mailbox.
+    MailboxNotConnected,
     /// The server said `[UNAVAILABLE]` or similar: temporary, retry later.
     ServerUnavailable,
     /// The search or processed folder does not exist.

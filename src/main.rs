@@ -174,6 +174,8 @@ fn exit_code_for(e: &Error) -> u8 {
         K::LoginFailed
         | K::ImapOAuthRejected
         | K::SharedMailboxDenied
+        | K::AppNotGranted
+        | K::MailboxNotConnected
         | K::PlaintextRefused
         | K::Certificate
         | K::StartTlsNotOffered

@@ -606,7 +606,7 @@ fn secrets_and_certificates_expiring_within_30_days_are_reported() {
     // A date that is not RFC 3339 is refused at load with the key path.
     let e = parse(
         r#"{"name": "A", "email": "a@contoso.test", "oauth": {"enabled": true,
-            "application_id": "app", "client_secret": "s", "client_secret_expires": "31.03.2027"}}"#,
+            "application_id": "11111111-2222-3333-4444-555555555555", "client_secret": "s", "client_secret_expires": "31.03.2027"}}"#,
     )
     .unwrap_err();
     assert!(e.message().contains("oauth.client_secret_expires"), "{e}");

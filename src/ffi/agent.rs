@@ -365,6 +365,7 @@ pub unsafe extern "C" fn pma_free(agent: *mut pma_agent) {
             smol::block_on(a.disconnect());
         }
         drop(boxed);
+        crate::tls::release_unused();
     });
 }
 

@@ -87,7 +87,9 @@ pub enum pma_result {
     PMA_LOGIN_FAILED = 400,
     /// AUTHENTICATE XOAUTH2 rejected although a token was issued.
     PMA_IMAP_OAUTH_REJECTED = 401,
-    /// XOAUTH2 rejected for a shared mailbox: the user lacks Full Access to it.
+    /// A shared mailbox the delegate may not open: no Full Access, or no mailbox has the address
+    /// (Exchange: "User is authenticated but not connected" at SELECT; other servers refuse
+    /// XOAUTH2).
     PMA_SHARED_MAILBOX_DENIED = 402,
     /// The server is temporarily unavailable; retry later.
     PMA_SERVER_UNAVAILABLE = 403,
@@ -95,6 +97,13 @@ pub enum pma_result {
     PMA_FOLDER_NOT_FOUND = 404,
     /// The server refused a command (NO/BAD).
     PMA_SERVER_REFUSED = 405,
+    /// App-only: the token was accepted but the app may not open the mailbox (Exchange's
+    /// "authenticated but not connected"): service principal not registered in Exchange
+    /// (New-ServicePrincipal) or not granted on the mailbox (Add-MailboxPermission).
+    PMA_APP_NOT_GRANTED = 406,
+    /// The sign-in was accepted but Exchange does not open the mailbox for the account that
+    /// signed in ("authenticated but not connected"): another account, or no mailbox.
+    PMA_MAILBOX_NOT_CONNECTED = 407,
 
     // --- 5xx: OAuth 2.0 (Microsoft identity platform)
     /// AADSTS50126: wrong username or password.
@@ -203,6 +212,8 @@ impl pma_result {
         pma_result::PMA_LOGIN_FAILED,
         pma_result::PMA_IMAP_OAUTH_REJECTED,
         pma_result::PMA_SHARED_MAILBOX_DENIED,
+        pma_result::PMA_APP_NOT_GRANTED,
+        pma_result::PMA_MAILBOX_NOT_CONNECTED,
         pma_result::PMA_SERVER_UNAVAILABLE,
         pma_result::PMA_FOLDER_NOT_FOUND,
         pma_result::PMA_SERVER_REFUSED,
@@ -273,6 +284,8 @@ impl pma_result {
             PMA_LOGIN_FAILED => "PMA_LOGIN_FAILED\0",
             PMA_IMAP_OAUTH_REJECTED => "PMA_IMAP_OAUTH_REJECTED\0",
             PMA_SHARED_MAILBOX_DENIED => "PMA_SHARED_MAILBOX_DENIED\0",
+            PMA_APP_NOT_GRANTED => "PMA_APP_NOT_GRANTED\0",
+            PMA_MAILBOX_NOT_CONNECTED => "PMA_MAILBOX_NOT_CONNECTED\0",
             PMA_SERVER_UNAVAILABLE => "PMA_SERVER_UNAVAILABLE\0",
             PMA_FOLDER_NOT_FOUND => "PMA_FOLDER_NOT_FOUND\0",
             PMA_SERVER_REFUSED => "PMA_SERVER_REFUSED\0",
@@ -331,6 +344,8 @@ impl From<ErrorKind> for pma_result {
             ErrorKind::LoginFailed => PMA_LOGIN_FAILED,
             ErrorKind::ImapOAuthRejected => PMA_IMAP_OAUTH_REJECTED,
             ErrorKind::SharedMailboxDenied => PMA_SHARED_MAILBOX_DENIED,
+            ErrorKind::AppNotGranted => PMA_APP_NOT_GRANTED,
+            ErrorKind::MailboxNotConnected => PMA_MAILBOX_NOT_CONNECTED,
             ErrorKind::ServerUnavailable => PMA_SERVER_UNAVAILABLE,
             ErrorKind::FolderNotFound => PMA_FOLDER_NOT_FOUND,
             ErrorKind::ServerRefused => PMA_SERVER_REFUSED,

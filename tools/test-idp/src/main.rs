@@ -17,13 +17,17 @@
 //!   any other domain → 90002 (tenant discovery, src/tenant.rs).
 //! - `POST /introspect` (form `token=`): `{"active":true,"username":<owner>,...}` for a live token
 //!   that grants IMAP, else `{"active":false}`. Owner: the user, or the client id for app tokens.
+//! - `POST /introspect/claims` (form `token=`): for resource servers other than Dovecot (the
+//!   Graph stand-in): `{"active":true,"aud","sub","idtyp":"user"|"app","appid","scp","roles",
+//!   "exp"}` for any live token, whatever its audience; else `{"active":false}`.
 //!
 //! # Directory
 //! - Tenant `contoso-tenant` (or its GUID `5c8a3e1f-7b2d-4f60-9a41-0d6e2b8c7f35`, or the domain
 //!   `contoso.test`); `common`/`organizations` → 50194,
 //!   others → 90002.
 //! - Apps: `app-public` (public client flows on), `app-nopublic` (→ 7000218),
-//!   `app-confidential` with secret `s3cret-app` (wrong secret → 7000215), `app-expiredsecret`
+//!   `app-confidential` with secret `s3cret-app` (wrong secret → 7000215; `app-confidential-b`
+//!   is a second one with the same secret, for tests that change an app's settings), `app-expiredsecret`
 //!   with secret `old-s3cret` (→ 7000222), `app-noconsent` (→ 65001); unknown → 700016.
 //! - Certificate apps: any client id starting with `app-cert` authenticates client credentials
 //!   with a `client_assertion` signed by a certificate registered for it (src/certs.rs):
@@ -36,6 +40,12 @@
 //! - Scope: delegated grants need `https://outlook.office.com/IMAP.AccessAsUser.All` (or an
 //!   Exchange `.default`), else 70011 (two resources → 28000); client credentials need
 //!   `<resource>/.default` (else 1002012); a non-Exchange `.default` is issued but opens no IMAP.
+//! - Graph (src/graph.rs): delegated `https://graph.microsoft.com/<perm>` for Mail.Read,
+//!   Mail.ReadWrite, Mail.Read.Shared, Mail.ReadWrite.Shared, Mail.Send(.Shared), User.Read, ...
+//!   (`.default`: Mail.ReadWrite, Mail.ReadWrite.Shared, User.Read; unknown → 70011, Graph with
+//!   another resource → 28000); tokens have audience `https://graph.microsoft.com` and open no
+//!   IMAP. Client credentials with `https://graph.microsoft.com/.default` carry the app's Graph
+//!   application roles (`Mail.ReadWrite` unless `graph_roles` changed them).
 //!
 //! # Control API (`/_test/...`, GET or POST, JSON answers)
 //! Most commands take an optional `user=` (a user, or the client id for client credentials): the
@@ -59,6 +69,9 @@
 //! - `register_certificate?client_id=C` with form `certificate=PEM`: registers the certificate
 //!   for certificate app C (answers its SHA-1 thumbprint); `cert_clock?client_id=C&skew=S`: for
 //!   C's assertions this endpoint's clock runs S seconds ahead (a client clock S seconds slow).
+//! - `graph_consent?client_id=C&scopes=A,B`: C's delegated Graph permissions are only A, B (others
+//!   → 65001); `scopes=*` restores all. `graph_roles?client_id=C&roles=A,B`: application roles
+//!   of C's next Graph tokens (empty: none, as without admin consent); `roles=*` restores.
 //! - `stats[?user=U]`: `token_requests, password, refresh_token, client_credentials,
 //!   device_code, other_grant, token_errors, slow_down, devicecode_requests, introspections,
 //!   introspections_active`.
@@ -67,6 +80,7 @@
 mod certs;
 mod directory;
 mod errors;
+mod graph;
 mod service;
 mod tenant;
 mod util;
