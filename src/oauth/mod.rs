@@ -50,6 +50,20 @@ use std::time::{Duration, Instant, SystemTime};
 pub const DELEGATED_SCOPE: &str = "https://outlook.office.com/IMAP.AccessAsUser.All offline_access";
 /// App-only scope (client credentials).
 pub const APP_SCOPE: &str = "https://outlook.office365.com/.default";
+/// The Microsoft Graph resource of the global cloud (the audience of Graph tokens).
+pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
+
+/// The scopes `(delegated, app-only)` for Microsoft Graph mail at `resource`
+/// (`https://graph.microsoft.com`, or a national cloud's Graph host): delegated
+/// `Mail.ReadWrite.Shared` (a delegate reading a shared mailbox; also covers the own mailbox)
+/// with `offline_access`, app-only `.default` (the application permission Mail.ReadWrite).
+pub fn graph_scopes(resource: &str) -> (String, String) {
+    let r = resource.trim_end_matches('/');
+    (
+        format!("{r}/Mail.ReadWrite.Shared offline_access"),
+        format!("{r}/.default"),
+    )
+}
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// RFC 8628: `slow_down` adds 5 s to the polling interval (1 s in unit tests, to keep them fast).
 const SLOW_DOWN_STEP: Duration = if cfg!(test) {
@@ -76,6 +90,10 @@ pub struct ProviderOptions {
     /// error is answered from memory for this long instead of asking the identity platform again
     /// (repeated wrong passwords lock accounts).
     pub failure_backoff: Duration,
+    /// The delegated scope asked for (default IMAP's, [`DELEGATED_SCOPE`]).
+    pub delegated_scope: String,
+    /// The app-only scope asked for (default IMAP's, [`APP_SCOPE`]).
+    pub app_scope: String,
 }
 
 impl Default for ProviderOptions {
@@ -87,6 +105,8 @@ impl Default for ProviderOptions {
             sign_in_command: "psa-mail-agent login --config F --mailbox NAME".to_string(),
             renew_margin: Duration::from_secs(300),
             failure_backoff: Duration::from_secs(300),
+            delegated_scope: DELEGATED_SCOPE.to_string(),
+            app_scope: APP_SCOPE.to_string(),
         }
     }
 }
@@ -378,10 +398,8 @@ impl TokenProvider {
     pub async fn device_login_begin(&mut self) -> Result<DeviceCodePrompt> {
         self.pending_device = None;
         let client_id = self.identity.client_id.clone();
-        let form = [
-            ("client_id", client_id.as_str()),
-            ("scope", DELEGATED_SCOPE),
-        ];
+        let scope = self.options.delegated_scope.clone();
+        let form = [("client_id", client_id.as_str()), ("scope", scope.as_str())];
         let resp = http::post_form(&self.devicecode_url, &form, &self.http)
             .await
             .map_err(|e| self.network_error(e))?;
@@ -644,11 +662,12 @@ impl TokenProvider {
     async fn refresh_grant(&mut self, refresh_token: &Secret) -> Result<Secret, Refusal> {
         let client_id = self.identity.client_id.clone();
         let secret = self.client_secret.clone();
+        let scope = self.options.delegated_scope.clone();
         let mut form = vec![
             ("grant_type", "refresh_token"),
             ("client_id", client_id.as_str()),
             ("refresh_token", refresh_token.expose()),
-            ("scope", DELEGATED_SCOPE),
+            ("scope", scope.as_str()),
         ];
         if let Some(s) = &secret {
             form.push(("client_secret", s.expose()));
@@ -661,11 +680,12 @@ impl TokenProvider {
             Error::config("oauth.client_secret", "missing for flow client_credentials")
         })?;
         let client_id = self.identity.client_id.clone();
+        let scope = self.options.app_scope.clone();
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", client_id.as_str()),
             ("client_secret", secret.expose()),
-            ("scope", APP_SCOPE),
+            ("scope", scope.as_str()),
         ];
         self.grant(&form, "client credentials")
             .await
@@ -683,12 +703,13 @@ impl TokenProvider {
         let client_id = self.identity.client_id.clone();
         let username = self.identity.username.clone();
         let secret = self.client_secret.clone();
+        let scope = self.options.delegated_scope.clone();
         let mut form = vec![
             ("grant_type", "password"),
             ("client_id", client_id.as_str()),
             ("username", username.as_str()),
             ("password", password.expose()),
-            ("scope", DELEGATED_SCOPE),
+            ("scope", scope.as_str()),
         ];
         if let Some(s) = &secret {
             form.push(("client_secret", s.expose()));
