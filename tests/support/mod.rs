@@ -44,6 +44,10 @@ pub struct Harness {
     pub wrong_host: String,
     /// Base URL of the identity endpoint, e.g. `http://127.0.0.1:19980`.
     pub idp_url: String,
+    /// Base URL of the Graph stand-in (tools/test-graph), e.g. `http://127.0.0.1:19990`.
+    pub graph_url: String,
+    /// The Graph stand-in over HTTPS (certificate of `ca_file`), e.g. `https://127.0.0.2:19990`.
+    pub graph_tls_url: String,
     /// The password every `*@contoso.test` user logs in with.
     pub password: String,
     /// The mail domain of the test users (`contoso.test`).
@@ -203,6 +207,55 @@ impl Harness {
         std::thread::sleep(Duration::from_millis(u64::from(1000 - into_second) + 50));
     }
 
+    /// Sends a control command to the Graph stand-in (e.g. `/_test/fail_next?status=429&mailbox=M`)
+    /// and returns the answer; panics unless it is 200.
+    pub fn graph(&self, path: &str) -> String {
+        let addr = self
+            .graph_url
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("harness: graph url {} is not http://", self.graph_url));
+        let (status, body) = http_request(addr, "POST", path, "");
+        assert_eq!(
+            status, 200,
+            "harness: graph {path} answered {status}: {body}"
+        );
+        body
+    }
+
+    /// A delegated Graph token of `user` (password grant, app-public) for `scope`, e.g.
+    /// `https://graph.microsoft.com/Mail.ReadWrite.Shared offline_access`.
+    pub fn graph_user_token(&self, user: &str, scope: &str) -> String {
+        let form = format!(
+            "grant_type=password&client_id=app-public&username={}&password={}&scope={}",
+            form_encode(user),
+            form_encode(&self.password),
+            form_encode(scope)
+        );
+        let (status, body) = self.idp_request("POST", "/contoso-tenant/oauth2/v2.0/token", &form);
+        assert_eq!(
+            status, 200,
+            "harness: Graph password grant for {user}: {body}"
+        );
+        json_field(&body, "access_token")
+            .unwrap_or_else(|| panic!("harness: no access_token in {body}"))
+    }
+
+    /// An app-only Graph token (client credentials, `https://graph.microsoft.com/.default`) of a
+    /// confidential app (`app-confidential`, or `app-confidential-b` for tests that change an
+    /// app's roles or access policy).
+    pub fn graph_app_token(&self, client_id: &str) -> String {
+        let form = format!(
+            "grant_type=client_credentials&client_id={client_id}&client_secret=s3cret-app&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default"
+        );
+        let (status, body) = self.idp_request("POST", "/contoso-tenant/oauth2/v2.0/token", &form);
+        assert_eq!(
+            status, 200,
+            "harness: Graph client credentials for {client_id}: {body}"
+        );
+        json_field(&body, "access_token")
+            .unwrap_or_else(|| panic!("harness: no access_token in {body}"))
+    }
+
     /// The token endpoint URL of the test tenant (`{idp}/contoso-tenant/oauth2/v2.0/token`).
     pub fn token_url(&self) -> String {
         format!("{}/contoso-tenant/oauth2/v2.0/token", self.idp_url)
@@ -303,6 +356,18 @@ pub fn json_field(json: &str, name: &str) -> Option<String> {
     Some(json[start..].split('"').next()?.to_string())
 }
 
+/// The number value of `"name":N` in a JSON text (the first one; enough for the stand-ins'
+/// `/_test/stats` answers, e.g. `json_number(&h.graph("/_test/stats?mailbox=M"), "max_concurrent")`).
+pub fn json_number(json: &str, name: &str) -> Option<u64> {
+    let key = format!("\"{name}\":");
+    let start = json.find(&key)? + key.len();
+    let digits: String = json[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
 /// Percent-encodes a form value.
 pub fn form_encode(s: &str) -> String {
     s.bytes()
@@ -396,6 +461,8 @@ fn parse_env(text: &str) -> Harness {
         nostarttls_port: port("PMA_NOSTARTTLS_PORT"),
         wrong_host: get("PMA_WRONG_HOST"),
         idp_url: get("PMA_IDP_URL"),
+        graph_url: get("PMA_GRAPH_URL"),
+        graph_tls_url: get("PMA_GRAPH_TLS_URL"),
         password: get("PMA_PASSWORD"),
         domain: get("PMA_DOMAIN"),
     }

@@ -30,7 +30,9 @@ pub fn app(client_id: &str) -> Option<App> {
     match client_id {
         "app-public" => Some(App::Public),
         "app-nopublic" => Some(App::NoPublic),
-        "app-confidential" => Some(App::Confidential),
+        // A second confidential app (same secret) for tests that change an app's settings
+        // (Graph roles, access policies) without disturbing tests that use the first.
+        "app-confidential" | "app-confidential-b" => Some(App::Confidential),
         "app-expiredsecret" => Some(App::ExpiredSecret),
         "app-noconsent" => Some(App::NoConsent),
         _ => None,

@@ -14,6 +14,9 @@
 //!   expires_in, interval, message`.
 //! - `POST /introspect` (form `token=`): `{"active":true,"username":<owner>,...}` for a live token
 //!   that grants IMAP, else `{"active":false}`. Owner: the user, or the client id for app tokens.
+//! - `POST /introspect/claims` (form `token=`): for resource servers other than Dovecot (the
+//!   Graph stand-in): `{"active":true,"aud","sub","idtyp":"user"|"app","appid","scp","roles",
+//!   "exp"}` for any live token, whatever its audience; else `{"active":false}`.
 //!
 //! # Directory
 //! - Tenant `contoso-tenant` (or the domain `contoso.test`); `common`/`organizations` → 50194,
@@ -28,6 +31,14 @@
 //! - Scope: delegated grants need `https://outlook.office.com/IMAP.AccessAsUser.All` (or an
 //!   Exchange `.default`), else 70011 (two resources → 28000); client credentials need
 //!   `<resource>/.default` (else 1002012); a non-Exchange `.default` is issued but opens no IMAP.
+//! - Graph (src/graph.rs): delegated `https://graph.microsoft.com/<perm>` for Mail.Read,
+//!   Mail.ReadWrite, Mail.Read.Shared, Mail.ReadWrite.Shared, Mail.Send(.Shared), User.Read, ...
+//!   (`.default`: Mail.ReadWrite, Mail.ReadWrite.Shared, User.Read; unknown → 70011, Graph with
+//!   another resource → 28000); tokens have audience `https://graph.microsoft.com` and open no
+//!   IMAP. Client credentials with `https://graph.microsoft.com/.default` carry the app's Graph
+//!   application roles (`Mail.ReadWrite` unless `graph_roles` changed them).
+//!   `app-confidential-b` is a second confidential app (secret `s3cret-app`) for tests that
+//!   change an app's Graph roles or access policy without disturbing others.
 //!
 //! # Control API (`/_test/...`, GET or POST, JSON answers)
 //! Most commands take an optional `user=` (a user, or the client id for client credentials): the
@@ -51,10 +62,14 @@
 //! - `stats[?user=U]`: `token_requests, password, refresh_token, client_credentials,
 //!   device_code, other_grant, token_errors, slow_down, devicecode_requests, introspections,
 //!   introspections_active`.
+//! - `graph_consent?client_id=C&scopes=A,B`: C's delegated Graph permissions are only A, B (others
+//!   → 65001); `scopes=*` restores all. `graph_roles?client_id=C&roles=A,B`: application roles
+//!   of C's next Graph tokens (empty: none, as without admin consent); `roles=*` restores.
 #![forbid(unsafe_code)]
 
 mod directory;
 mod errors;
+mod graph;
 mod service;
 mod util;
 

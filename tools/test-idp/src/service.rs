@@ -3,6 +3,7 @@
 
 use crate::directory::{self, App, Grant};
 use crate::errors::{aad, AadError, Ctx, KNOWN_CODES};
+use crate::graph::{self, GraphDirectory};
 use crate::util::{b64url, json_str, parse_form, random_bytes, random_text, unix_now};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -89,6 +90,8 @@ struct Access {
     client_id: String,
     scope: String,
     imap: bool,
+    /// Application roles (app-only Graph tokens).
+    roles: Vec<String>,
     expires: Instant,
     exp_unix: u64,
 }
@@ -146,6 +149,8 @@ pub struct Service {
     introspect_modes: HashMap<String, IntrospectMode>,
     /// Users whose password was changed (`set_password`), lower-cased.
     passwords: HashMap<String, String>,
+    /// Graph permissions of the apps (consent, application roles).
+    graph: GraphDirectory,
     /// Bumped by reset so hanging connections give up.
     pub generation: u64,
 }
@@ -169,6 +174,7 @@ impl Service {
             introspect_mode: IntrospectMode::Normal,
             introspect_modes: HashMap::new(),
             passwords: HashMap::new(),
+            graph: GraphDirectory::default(),
             generation: 0,
         }
     }
@@ -183,6 +189,9 @@ impl Service {
         }
         if route == "/introspect" && method == "POST" {
             return self.introspect(&params);
+        }
+        if route == "/introspect/claims" && method == "POST" {
+            return self.introspect_claims(&params);
         }
         let parts: Vec<&str> = route.trim_start_matches('/').split('/').collect();
         match parts.as_slice() {
@@ -331,7 +340,7 @@ impl Service {
                 let (Some(user), Some(password)) = (get("username"), get("password")) else {
                     return Err(900144);
                 };
-                let g = directory::delegated_scope(get("scope").unwrap_or(""))?;
+                let g = self.delegated_scope(client_id, get("scope").unwrap_or(""))?;
                 let current = self
                     .passwords
                     .get(&user.trim().to_ascii_lowercase())
@@ -357,10 +366,11 @@ impl Service {
                     _ => {}
                 }
                 let user = r.user.clone();
-                let mut g = directory::delegated_scope(match get("scope") {
-                    Some(s) if !s.trim().is_empty() => s,
-                    _ => &r.scope,
-                })?;
+                let scope = match get("scope") {
+                    Some(s) if !s.trim().is_empty() => s.to_string(),
+                    _ => r.scope.clone(),
+                };
+                let mut g = self.delegated_scope(client_id, &scope)?;
                 // The refresh token itself carries offline access.
                 g.offline = true;
                 directory::account_condition(&user)?;
@@ -415,7 +425,8 @@ impl Service {
     /// Microsoft's success body.
     fn issue(&mut self, principal: &str, client_id: &str, g: &Grant, ttl: u64) -> String {
         let now = unix_now();
-        let access = access_token(principal, client_id, &g.scope, now, ttl);
+        let roles = self.graph.roles_for(principal, client_id, &g.scope);
+        let access = access_token(principal, client_id, &g.scope, &roles, now, ttl);
         self.access.insert(
             access.clone(),
             Access {
@@ -423,6 +434,7 @@ impl Service {
                 client_id: client_id.to_string(),
                 scope: g.scope.clone(),
                 imap: g.imap,
+                roles,
                 expires: Instant::now() + Duration::from_secs(ttl),
                 exp_unix: now + ttl,
             },
@@ -474,7 +486,7 @@ impl Service {
                 return Err(900144);
             }
             directory::app(client_id).ok_or(700016u32)?;
-            directory::delegated_scope(scope)
+            self.delegated_scope(client_id, scope)
         })();
         let grant = match result {
             Ok(g) => g,
@@ -735,14 +747,53 @@ impl Service {
                 };
                 json(200, s.json())
             }
-            _ => json(
-                404,
-                format!(
-                    "{{\"ok\":false,\"error\":{}}}",
-                    json_str(&format!("unknown control command {cmd}"))
+            _ => match self.graph.control(cmd, p) {
+                Some(Ok(())) => ok(),
+                Some(Err(msg)) => bad(msg),
+                None => json(
+                    404,
+                    format!(
+                        "{{\"ok\":false,\"error\":{}}}",
+                        json_str(&format!("unknown control command {cmd}"))
+                    ),
                 ),
-            ),
+            },
         }
+    }
+
+    /// A delegated scope request: Graph's rules when it names Graph, else IMAP's.
+    fn delegated_scope(&self, client_id: &str, scope: &str) -> Result<Grant, u32> {
+        if graph::mentions_graph(scope) {
+            self.graph.delegated_scope(client_id, scope)
+        } else {
+            directory::delegated_scope(scope)
+        }
+    }
+
+    /// `POST /introspect/claims` (form `token=`): the claims of any live token (audience,
+    /// subject, delegated scopes, application roles), for resource servers other than Dovecot
+    /// (tools/test-graph); `{"active":false}` for an unknown or expired token.
+    fn introspect_claims(&mut self, p: &[(String, String)]) -> Reply {
+        let token = p
+            .iter()
+            .find(|(n, _)| n == "token")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let live = self
+            .access
+            .get(token)
+            .filter(|a| Instant::now() < a.expires);
+        let principal = live.map(|a| a.principal.clone());
+        let body = live.map(|a| {
+            graph::claims_json(&a.principal, &a.client_id, &a.scope, &a.roles, a.exp_unix)
+        });
+        self.count(principal.as_deref(), |s| {
+            s.introspections += 1;
+            if body.is_some() {
+                s.introspections_active += 1;
+            }
+        });
+        json(200, body.unwrap_or_else(|| "{\"active\":false}".into()))
     }
 
     fn scope_mut(&mut self, subject: Option<String>) -> &mut Overrides {
@@ -779,7 +830,14 @@ fn missing_param(grant: &str, p: &[(String, String)]) -> String {
 
 /// A JWT-shaped access token (header.payload.signature) as long as Microsoft's, so clients meet
 /// realistic sizes (well over 1000 bytes in the SASL string).
-fn access_token(principal: &str, client_id: &str, scope: &str, now: u64, ttl: u64) -> String {
+fn access_token(
+    principal: &str,
+    client_id: &str,
+    scope: &str,
+    roles: &[String],
+    now: u64,
+    ttl: u64,
+) -> String {
     let header = b64url(b"{\"typ\":\"JWT\",\"nonce\":\"pma\",\"alg\":\"RS256\",\"x5t\":\"pma-test\",\"kid\":\"pma-test\"}");
     let scp = scope
         .split_whitespace()
@@ -787,7 +845,9 @@ fn access_token(principal: &str, client_id: &str, scope: &str, now: u64, ttl: u6
         .collect::<Vec<_>>()
         .join(" ");
     let payload = format!(
-        "{{\"aud\":\"https://outlook.office.com\",\"iss\":\"https://sts.windows.net/{}/\",\"iat\":{now},\"nbf\":{now},\"exp\":{},\"appid\":{},\"scp\":{},\"upn\":{},\"unique_name\":{},\"tid\":\"{}\",\"oid\":\"{}\",\"sid\":\"{}\",\"aio\":\"{}\",\"rh\":\"{}\",\"acct\":0,\"acr\":\"1\",\"amr\":[\"pwd\"],\"app_displayname\":\"PSA mail agent\",\"appidacr\":\"0\",\"idtyp\":\"user\",\"ipaddr\":\"127.0.0.1\",\"puid\":\"10032003A1B2C3D4\",\"wids\":[\"b79fbf4d-3ef9-4689-8143-76b194e85509\"],\"xms_st\":{{\"sub\":\"{}\"}},\"xms_tcdt\":1589358262,\"uti\":\"{}\",\"ver\":\"1.0\"}}",
+        "{{\"aud\":{},\"roles\":[{}],\"iss\":\"https://sts.windows.net/{}/\",\"iat\":{now},\"nbf\":{now},\"exp\":{},\"appid\":{},\"scp\":{},\"upn\":{},\"unique_name\":{},\"tid\":\"{}\",\"oid\":\"{}\",\"sid\":\"{}\",\"aio\":\"{}\",\"rh\":\"{}\",\"acct\":0,\"acr\":\"1\",\"amr\":[\"pwd\"],\"app_displayname\":\"PSA mail agent\",\"appidacr\":\"0\",\"idtyp\":\"user\",\"ipaddr\":\"127.0.0.1\",\"puid\":\"10032003A1B2C3D4\",\"wids\":[\"b79fbf4d-3ef9-4689-8143-76b194e85509\"],\"xms_st\":{{\"sub\":\"{}\"}},\"xms_tcdt\":1589358262,\"uti\":\"{}\",\"ver\":\"1.0\"}}",
+        json_str(graph::audience(scope)),
+        roles.iter().map(|r| json_str(r)).collect::<Vec<_>>().join(","),
         directory::TENANT,
         now + ttl,
         json_str(client_id),
@@ -1055,5 +1115,46 @@ mod tests {
             body(&s.handle("POST", "/_test/fail_next?code=1", "")).0,
             400
         );
+    }
+
+    #[test]
+    fn graph_tokens_carry_audience_scopes_and_roles() {
+        let mut s = Service::new("pw");
+        let (st, b) = body(&s.handle(
+            "POST",
+            "/contoso-tenant/oauth2/v2.0/token",
+            "grant_type=password&client_id=app-public&username=d@contoso.test&password=pw&scope=https%3A%2F%2Fgraph.microsoft.com%2FMail.ReadWrite.Shared%20offline_access",
+        ));
+        assert_eq!(st, 200, "{b}");
+        assert!(field(&b, "refresh_token").is_some());
+        let at = field(&b, "access_token").unwrap();
+        // A Graph token opens no IMAP mailbox.
+        assert_eq!(introspect(&mut s, &at), "{\"active\":false}");
+        let c = body(&s.handle("POST", "/introspect/claims", &format!("token={at}"))).1;
+        assert!(c.contains("\"aud\":\"https://graph.microsoft.com\""), "{c}");
+        assert!(
+            c.contains("\"idtyp\":\"user\"") && c.contains("\"scp\":\"Mail.ReadWrite.Shared\""),
+            "{c}"
+        );
+        let cc = |s: &mut Service| {
+            body(&s.handle("POST", "/contoso-tenant/oauth2/v2.0/token", "grant_type=client_credentials&client_id=app-confidential&client_secret=s3cret-app&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default"))
+        };
+        let at = field(&cc(&mut s).1, "access_token").unwrap();
+        let c = body(&s.handle("POST", "/introspect/claims", &format!("token={at}"))).1;
+        assert!(
+            c.contains("\"roles\":[\"Mail.ReadWrite\"]") && c.contains("\"idtyp\":\"app\""),
+            "{c}"
+        );
+        s.handle(
+            "POST",
+            "/_test/graph_roles?client_id=app-confidential&roles=",
+            "",
+        );
+        let at = field(&cc(&mut s).1, "access_token").unwrap();
+        let c = body(&s.handle("POST", "/introspect/claims", &format!("token={at}"))).1;
+        assert!(c.contains("\"roles\":[]"), "{c}");
+        s.handle("POST", "/_test/expire_access_tokens", "");
+        let c = body(&s.handle("POST", "/introspect/claims", &format!("token={at}"))).1;
+        assert_eq!(c, "{\"active\":false}");
     }
 }
