@@ -21,9 +21,10 @@ fn state_dir(tag: &str) -> PathBuf {
 fn graph_mailbox(h: &Harness, email: &str, delegate: Option<&str>, extra: &str) -> Mailbox {
     let oauth = match delegate {
         None => r#""flow": "client_credentials", "application_id": "app-confidential", "client_secret": "s3cret-app""#.to_string(),
-        Some(_) => format!(
+        Some(_) => {
             r#""flow": "password", "application_id": "app-public", "shared_mailbox": true"#
-        ),
+                .to_string()
+        }
     };
     let json = format!(
         r#"{{"name": "{email}", "email": "{email}", "username": "{user}", "password": "{pw}",
@@ -282,4 +283,131 @@ fn refusals_name_cause_and_fix() {
         h.graph(&format!("/_test/error?mailbox={user}&code=none"));
         agent.ack(&b).await.unwrap();
     });
+}
+
+/// Complete lines (a line cut by a kill is no delivery): the dedupe keys.
+fn delivered_keys(out: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    complete
+        .lines()
+        .map(|l| support::json_field(l, "dedupe_key").expect("dedupe_key"))
+        .collect()
+}
+
+#[test]
+fn kill_9_and_faults_over_graph_lose_and_duplicate_nothing() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let h = Harness::get();
+    let user = h.unique_user("graphcrash");
+    let dir = state_dir("crash");
+    let config = dir.join("config.json");
+    let json = format!(
+        r#"{{"state_dir": "{state}", "mailboxes": [{{"name": "Helpdesk", "email": "{user}",
+             "transport": "graph", "graph": {{"endpoint": "{graph}"}}, "batch_size": 3,
+             "imap": {{"ca_file": "{ca}", "timeout_secs": 10}},
+             "oauth": {{"enabled": true, "flow": "client_credentials", "application_id": "app-confidential",
+                        "client_secret_env": "PMA_GRAPH_SECRET", "directory_id": "contoso-tenant", "authority": "{idp}"}}}}]}}"#,
+        state = dir.join("state").display(),
+        graph = h.graph_url,
+        ca = h.ca_file.display(),
+        idp = h.idp_url,
+    );
+    std::fs::write(&config, json).unwrap();
+    let bin = env!("CARGO_BIN_EXE_psa-mail-agent");
+    let launch = |cmd: &str, out: &Path| {
+        Command::new(bin)
+            .args([cmd, "--config"])
+            .arg(&config)
+            .env("PMA_GRAPH_SECRET", "s3cret-app")
+            .env("PMA_LOG", "info")
+            .stdout(std::fs::File::create(out).unwrap())
+            .stderr(std::fs::File::create(out.with_extension("err")).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // `test` over Graph: healthy, exit 0.
+    let out = dir.join("test.out");
+    let status = launch("test", &out).wait().unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("delta"), "{text}");
+    let mut total = 0usize;
+    let add = |n: usize, total: &mut usize| {
+        for _ in 0..n {
+            h.append(&user, "INBOX", &mail(&format!("crash {}", *total), ""), &[]);
+            *total += 1;
+        }
+    };
+    add(8, &mut total);
+    let mut outputs = Vec::new();
+    let mut killed = 0;
+    let mut seed = 12345u64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for round in 0..12 {
+        add(1 + next(3) as usize, &mut total);
+        match next(4) {
+            0 => {
+                h.graph(&format!("/_test/expire_delta?mailbox={user}"));
+            }
+            1 => {
+                h.graph(&format!(
+                    "/_test/fail_next?status=429&count=3&retry_after=1&mailbox={user}"
+                ));
+            }
+            _ => {}
+        }
+        let out = dir.join(format!("round-{round}.out"));
+        let mut child = launch("fetch", &out);
+        let delay = Duration::from_millis(50 + next(600));
+        let t = Instant::now();
+        while t.elapsed() < delay && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+        outputs.push(out);
+        psa_mail_agent::state::load(&dir.join("state").join("Helpdesk.state.json"))
+            .expect("state parses after a kill");
+    }
+    for i in 0..4 {
+        let out = dir.join(format!("final-{i}.out"));
+        let status = launch("fetch", &out).wait().unwrap();
+        let err = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
+        assert!(status.success(), "{err}");
+        let n = delivered_keys(&out).len();
+        outputs.push(out);
+        if n == 0 {
+            break;
+        }
+    }
+    let all: Vec<String> = outputs.iter().flat_map(|o| delivered_keys(o)).collect();
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    println!(
+        "graph crash: killed={killed} messages={total} delivered={} unique={}",
+        all.len(),
+        unique.len()
+    );
+    assert_eq!(unique.len(), total, "nothing lost");
+    let unseen = h
+        .list_messages(&user, "INBOX")
+        .iter()
+        .filter(|(_, f, _)| !f.iter().any(|x| x == "\\Seen"))
+        .count();
+    assert_eq!(unseen, 0, "every message acknowledged");
 }
