@@ -411,3 +411,63 @@ fn kill_9_and_faults_over_graph_lose_and_duplicate_nothing() {
         .count();
     assert_eq!(unseen, 0, "every message acknowledged");
 }
+
+#[test]
+fn c_api_over_graph_with_partial_ack() {
+    use psa_mail_agent::ffi::agent::{
+        pma_ack_tickets, pma_agent, pma_fetch_tickets, pma_free, pma_init, pma_test_connection,
+    };
+    use psa_mail_agent::ffi::batch::{pma_batch, pma_batch_count, pma_batch_free};
+    use psa_mail_agent::ffi::report::{pma_report, pma_report_free, pma_report_healthy};
+    use psa_mail_agent::ffi::result::pma_result;
+    use std::ffi::CString;
+    let h = Harness::get();
+    let user = h.unique_user("graphffi");
+    for i in 0..3 {
+        h.append(&user, "INBOX", &mail(&format!("ffi {i}"), ""), &[]);
+    }
+    let json = format!(
+        r#"{{"name": "ffi", "email": "{user}", "transport": "graph", "graph": {{"endpoint": "{graph}"}},
+             "imap": {{"ca_file": "{ca}", "timeout_secs": 10}},
+             "oauth": {{"enabled": true, "flow": "client_credentials", "application_id": "app-confidential",
+                        "client_secret": "s3cret-app", "directory_id": "contoso-tenant", "authority": "{idp}"}}}}"#,
+        graph = h.graph_url,
+        ca = h.ca_file.display(),
+        idp = h.idp_url,
+    );
+    let json = CString::new(json).unwrap();
+    let dir = CString::new(state_dir("ffi").to_str().unwrap()).unwrap();
+    let seen = |h: &Harness| {
+        h.list_messages(&user, "INBOX")
+            .iter()
+            .filter(|(_, f, _)| f.iter().any(|x| x == "\\Seen"))
+            .count()
+    };
+    // SAFETY: the C API's contract: valid NUL-terminated strings and out-pointers, handles
+    // freed once.
+    unsafe {
+        let mut agent: *mut pma_agent = std::ptr::null_mut();
+        assert_eq!(
+            pma_init(json.as_ptr(), dir.as_ptr(), &mut agent),
+            pma_result::PMA_OK
+        );
+        let mut report: *mut pma_report = std::ptr::null_mut();
+        assert_eq!(pma_test_connection(agent, &mut report), pma_result::PMA_OK);
+        assert!(pma_report_healthy(report));
+        pma_report_free(report);
+        let mut batch: *mut pma_batch = std::ptr::null_mut();
+        assert_eq!(pma_fetch_tickets(agent, 10, &mut batch), pma_result::PMA_OK);
+        assert_eq!(pma_batch_count(batch), 3);
+        // The host stored one ticket only: one message is acknowledged, two come again.
+        assert_eq!(pma_ack_tickets(agent, batch, 1), pma_result::PMA_OK);
+        pma_batch_free(batch);
+        assert_eq!(seen(h), 1);
+        let mut batch: *mut pma_batch = std::ptr::null_mut();
+        assert_eq!(pma_fetch_tickets(agent, 10, &mut batch), pma_result::PMA_OK);
+        assert_eq!(pma_batch_count(batch), 2);
+        assert_eq!(pma_ack_tickets(agent, batch, 2), pma_result::PMA_OK);
+        pma_batch_free(batch);
+        assert_eq!(seen(h), 3);
+        pma_free(agent);
+    }
+}
