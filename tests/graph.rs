@@ -471,3 +471,74 @@ fn c_api_over_graph_with_partial_ack() {
         pma_free(agent);
     }
 }
+
+#[test]
+fn run_polls_graph_and_delivers_to_the_spool() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let h = Harness::get();
+    let user = h.unique_user("graphrun");
+    let dir = state_dir("run");
+    let spool = dir.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"state_dir": "{state}", "output": {{"kind": "spool", "dir": "{spool}"}},
+                 "mailboxes": [{{"name": "Helpdesk", "email": "{user}", "transport": "graph",
+                 "graph": {{"endpoint": "{graph}"}}, "poll_interval_secs": 1,
+                 "imap": {{"ca_file": "{ca}", "timeout_secs": 10}},
+                 "oauth": {{"enabled": true, "flow": "client_credentials", "application_id": "app-confidential",
+                            "client_secret_env": "PMA_GRAPH_SECRET", "directory_id": "contoso-tenant", "authority": "{idp}"}}}}]}}"#,
+            state = dir.join("state").display(),
+            spool = spool.display(),
+            graph = h.graph_url,
+            ca = h.ca_file.display(),
+            idp = h.idp_url,
+        ),
+    )
+    .unwrap();
+    h.append(&user, "INBOX", &mail("run 1", ""), &[]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_psa-mail-agent"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("PMA_GRAPH_SECRET", "s3cret-app")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("run.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let count = || {
+        std::fs::read_dir(&spool)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".json")
+            })
+            .count()
+    };
+    let wait_for = |n: usize| {
+        let t = Instant::now();
+        while count() < n && t.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        count()
+    };
+    let first = wait_for(1);
+    h.append(&user, "INBOX", &mail("run 2", ""), &["\\Seen"]);
+    h.append(&user, "INBOX", &mail("run 3", ""), &[]);
+    let later = wait_for(3);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let err = std::fs::read_to_string(dir.join("run.err")).unwrap_or_default();
+    assert_eq!(first, 1, "{err}");
+    assert_eq!(later, 3, "new mail found by polling the delta link: {err}");
+    assert!(status.success(), "{status}: {err}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(count(), 3, "nothing twice");
+}
