@@ -15,6 +15,7 @@ NAMES = {
     "mbsync": "(b) mbsync (isync) to a local maildir",
     "python": "(c) Python imaplib + email.parser, same ticket fields",
     "agent": "(d) psa-mail-agent fetch --no-ack > /dev/null",
+    "graph": "(e) the same, transport graph (Graph stand-in over the same Dovecot mailbox)",
 }
 MB = 1024 * 1024
 
@@ -61,7 +62,7 @@ def main():
         print("|---|---:|---:|---:|---:|---:|---:|")
         wire = runs.get(("wire", count))
         base = count / statistics.median(w for w, _, _ in wire) if wire else None
-        for client in ("wire", "mbsync", "python", "agent"):
+        for client in ("wire", "mbsync", "python", "agent", "graph"):
             r = runs.get((client, count))
             if not r:
                 continue
