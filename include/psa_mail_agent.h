@@ -187,7 +187,9 @@ enum pma_result
    */
   PMA_IMAP_OAUTH_REJECTED = 401,
   /**
-   * XOAUTH2 rejected for a shared mailbox: the user lacks Full Access to it.
+   * A shared mailbox the delegate may not open: no Full Access, or no mailbox has the address
+   * (Exchange: "User is authenticated but not connected" at SELECT; other servers refuse
+   * XOAUTH2).
    */
   PMA_SHARED_MAILBOX_DENIED = 402,
   /**
@@ -202,6 +204,17 @@ enum pma_result
    * The server refused a command (NO/BAD).
    */
   PMA_SERVER_REFUSED = 405,
+  /**
+   * App-only: the token was accepted but the app may not open the mailbox (Exchange's
+   * "authenticated but not connected"): service principal not registered in Exchange
+   * (New-ServicePrincipal) or not granted on the mailbox (Add-MailboxPermission).
+   */
+  PMA_APP_NOT_GRANTED = 406,
+  /**
+   * The sign-in was accepted but Exchange does not open the mailbox for the account that
+   * signed in ("authenticated but not connected"): another account, or no mailbox.
+   */
+  PMA_MAILBOX_NOT_CONNECTED = 407,
   /**
    * AADSTS50126: wrong username or password.
    */
@@ -294,6 +307,32 @@ enum pma_result
    * Any other identity platform error (Microsoft's text is in `pma_last_error`).
    */
   PMA_OAUTH_IDENTITY_PROVIDER = 522,
+  /**
+   * AADSTS700027: the certificate that signed the client assertion is not registered on
+   * the app registration (another key), or was revoked.
+   */
+  PMA_OAUTH_CERTIFICATE_REJECTED = 523,
+  /**
+   * AADSTS700024: the client assertion is outside its validity time (check the clock).
+   */
+  PMA_OAUTH_ASSERTION_EXPIRED = 524,
+  /**
+   * The client assertion was presented before (its jti was replayed).
+   */
+  PMA_OAUTH_ASSERTION_REPLAYED = 525,
+  /**
+   * The configured client certificate expired (or is not valid yet).
+   */
+  PMA_OAUTH_CERTIFICATE_EXPIRED = 526,
+  /**
+   * A credential's end is near (`pma_credential.result`, not an error of a call): a refresh
+   * token unused for 76 days, a client secret or certificate expiring within 30 days.
+   */
+  PMA_CREDENTIAL_EXPIRING = 527,
+  /**
+   * A credential has ended (`pma_credential.result`): see its `fix`.
+   */
+  PMA_CREDENTIAL_EXPIRED = 528,
   /**
    * A message could not be turned into a ticket.
    */
@@ -491,7 +530,8 @@ typedef void (*pma_log_callback)(void *userdata, pma_log_level level, const char
  */
 typedef struct pma_step {
   /**
-   * `"token"`, `"connect"`, `"tls"`, `"capabilities"`, `"authenticate"` or `"select"`
+   * `"tenant"` (only when the tenant is discovered from the address), `"token"`,
+   * `"connect"`, `"tls"`, `"capabilities"`, `"authenticate"` or `"select"`
    * (NUL-terminated).
    */
   const char *name;
@@ -516,6 +556,44 @@ typedef struct pma_step {
    */
   const char *fix;
 } pma_step;
+
+/**
+ * One credential of the mailbox and how long it lasts, as `pma_report_credential` fills it
+ * in. Every pointer belongs to the report and stays valid until `pma_report_free`.
+ */
+typedef struct pma_credential {
+  /**
+   * `"refresh_token"`, `"client_secret"` or `"certificate"` (NUL-terminated).
+   */
+  const char *kind;
+  /**
+   * `"ok"`, `"expiring"`, `"expired"` or `"unknown"` (NUL-terminated).
+   */
+  const char *state;
+  /**
+   * `PMA_OK` (ok or unknown), `PMA_CREDENTIAL_EXPIRING` (a refresh token unused for 76
+   * of its 90 days, a client secret or certificate expiring within 30 days) or
+   * `PMA_CREDENTIAL_EXPIRED`.
+   */
+  pma_result result;
+  /**
+   * Unix seconds of the last renewal (refresh tokens), 0 when unknown or not applicable.
+   */
+  int64_t renewed_at;
+  /**
+   * Unix seconds of its end (a refresh token's: 90 days after its last renewal), 0 when
+   * unknown.
+   */
+  int64_t expires_at;
+  /**
+   * What it is and when it ends, in the admin's words (NUL-terminated UTF-8).
+   */
+  const char *detail;
+  /**
+   * What to do when it is expiring or expired (NUL-terminated UTF-8), or NULL.
+   */
+  const char *fix;
+} pma_credential;
 
 #ifdef __cplusplus
 extern "C" {
@@ -575,8 +653,11 @@ void pma_free(struct pma_agent *agent);
  *
  * `client_secret` may be NULL: a secret from the mailbox JSON (or `pma_set_client_secret`) is
  * kept. The library copies the strings; the copy of the secret is wiped from memory when the
- * handle is freed or the secret replaced. On failure (e.g. `PMA_CONFIG` when the result would
- * be incomplete) the handle keeps its previous settings. Batches fetched before a successful
+ * handle is freed or the secret replaced. `application_id` must be a GUID (surrounding braces
+ * are removed) and `directory_id` a GUID or a domain of the tenant (`common`, `organizations`
+ * and `consumers` are refused); otherwise `PMA_CONFIG`, with `pma_last_error` naming the key
+ * (`oauth.application_id: …`) and the fix. On failure (also when the result would be
+ * incomplete) the handle keeps its previous settings. Batches fetched before a successful
  * call can no longer be acknowledged (`PMA_FOREIGN_BATCH`); their messages come again.
  *
  * Thread-safe; serialised with the handle's other calls.
@@ -848,9 +929,11 @@ size_t pma_batch_attachment_count(const struct pma_batch *batch, size_t ticket_i
 
 /**
  * The decoded bytes (no base64) of attachment `attachment_index` of ticket `ticket_index`,
- * in the order of the ticket's `attachments` array. `*len` may be 0 for an empty part; `*ptr`
+ * in the order of the ticket's `attachments` array (store them under the name
+ * `pma_batch_attachment_save_as` gives, never under the sender's `filename`). `*len` may be 0 for an empty part; `*ptr`
  * is then still non-NULL but must not be read. The memory belongs to the batch: valid until
- * `pma_batch_free`.
+ * `pma_batch_free`. A large message's attachments are decoded from the message on the first
+ * call for them (the batch holds the message, not a decoded copy, until then).
  *
  * `PMA_ATTACHMENT_OMITTED` (out-parameters not written) for an attachment whose bytes are not
  * carried because it is larger than the mailbox's `max_attachment_bytes`: the ticket JSON
@@ -861,6 +944,24 @@ size_t pma_batch_attachment_count(const struct pma_batch *batch, size_t ticket_i
  * `batch` is NULL or a live batch; `ptr` and `len` are NULL or writable.
  */
 pma_result pma_batch_attachment(const struct pma_batch *batch, size_t ticket_index, size_t attachment_index, const uint8_t **ptr, size_t *len);
+
+/**
+ * The safe file name to store attachment `attachment_index` of ticket `ticket_index` under:
+ * its `save_as` (UTF-8, NUL-terminated; `*len` is its length in bytes without the NUL).
+ * Always set and unique within the ticket (compared case-insensitively): the name the sender
+ * gave without directories, control characters, `<>:"|?*`, leading dots or trailing dots and
+ * spaces, never a reserved Windows device name (`CON`, `NUL`, `COM1`, ... get a leading `_`),
+ * at most 200 bytes; without a sent name an attached message's subject + `.eml`, else a name
+ * from the content type (`image.png`, `document.pdf`, `invite.ics`). The sender's own name,
+ * unchanged, is the ticket JSON's `filename` (null when the part had none): show that, store
+ * under this. Given also for an attachment whose bytes are omitted. The memory belongs to
+ * the batch: valid until `pma_batch_free`. `PMA_INDEX_OUT_OF_RANGE` for a bad index.
+ * Thread-safe.
+ *
+ * # Safety
+ * `batch` is NULL or a live batch; `ptr` and `len` are NULL or writable.
+ */
+pma_result pma_batch_attachment_save_as(const struct pma_batch *batch, size_t ticket_index, size_t attachment_index, const char **ptr, size_t *len);
 
 /**
  * The raw RFC 822 bytes of ticket `index`'s message exactly as the server sent them (to
@@ -919,7 +1020,8 @@ bool pma_report_healthy(const struct pma_report *report);
 /**
  * The report as JSON: `{"healthy": bool, "steps": [{"name", "status" ("passed" | "failed" |
  * "skipped"), "result" (pma_result value), "result_name", "duration_ms", "detail", "fix"
- * (string or null)}]}`. `*ptr` receives the UTF-8 text (also NUL-terminated), `*len` its
+ * (string or null)}], "credentials": [{"kind", "state", "result", "result_name",
+ * "renewed_at", "expires_at" (Unix seconds or null), "detail", "fix"}]}`. `*ptr` receives the UTF-8 text (also NUL-terminated), `*len` its
  * length without the NUL; the memory belongs to the report (valid until
  * `pma_report_free`). Thread-safe.
  *
@@ -945,6 +1047,26 @@ size_t pma_report_step_count(const struct pma_report *report);
  * `report` is NULL or a live report; `out` is NULL or writable.
  */
 pma_result pma_report_step(const struct pma_report *report, size_t index, struct pma_step *out);
+
+/**
+ * The number of credentials in the report (its refresh token, client secret, certificate,
+ * as far as the mailbox uses them). 0 for NULL or an invalid handle. Thread-safe.
+ *
+ * # Safety
+ * `report` is NULL or a live report.
+ */
+size_t pma_report_credential_count(const struct pma_report *report);
+
+/**
+ * Fills `*out` with credential `index` (0-based, below `pma_report_credential_count`):
+ * when it was last renewed, when it ends, and a warning with its fix when that is near
+ * (`result` `PMA_CREDENTIAL_EXPIRING` or `PMA_CREDENTIAL_EXPIRED`); `PMA_INDEX_OUT_OF_RANGE`
+ * for a bad index. The strings it points to belong to the report. Thread-safe.
+ *
+ * # Safety
+ * `report` is NULL or a live report; `out` is NULL or writable.
+ */
+pma_result pma_report_credential(const struct pma_report *report, size_t index, struct pma_credential *out);
 
 /**
  * Frees a report and every pointer it handed out. NULL is accepted and does nothing, as is

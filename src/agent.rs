@@ -81,7 +81,8 @@ impl Batch {
 /// One step of a connection test.
 #[derive(Debug, Clone)]
 pub struct Step {
-    /// `token`, `connect`, `tls`, `capabilities`, `authenticate`, `select`.
+    /// `tenant` (only when the tenant is discovered from the address), `token`, `connect`,
+    /// `tls`, `capabilities`, `authenticate`, `select`.
     pub name: &'static str,
     /// `Some(true)` passed, `Some(false)` failed, `None` skipped after an earlier failure.
     pub ok: Option<bool>,
@@ -100,6 +101,9 @@ pub struct Step {
 pub struct Report {
     /// Every step in order.
     pub steps: Vec<Step>,
+    /// The mailbox's credentials and how long they last (refresh token, client secret,
+    /// certificate): expiring ones are warned about, they do not make the report unhealthy.
+    pub credentials: Vec<crate::oauth::lifetimes::Credential>,
 }
 
 impl Report {
@@ -138,6 +142,9 @@ pub struct Agent {
     _lock: Option<MailboxLock>,
 }
 
+/// An IDLE the server ended after at least this long counts as a normal wake, not a failure.
+const IDLE_END_IS_NORMAL_AFTER: Duration = Duration::from_secs(20);
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -175,6 +182,10 @@ impl Agent {
         let tokens = if mailbox.oauth.enabled {
             let mut options = crate::oauth::ProviderOptions {
                 cache_path: Some(paths.token_cache.clone()),
+                tenant_cache: Some(paths.tenant.clone()),
+                // App-only tokens have no user: the mailbox's own address names the tenant.
+                discovery_address: (mailbox.oauth.flow == Flow::ClientCredentials)
+                    .then(|| mailbox.email.clone()),
                 timeout: Duration::from_secs(mailbox.imap.timeout_secs),
                 ca_file: mailbox.imap.ca_file.clone(),
                 sign_in_command: format!(
@@ -184,8 +195,7 @@ impl Agent {
                 ..Default::default()
             };
             if is_graph {
-                (options.delegated_scope, options.app_scope) =
-                    graph_seam::graph_scopes(&mailbox.graph.endpoint);
+                options.scopes = Some(graph_seam::graph_scopes(&mailbox.graph.endpoint));
             }
             Some(crate::oauth::TokenProvider::new(
                 &mailbox.oauth,
@@ -314,6 +324,7 @@ impl Agent {
     /// attachment metadata only and memory stays bounded by the largest single message.
     pub fn set_attachment_bytes(&mut self, keep: bool) {
         self.attachment_bytes = keep;
+        self.options.attachment_bytes = keep;
     }
 
     /// Bytes of mail (message sources) read from the server since this agent was made.
@@ -324,6 +335,12 @@ impl Agent {
     /// Tokens obtained from the identity platform since this agent was made.
     pub fn token_grants(&self) -> u64 {
         self.tokens.as_ref().map_or(0, |t| t.grants())
+    }
+
+    /// The mailbox's credentials and how long they last at `now` (Unix seconds): see
+    /// [`crate::oauth::lifetimes`].
+    pub fn credentials(&self, now: u64) -> Vec<crate::oauth::lifetimes::Credential> {
+        crate::oauth::lifetimes::credentials(&self.mailbox, &self.paths.token_cache, now)
     }
 
     /// The token provider, for sign-in (`login`) and diagnosis.
@@ -387,6 +404,7 @@ impl Agent {
             );
         };
         let user = self.oauth_user().to_string();
+        let exchange = greeted.is_exchange();
         if !greeted.capabilities.has("AUTH=XOAUTH2") {
             return Err(Error::new(
                 ErrorKind::ImapOAuthRejected,
@@ -437,40 +455,135 @@ impl Agent {
         {
             Ok(session) => Ok(session),
             Err(f) if f.error.kind() == ErrorKind::ImapOAuthRejected => {
-                Err(self.diagnose_rejection(f.error))
+                Err(self.diagnose_rejection(f.error, exchange))
             }
             Err(f) => Err(f.error),
         }
     }
 
     /// A token the identity platform issued was refused twice by IMAP: say why in admin terms.
-    fn diagnose_rejection(&self, e: Error) -> Error {
+    /// Exchange Online (`exchange`: it greeted as Microsoft Exchange) refuses a fresh token only
+    /// when IMAP is off for the mailbox or the organization, or the token lacks the IMAP
+    /// permission; a missing Full Access or grant shows later, as "authenticated but not
+    /// connected" (see [`Agent::diagnose_not_connected`]). Other servers may check access to a
+    /// shared mailbox at sign-in.
+    fn diagnose_rejection(&self, e: Error, exchange: bool) -> Error {
         let m = &self.mailbox;
-        if m.oauth.flow == Flow::ClientCredentials {
-            Error::new(
+        let app_only = m.oauth.flow == Flow::ClientCredentials;
+        let target = self.oauth_user();
+        if exchange || (!app_only && !m.oauth.shared_mailbox) {
+            let signer = if app_only {
+                format!("the app {}", m.oauth.application_id)
+            } else {
+                m.username.clone()
+            };
+            let mailboxes = if m.oauth.shared_mailbox && !app_only {
+                format!("{target} (and the delegate {})", m.username)
+            } else {
+                target.to_string()
+            };
+            let permission = if app_only {
+                "App registration > API permissions > Add a permission > APIs my organization uses > \
+                 Office 365 Exchange Online > Application permissions > IMAP.AccessAsApp, then \
+                 Grant admin consent"
+            } else {
+                "App registration > API permissions > Add a permission > APIs my organization uses > \
+                 Office 365 Exchange Online > Delegated permissions > IMAP.AccessAsUser.All, then \
+                 Grant admin consent"
+            };
+            return Error::new(
                 ErrorKind::ImapOAuthRejected,
-                format!("{} (app-only token for {})", e.message(), m.email),
+                format!(
+                    "{}; the identity platform had just issued the token for {signer}, so IMAP is \
+                     disabled for the mailbox {target} or for the whole organization, or the token \
+                     lacks the IMAP permission, or no mailbox has the address {target}",
+                    e.message()
+                ),
             )
             .with_fix(format!(
-                "register the app's service principal in Exchange (New-ServicePrincipal) and grant it \
-                 Full Access to {} (Add-MailboxPermission), and give the app IMAP.AccessAsApp with admin consent",
-                m.email
-            ))
+                "check IMAP for {mailboxes} in Exchange Online PowerShell: Get-CASMailbox -Identity \
+                 {target} | fl ImapEnabled; turn it on with Set-CASMailbox -Identity {target} \
+                 -ImapEnabled $true (or Microsoft 365 admin center > Users > Active users > the user > \
+                 Mail > Manage email apps > IMAP). Organization-wide: Get-CASMailboxPlan | fl \
+                 Name,ImapEnabled (the default of new mailboxes; Set-CASMailboxPlan -Identity <plan> \
+                 -ImapEnabled $true) and Get-CASMailbox -ResultSize Unlimited | where {{-not \
+                 $_.ImapEnabled}}. If IMAP is on, check the permission: {permission}; and the \
+                 address: Get-Mailbox -Identity {target} | fl PrimarySmtpAddress. Changes take up to \
+                 an hour"
+            ));
+        }
+        if app_only {
+            Error::new(
+                ErrorKind::AppNotGranted,
+                format!("{} (app-only token for {})", e.message(), m.email),
+            )
+            .with_fix(app_grant_fix(&m.oauth.application_id, &m.email))
+        } else {
+            Error::new(
+                ErrorKind::SharedMailboxDenied,
+                format!(
+                    "{}: the user {} has no Full Access to {}",
+                    e.message(),
+                    m.username,
+                    m.email
+                ),
+            )
+            .with_fix(full_access_fix(&m.username, &m.email))
+        }
+    }
+
+    /// Exchange Online's `BAD User is authenticated but not connected.` (then `BYE`) after a
+    /// successful sign-in: the token was fine, but its account may not open the mailbox named in
+    /// `user=`. Turns it into its causes and fixes for this mailbox's setup; other errors pass.
+    fn diagnose_not_connected(&self, e: Error) -> Error {
+        if !imap::is_not_connected(&e) {
+            return e;
+        }
+        let m = &self.mailbox;
+        let quoted = "Exchange answered \"User is authenticated but not connected\"";
+        if m.oauth.flow == Flow::ClientCredentials {
+            Error::new(
+                ErrorKind::AppNotGranted,
+                format!(
+                    "the app-only token of {app} was accepted, but Exchange will not open {mb} for \
+                     the app ({quoted}): the app's service principal is not registered in Exchange \
+                     Online, or it has no permission on {mb}, or no mailbox has the address {mb}",
+                    app = m.oauth.application_id,
+                    mb = m.email
+                ),
+            )
+            .with_fix(app_grant_fix(&m.oauth.application_id, &m.email))
         } else if m.oauth.shared_mailbox {
             Error::new(
                 ErrorKind::SharedMailboxDenied,
-                format!("{}: the user {} has no Full Access to {}", e.message(), m.username, m.email),
+                format!(
+                    "{d} signed in, but Exchange will not open the shared mailbox {s} for {d} \
+                     ({quoted}): {d} has no Full Access to {s}, or no mailbox has the address {s} \
+                     (a typo, or an address that is not the mailbox's)",
+                    d = m.username,
+                    s = m.email
+                ),
+            )
+            .with_fix(full_access_fix(&m.username, &m.email))
+        } else {
+            Error::new(
+                ErrorKind::MailboxNotConnected,
+                format!(
+                    "the sign-in was accepted, but Exchange will not open the mailbox {u} for the \
+                     account that signed in ({quoted}): the account that signed in is not {u} (with \
+                     device code sign-in, somebody else may have approved it), or {u} has no \
+                     Exchange Online mailbox, or {u} is the address of a shared mailbox",
+                    u = m.username
+                ),
             )
             .with_fix(format!(
-                "give {} Full Access to the shared mailbox {} (Exchange admin center > Mailboxes > {} > \
-                 Delegation > Read and manage), then wait up to an hour",
-                m.username, m.email, m.email
-            ))
-        } else {
-            Error::new(ErrorKind::ImapOAuthRejected, e.message().to_string()).with_fix(format!(
-                "IMAP may be disabled for {} (Microsoft 365 admin center > Users > Mail > Manage email apps: IMAP), \
-                 or the token lacks IMAP.AccessAsUser.All (App registration > API permissions, then grant admin consent)",
-                m.username
+                "check the mailbox: Get-Mailbox -Identity {u} | fl PrimarySmtpAddress,RecipientTypeDetails \
+                 (Exchange Online PowerShell); a user needs an Exchange Online license. For a shared \
+                 mailbox set Username to a delegate that signs in, tick Shared Mailbox \
+                 (\"shared_mailbox\": true) and give the delegate Full Access: Add-MailboxPermission \
+                 -Identity {u} -User <delegate> -AccessRights FullAccess. With device code, sign in \
+                 again (psa-mail-agent login) as {u}",
+                u = m.username
             ))
         }
     }
@@ -512,7 +625,10 @@ impl Agent {
             self.mailbox.name,
             session.capabilities().list()
         );
-        let folder = session.select(&self.mailbox.imap.folder).await?;
+        let folder = session
+            .select(&self.mailbox.imap.folder)
+            .await
+            .map_err(|e| self.diagnose_not_connected(e))?;
         log::info!(
             "mailbox {}: selected {} (UIDVALIDITY {}, {} messages)",
             self.mailbox.name,
@@ -797,6 +913,7 @@ impl Agent {
                 if !keep_bytes {
                     for a in &mut ticket.attachments {
                         a.data = Vec::new();
+                        a.pending = None;
                     }
                 }
                 let raw = keep_raw.then(|| msg.raw.to_vec());
@@ -1015,7 +1132,10 @@ impl Agent {
         }
         let mut report = Report::default();
         let mut names: Vec<&'static str> = Vec::new();
-        if self.tokens.is_some() {
+        if let Some(t) = &self.tokens {
+            if t.discovers_tenant() {
+                names.push("tenant");
+            }
             names.push("token");
         }
         names.extend(["connect", "tls", "capabilities", "authenticate", "select"]);
@@ -1033,6 +1153,10 @@ impl Agent {
                 on_step(&step);
                 report.steps.push(step);
             }
+        }
+        report.credentials = self.credentials(now_unix());
+        for c in report.credentials.iter().filter(|c| c.needs_attention()) {
+            log::warn!("mailbox {}: {}", self.mailbox.name, c.detail);
         }
         match report.failure() {
             None => log::info!("mailbox {}: connection test passed", self.mailbox.name),
@@ -1107,6 +1231,30 @@ impl Agent {
         }
         self.session = None;
         let mut token = None;
+        let mut token_unreachable = false;
+        let unreachable = |d: &std::result::Result<String, Error>| {
+            matches!(d, Err(e) if matches!(
+                e.kind(),
+                ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::ConnectionClosed
+            ))
+        };
+        if let Some(tokens) = self.tokens.as_mut().filter(|t| t.discovers_tenant()) {
+            // No Directory ID configured: which tenant the address's domain belongs to.
+            let t = Instant::now();
+            let (_, d) = split(tokens.discover_tenant().await, |info| {
+                info.as_ref()
+                    .map(|i| i.describe())
+                    .unwrap_or_else(|| "Directory ID configured".into())
+            });
+            // Out of reach: the token step fails the same way, and the mail server is still
+            // probed below.
+            if unreachable(&d) {
+                let _ = record("tenant", t, d);
+                token_unreachable = true;
+            } else {
+                record("tenant", t, d)?;
+            }
+        }
         if let Some(tokens) = self.tokens.as_mut() {
             let t = Instant::now();
             let flow = match self.mailbox.oauth.flow {
@@ -1117,7 +1265,15 @@ impl Agent {
             let (v, d) = split(tokens.verify_credentials().await, |(_, what)| {
                 format!("{what} accepted: new access token issued ({flow} flow)")
             });
-            record("token", t, d)?;
+            // An identity platform out of reach says nothing about the mail server: the test
+            // still probes it (connect, TLS, capabilities) so the admin learns whether it is
+            // reachable, then stops before signing in.
+            token_unreachable |= unreachable(&d);
+            if token_unreachable {
+                let _ = record("token", t, d);
+            } else {
+                record("token", t, d)?;
+            }
             token = v.map(|(t, _)| t);
         }
         let target = self.target();
@@ -1128,7 +1284,7 @@ impl Agent {
         record("connect", t, d)?;
         let tcp = tcp.expect("recorded as passed");
         let t = Instant::now();
-        let (client, d) = split(imap::connect::secure(&target, tcp).await, |c| {
+        let (client, d) = split(imap::connect::secure(&target, tcp).await, |(c, _)| {
             match (target.encryption, c.get_ref().is_encrypted()) {
                 (Encryption::Ssl, _) => {
                     "implicit TLS, certificate and host name verified".to_string()
@@ -1140,18 +1296,22 @@ impl Agent {
             }
         });
         record("tls", t, d)?;
-        let mut client = client.expect("recorded as passed");
+        let (mut client, greeting) = client.expect("recorded as passed");
         let t = Instant::now();
         let (caps, d) = split(
             imap::connect::capabilities(&mut client, target.timeout).await,
             |c| c.list(),
         );
         record("capabilities", t, d)?;
+        if token_unreachable {
+            return Err(());
+        }
         let caps = caps.expect("recorded as passed");
         let t = Instant::now();
         let greeted = Greeted {
             client,
             capabilities: caps,
+            greeting,
         };
         let how = if token.is_some() {
             format!("XOAUTH2 as {}", self.oauth_user())
@@ -1173,7 +1333,8 @@ impl Agent {
             let unseen = session.search("UNSEEN").await?.len();
             Ok((f, unseen))
         }
-        .await;
+        .await
+        .map_err(|e| self.diagnose_not_connected(e));
         let (selected, d) = split(r, |(f, unseen)| {
             format!(
                 "{}: {} messages, {} unread, UIDVALIDITY {}",
@@ -1221,7 +1382,26 @@ impl Agent {
         }
         if session.supports_idle() {
             // On error the session is gone with the connection: the next call reconnects.
-            let (session, wake) = session.idle(max_wait, stop).await?;
+            let started = Instant::now();
+            let (session, wake) = match session.idle(max_wait, stop).await {
+                Ok(r) => r,
+                // The server's own end of a long IDLE (Exchange: after about 29 minutes) is a
+                // normal wake: the next fetch reconnects and finds what is new. A server that
+                // ends IDLE at once stays an error, so a broken one cannot make us spin.
+                Err(e)
+                    if imap::idle::ended_by_server(&e)
+                        && started.elapsed() >= IDLE_END_IS_NORMAL_AFTER =>
+                {
+                    log::info!(
+                        "mailbox {}: {} after {} s; reconnecting",
+                        self.mailbox.name,
+                        e.message(),
+                        started.elapsed().as_secs()
+                    );
+                    return Ok(imap::Wake::Timeout);
+                }
+                Err(e) => return Err(e),
+            };
             self.session = Some((session, folder));
             Ok(wake)
         } else {
@@ -1252,6 +1432,33 @@ impl Agent {
     }
 }
 
+/// What the admin does when a delegate may not open a shared mailbox: Full Access, in the Exchange
+/// admin center or PowerShell, and a check that the address is the mailbox's.
+fn full_access_fix(delegate: &str, shared: &str) -> String {
+    format!(
+        "give {delegate} Full Access to {shared}: Exchange admin center > Recipients > Mailboxes > \
+         {shared} > Delegation > Read and manage (Full Access) > Edit > Add members > {delegate}, or \
+         in Exchange Online PowerShell: Add-MailboxPermission -Identity {shared} -User {delegate} \
+         -AccessRights FullAccess -InheritanceType All; check that the address is the shared \
+         mailbox's: Get-Mailbox -Identity {shared} | fl PrimarySmtpAddress (no mailbox found: \
+         correct Email). Permissions take up to an hour to apply"
+    )
+}
+
+/// What the admin does when an app-only token may not open a mailbox: register the service
+/// principal in Exchange with the Enterprise Application's Object ID, grant it the mailbox.
+fn app_grant_fix(app: &str, mailbox: &str) -> String {
+    format!(
+        "in Exchange Online PowerShell (Connect-ExchangeOnline) register the app: \
+         New-ServicePrincipal -AppId {app} -ObjectId <Object ID> -DisplayName psa-mail-agent, with \
+         the Object ID from Microsoft Entra admin center > Enterprise applications > the app \
+         (not the App registration's Object ID); then grant it the mailbox: Add-MailboxPermission \
+         -Identity {mailbox} -User <Object ID> -AccessRights FullAccess; check that {mailbox} \
+         exists: Get-Mailbox -Identity {mailbox}. The app also needs IMAP.AccessAsApp with admin \
+         consent. Changes take up to 30 minutes"
+    )
+}
+
 /// Drops UIDs deleted on the server before they were fetched from `pending`.
 fn forget_vanished(
     mailbox: &str,
@@ -1278,7 +1485,11 @@ fn build_ticket(
     uid_validity: u32,
     too_big: u64,
 ) -> Ticket {
-    let mut ticket = match ticket::build(msg.raw, options) {
+    let built = match &msg.shared {
+        Some(shared) => ticket::build_shared(shared.clone(), options),
+        None => ticket::build(msg.raw, options),
+    };
+    let mut ticket = match built {
         Ok(t) => t,
         Err(e) => ticket::unreadable(msg.raw, &options.mailbox, &e),
     };

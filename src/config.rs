@@ -15,6 +15,7 @@
 //! directory. `null` means "not set" for every optional key, and keys starting with `_` are
 //! comments.
 
+pub mod edit;
 mod fields;
 mod secrets;
 
@@ -200,10 +201,79 @@ pub struct OAuth {
     pub flow: Flow,
     /// `client_secret` | `client_secret_env` | `client_secret_file`.
     pub client_secret: Option<Secret>,
-    /// Identity platform base URL (`authority`, default `https://login.microsoftonline.com`).
+    /// When the client secret expires (`client_secret_expires`, an RFC 3339 date or date-time),
+    /// as Unix seconds: reported 30 days ahead.
+    pub client_secret_expires: Option<u64>,
+    /// A PEM file with the app's certificate and private key (`client_certificate_file`): the
+    /// app credential for client credentials instead of a client secret.
+    pub client_certificate_file: Option<PathBuf>,
+    /// Identity platform base URL (`authority`, default the cloud's: `https://login.microsoftonline.com`).
     pub authority: String,
+    /// The Microsoft cloud (`cloud`, default global): sets the default authority, IMAP host
+    /// and scopes.
+    pub cloud: Cloud,
     /// HTTPS proxy for the token endpoint, `http://host:port` (`proxy`).
     pub proxy: Option<String>,
+}
+
+/// The Microsoft cloud a tenant lives in (`oauth.cloud`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cloud {
+    /// The public (global) cloud: login.microsoftonline.com, outlook.office365.com.
+    #[default]
+    Global,
+    /// Microsoft 365 US Government (GCC High, DoD): login.microsoftonline.us,
+    /// outlook.office365.us.
+    UsGov,
+    /// Microsoft 365 operated by 21Vianet (China): login.chinacloudapi.cn, partner.outlook.cn.
+    China,
+}
+
+impl Cloud {
+    /// The config spelling (`global`, `usgov`, `china`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cloud::Global => "global",
+            Cloud::UsGov => "usgov",
+            Cloud::China => "china",
+        }
+    }
+
+    /// The identity platform of this cloud (`oauth.authority` when absent).
+    pub fn authority(self) -> &'static str {
+        match self {
+            Cloud::Global => DEFAULT_AUTHORITY,
+            Cloud::UsGov => "https://login.microsoftonline.us",
+            Cloud::China => "https://login.chinacloudapi.cn",
+        }
+    }
+
+    /// Exchange Online's IMAP host in this cloud (`imap.server` when absent).
+    pub fn imap_server(self) -> &'static str {
+        match self {
+            Cloud::Global => DEFAULT_SERVER,
+            Cloud::UsGov => "outlook.office365.us",
+            Cloud::China => "partner.outlook.cn",
+        }
+    }
+
+    /// The delegated IMAP scope (with `offline_access` for a refresh token).
+    pub fn delegated_scope(self) -> &'static str {
+        match self {
+            Cloud::Global => "https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
+            Cloud::UsGov => "https://outlook.office365.us/IMAP.AccessAsUser.All offline_access",
+            Cloud::China => "https://partner.outlook.cn/IMAP.AccessAsUser.All offline_access",
+        }
+    }
+
+    /// The app-only (client credentials) scope of Exchange Online.
+    pub fn app_scope(self) -> &'static str {
+        match self {
+            Cloud::Global => "https://outlook.office365.com/.default",
+            Cloud::UsGov => "https://outlook.office365.us/.default",
+            Cloud::China => "https://partner.outlook.cn/.default",
+        }
+    }
 }
 
 /// What happens on the server to a message once its ticket was delivered (`after_processing`).
@@ -293,6 +363,9 @@ const OAUTH_KEYS: &[&str] = &[
     "client_secret_file",
     "authority",
     "proxy",
+    "cloud",
+    "client_secret_expires",
+    "client_certificate_file",
 ];
 
 impl std::fmt::Debug for Output {
@@ -342,7 +415,10 @@ impl Default for OAuth {
             shared_mailbox: false,
             flow: Flow::Password,
             client_secret: None,
+            client_secret_expires: None,
+            client_certificate_file: None,
             authority: DEFAULT_AUTHORITY.to_string(),
+            cloud: Cloud::Global,
             proxy: None,
         }
     }
@@ -696,8 +772,8 @@ impl Mailbox {
     ) -> Result<()> {
         let mut next = self.clone();
         next.oauth.enabled = true;
-        next.oauth.application_id = application_id.to_string();
-        next.oauth.directory_id = directory_id.to_string();
+        next.oauth.application_id = strip_braces(application_id).to_string();
+        next.oauth.directory_id = strip_braces(directory_id).to_string();
         if client_secret.is_some() {
             next.oauth.client_secret = client_secret;
         }
@@ -842,10 +918,9 @@ impl Mailbox {
         if !self.oauth.enabled {
             return Ok(());
         }
-        for (key, value) in [
-            ("oauth.application_id", &self.oauth.application_id),
-            ("oauth.directory_id", &self.oauth.directory_id),
-        ] {
+        // oauth.directory_id may be left out: the tenant is then discovered from the domain
+        // of the address (src/oauth/discovery.rs).
+        for (key, value) in [("oauth.application_id", &self.oauth.application_id)] {
             if value.is_empty() {
                 return Err(Error::config(
                     at(key),
@@ -859,11 +934,17 @@ impl Mailbox {
                 at("password"),
                 format!("required for oauth.flow \"password\"; {one_of}"),
             )),
-            Flow::ClientCredentials if self.oauth.client_secret.is_none() => Err(Error::config(
-                at("oauth.client_secret"),
-                "required for oauth.flow \"client_credentials\"; set exactly one of \
-                 client_secret, client_secret_env, client_secret_file",
-            )),
+            Flow::ClientCredentials
+                if self.oauth.client_secret.is_none()
+                    && self.oauth.client_certificate_file.is_none() =>
+            {
+                Err(Error::config(
+                    at("oauth.client_secret"),
+                    "required for oauth.flow \"client_credentials\"; set exactly one of \
+                     client_secret, client_secret_env, client_secret_file, or a certificate in \
+                     client_certificate_file",
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -883,7 +964,7 @@ fn parse_mailbox(
     let active = o.bool_or("active", true)?;
     let add_attachments = o.bool_or("add_attachments", true)?;
     let add_ccs = o.bool_or("add_ccs", false)?;
-    let imap = parse_imap(&o, ctx)?;
+    let mut imap = parse_imap(&o, ctx)?;
     let after = o.choice_or(
         "after_processing",
         &["mark_read", "move", "delete"],
@@ -936,6 +1017,13 @@ fn parse_mailbox(
     let keep_raw = o.bool_or("keep_raw", false)?;
     let graph = parse_graph(&o)?;
     let oauth = parse_oauth(&o, ctx)?;
+    // The cloud's IMAP host unless imap.server names one.
+    let server_given = o
+        .obj_opt("imap", "an object with the incoming mail server settings")?
+        .is_some_and(|i| i.get("server").is_some());
+    if !server_given {
+        imap.server = oauth.cloud.imap_server().to_string();
+    }
     let password = secrets::resolve(&o, "password", ctx)?;
     let mailbox = Mailbox {
         name: name.to_string(),
@@ -1005,7 +1093,16 @@ fn parse_imap(mailbox: &Obj<'_>, ctx: &Ctx<'_>) -> Result<Imap> {
         imap.server = server.to_string();
     }
     imap.port = u16::try_from(o.int_or("port", 1, 65535, 993)?).unwrap_or(993);
-    imap.encryption = match o.choice_or("encryption", &["ssl", "starttls", "none"], "ssl")? {
+    let encryption = o
+        .choice_or("encryption", &["ssl", "starttls", "none"], "ssl")
+        .map_err(|e| match o.get("encryption") {
+            Some(Value::String(s)) => match encryption_hint(s) {
+                Some(hint) => e.with_fix(hint),
+                None => e,
+            },
+            _ => e,
+        })?;
+    imap.encryption = match encryption {
         "starttls" => Encryption::StartTls,
         "none" => Encryption::None,
         _ => Encryption::Ssl,
@@ -1130,10 +1227,10 @@ fn parse_oauth(mailbox: &Obj<'_>, ctx: &Ctx<'_>) -> Result<OAuth> {
     o.check_keys(OAUTH_KEYS)?;
     oauth.enabled = o.bool_or("enabled", false)?;
     if let Some(id) = o.str_opt("application_id")? {
-        oauth.application_id = id.to_string();
+        oauth.application_id = strip_braces(id).to_string();
     }
     if let Some(id) = o.str_opt("directory_id")? {
-        oauth.directory_id = id.to_string();
+        oauth.directory_id = strip_braces(id).to_string();
     }
     oauth.shared_mailbox = o.bool_or("shared_mailbox", false)?;
     oauth.flow = match o.choice_or(
@@ -1145,6 +1242,13 @@ fn parse_oauth(mailbox: &Obj<'_>, ctx: &Ctx<'_>) -> Result<OAuth> {
         "device_code" => Flow::DeviceCode,
         _ => Flow::Password,
     };
+    oauth.cloud = match o.choice_or("cloud", &["global", "usgov", "china"], "global")? {
+        "usgov" => Cloud::UsGov,
+        "china" => Cloud::China,
+        _ => Cloud::Global,
+    };
+    oauth.authority = oauth.cloud.authority().to_string();
+    // An explicit authority (tests, the demo) wins over the cloud's.
     if let Some(authority) = o.str_opt_as("authority", "an https:// URL", false)? {
         // The token client appends "/{tenant}/oauth2/v2.0/token".
         oauth.authority = authority.trim_end_matches('/').to_string();
@@ -1153,34 +1257,133 @@ fn parse_oauth(mailbox: &Obj<'_>, ctx: &Ctx<'_>) -> Result<OAuth> {
         oauth.proxy = Some(proxy.trim_end_matches('/').to_string());
     }
     oauth.client_secret = secrets::resolve(&o, "client_secret", ctx)?;
+    if let Some(file) = o.str_opt_as("client_certificate_file", "a file path", false)? {
+        if file.is_empty() {
+            return Err(Error::config(
+                o.key_path("client_certificate_file"),
+                "expected a file path, found \"\"",
+            ));
+        }
+        if let Some(k) = ["client_secret", "client_secret_env", "client_secret_file"]
+            .into_iter()
+            .find(|k| o.get(k).is_some())
+        {
+            return Err(Error::config(
+                o.key_path("client_certificate_file"),
+                format!(
+                    "conflicts with {}; the app signs in with one credential: a certificate or \
+                     a client secret",
+                    o.key_path(k)
+                ),
+            ));
+        }
+        oauth.client_certificate_file = Some(ctx.resolve(file));
+    }
+    if let Some(date) = o.str_opt_as("client_secret_expires", "an RFC 3339 date", false)? {
+        oauth.client_secret_expires = Some(parse_rfc3339(date).ok_or_else(|| {
+            Error::config(
+                o.key_path("client_secret_expires"),
+                format!(
+                    "\"{}\" is not an RFC 3339 date; expected e.g. \"2027-03-31\" or \
+                     \"2027-03-31T12:00:00Z\" (the Expires column under Certificates & secrets)",
+                    json::shorten(date)
+                ),
+            )
+        })?);
+    }
     Ok(oauth)
+}
+
+/// An RFC 3339 full-date (`2027-03-31`, midnight UTC) or date-time
+/// (`2027-03-31T12:00:00Z`, `…+01:00`, fractions ignored) as Unix seconds.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let b = t.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = t.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let days_in_month = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1..=days_in_month).contains(&d) || y < 1970 {
+        return None;
+    }
+    // Days since 1970-01-01 (Howard Hinnant's algorithm).
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy / 400;
+    let yoe = yy - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let mut secs = days * 86_400;
+    if b.len() > 10 {
+        if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 19 || b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        secs += h * 3600 + mi * 60 + s;
+        let mut rest = &t[19..];
+        if let Some(frac) = rest.strip_prefix('.') {
+            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            rest = &frac[digits..];
+        }
+        match rest {
+            "Z" | "z" => {}
+            _ if rest.len() == 6
+                && matches!(rest.as_bytes()[0], b'+' | b'-')
+                && rest.as_bytes()[3] == b':' =>
+            {
+                let oh: i64 = rest[1..3].parse().ok()?;
+                let om: i64 = rest[4..6].parse().ok()?;
+                if oh > 23 || om > 59 {
+                    return None;
+                }
+                let offset = oh * 3600 + om * 60;
+                // Local time = UTC + offset.
+                secs -= if rest.starts_with('+') {
+                    offset
+                } else {
+                    -offset
+                };
+            }
+            _ => return None,
+        }
+    }
+    u64::try_from(secs).ok()
 }
 
 impl OAuth {
     fn check(&self, at: &str) -> Result<()> {
-        // Copy-paste from the Azure portal easily brings spaces along; the directory id also
-        // becomes a URL path segment, so it is restricted to what tenant ids and domains use.
-        if self
-            .application_id
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(Error::config(
-                join(at, "application_id"),
-                "contains spaces or control characters; copy the Application (client) ID again",
-            ));
-        }
-        if !self
-            .directory_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-        {
-            return Err(Error::config(
-                join(at, "directory_id"),
-                "expected a Directory (tenant) ID (a GUID) or a domain such as \
-                 contoso.onmicrosoft.com: letters, digits, - . _ only",
-            ));
-        }
+        // The identity endpoint of the tests and the demo (a loopback authority) names its
+        // apps and tenant freely; Microsoft's are GUIDs and domains.
+        let test_authority =
+            split_url(&self.authority).is_some_and(|p| crate::net::is_loopback_host(p.host));
+        check_application_id(
+            &join(at, "application_id"),
+            &self.application_id,
+            test_authority,
+        )?;
+        check_directory_id(
+            &join(at, "directory_id"),
+            &self.directory_id,
+            test_authority,
+        )?;
         check_url(
             &join(at, "authority"),
             &self.authority,
@@ -1192,6 +1395,169 @@ impl OAuth {
         }
         Ok(())
     }
+}
+
+/// Checks one answer of a guided setup as loading would: `key` is `name`, `email`,
+/// `username`, `oauth.application_id` or `oauth.directory_id` (braces already removed);
+/// `authority` decides whether test names are allowed (a loopback one) for the ids. Errors
+/// name `key`.
+pub fn check_field(key: &str, value: &str, authority: &str) -> Result<()> {
+    let test_authority = split_url(authority).is_some_and(|p| crate::net::is_loopback_host(p.host));
+    match key {
+        "name" => check_name(key, value),
+        "email" => check_email(key, value),
+        "username" if value.is_empty() || value.chars().any(char::is_whitespace) => Err(
+            Error::config(key, "must be a non-empty account name without spaces"),
+        ),
+        "oauth.application_id" if value.is_empty() => {
+            Err(Error::config(key, "is required").with_fix(APP_ID_FIX))
+        }
+        "oauth.application_id" => check_application_id(key, value, test_authority),
+        "oauth.directory_id" if value.is_empty() => {
+            Err(Error::config(key, "is required").with_fix(DIRECTORY_ID_FIX))
+        }
+        "oauth.directory_id" => check_directory_id(key, value, test_authority),
+        _ => Ok(()),
+    }
+}
+
+/// [`strip_braces`] for callers outside the config reader (setup).
+pub fn without_braces(id: &str) -> &str {
+    strip_braces(id.trim())
+}
+
+/// `{GUID}` as the registry and some PowerShell output print it: the braces go.
+fn strip_braces(id: &str) -> &str {
+    id.strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .unwrap_or(id)
+}
+
+/// A GUID in its usual form, `8-4-4-4-12` hex digits (either case).
+pub fn is_guid(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// A DNS domain with at least one dot: labels of letters, digits and inner hyphens.
+fn is_domain(text: &str) -> bool {
+    text.len() <= 253
+        && text.contains('.')
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        })
+}
+
+/// Names for a test identity endpoint: letters, digits, `-`, `.`, `_`.
+fn is_test_name(text: &str) -> bool {
+    text.bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+}
+
+const APP_ID_FIX: &str = "copy the Application (client) ID from the app registration's Overview \
+     page in Microsoft Entra ID (a GUID such as 11111111-2222-3333-4444-555555555555; not the \
+     app's name, not a secret)";
+const DIRECTORY_ID_FIX: &str = "copy the Directory (tenant) ID GUID from the app registration's \
+     Overview page in Microsoft Entra ID, or write the tenant's domain such as \
+     contoso.onmicrosoft.com";
+
+/// `oauth.application_id`: empty (required or not, decided by the credential check) or a GUID
+/// (any name a loopback test endpoint knows).
+fn check_application_id(at: &str, id: &str, test_authority: bool) -> Result<()> {
+    if id.is_empty() || is_guid(id) || (test_authority && is_test_name(id)) {
+        return Ok(());
+    }
+    let problem = if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "contains spaces or control characters; copy the Application (client) ID again".to_string()
+    } else if id.contains('~') || (id.len() >= 34 && !id.contains('-')) {
+        // Client secret values look like "AbC8Q~…" (about 40 characters, no hyphens).
+        "looks like a client secret value, not the Application (client) ID; the secret belongs \
+         in oauth.client_secret_file or client_secret_env"
+            .to_string()
+    } else {
+        format!(
+            "\"{}\" is not an Application (client) ID: expected a GUID of the form \
+             xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+            json::shorten(id)
+        )
+    };
+    Err(Error::config(at, problem).with_fix(APP_ID_FIX))
+}
+
+/// `oauth.directory_id`: empty (discovery or required, decided elsewhere), a GUID or a domain
+/// (any name a loopback test endpoint knows), never the multi-tenant endpoints.
+fn check_directory_id(at: &str, id: &str, test_authority: bool) -> Result<()> {
+    let lower = id.to_ascii_lowercase();
+    if matches!(lower.as_str(), "common" | "organizations" | "consumers") {
+        return Err(Error::config(
+            at,
+            format!(
+                "\"{id}\" is Microsoft's multi-tenant endpoint, not a directory: the agent \
+                 signs in to one tenant (on \"{lower}\" a single-tenant app is refused with \
+                 AADSTS50194 and app-only tokens cannot be issued at all)"
+            ),
+        )
+        .with_fix(DIRECTORY_ID_FIX));
+    }
+    if id.is_empty() || is_guid(id) || is_domain(id) || (test_authority && is_test_name(id)) {
+        return Ok(());
+    }
+    let problem = if let Some((_, domain)) = id.rsplit_once('@') {
+        format!(
+            "\"{}\" is an email address; the Directory ID is the tenant's GUID or domain \
+             (here perhaps \"{}\")",
+            json::shorten(id),
+            json::shorten(domain)
+        )
+    } else if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "contains spaces or control characters; copy the Directory (tenant) ID again".to_string()
+    } else {
+        format!(
+            "\"{}\" is neither a Directory (tenant) ID (a GUID) nor a domain with a dot such as \
+             contoso.onmicrosoft.com",
+            json::shorten(id)
+        )
+    };
+    Err(Error::config(at, problem).with_fix(DIRECTORY_ID_FIX))
+}
+
+/// A "did you mean" for the Encryption Type as admin screens and mail clients spell it.
+fn encryption_hint(value: &str) -> Option<String> {
+    let key: String = value
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let (choice, why) = match key.as_str() {
+        "ssl" | "tls" | "ssltls" | "tlsssl" | "implicittls" | "implicit" | "imaps" | "sslon"
+        | "ssl993" | "tls993" => (
+            "ssl",
+            "TLS from the first byte (\"SSL/TLS\" in mail clients), usually port 993",
+        ),
+        "starttls" | "explicittls" | "explicit" | "tlsstarttls" | "starttlstls" | "starttls143" => {
+            (
+                "starttls",
+                "plain connection upgraded with STARTTLS, usually port 143",
+            )
+        }
+        "none" | "no" | "off" | "plain" | "plaintext" | "unencrypted" | "noencryption"
+        | "false" | "clear" => ("none", "no encryption; needs allow_plaintext"),
+        _ => return None,
+    };
+    Some(format!(
+        "did you mean \"{choice}\"? ({why}; the three values are \"ssl\", \"starttls\" and \
+         \"none\")"
+    ))
 }
 
 /// The parts of an `http(s)://host[:port][/path]` URL we check.
@@ -1355,5 +1721,44 @@ fn check_email(at: &str, email: &str) -> Result<()> {
                 json::shorten(email)
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use super::parse_rfc3339;
+
+    #[test]
+    fn dates_and_date_times() {
+        assert_eq!(parse_rfc3339("1970-01-01"), Some(0));
+        assert_eq!(parse_rfc3339("2027-03-31"), Some(1_806_451_200));
+        assert_eq!(parse_rfc3339("2027-03-31T12:00:00Z"), Some(1_806_494_400));
+        assert_eq!(
+            parse_rfc3339("2027-03-31T12:00:00.123Z"),
+            Some(1_806_494_400)
+        );
+        assert_eq!(
+            parse_rfc3339("2027-03-31T14:00:00+02:00"),
+            Some(1_806_494_400)
+        );
+        assert_eq!(
+            parse_rfc3339("2027-03-31T07:00:00-05:00"),
+            Some(1_806_494_400)
+        );
+        assert_eq!(parse_rfc3339("2028-02-29"), Some(1_835_395_200));
+        for bad in [
+            "",
+            "2027-02-29",
+            "2027-13-01",
+            "31.03.2027",
+            "2027-03-31T12:00",
+            "2027-03-31T12:00:00",
+            "2027-03-31T25:00:00Z",
+            "2027-03-31X12:00:00Z",
+            "1969-12-31",
+            "2027-03-31T12:00:00+2",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

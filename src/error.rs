@@ -36,8 +36,15 @@ pub enum ErrorKind {
     LoginFailed,
     /// AUTHENTICATE XOAUTH2 rejected for the own mailbox although the token was issued.
     ImapOAuthRejected,
-    /// AUTHENTICATE XOAUTH2 rejected for a shared mailbox: the delegate lacks Full Access.
+    /// A shared mailbox the delegate may not open: no Full Access, or no mailbox has the address
+    /// (Exchange: "User is authenticated but not connected" after the sign-in).
     SharedMailboxDenied,
+    /// An app-only token may not open the mailbox: the app's service principal is not registered
+    /// in Exchange or not granted on the mailbox (or the address is no mailbox's).
+    AppNotGranted,
+    /// The sign-in worked but Exchange does not open the own mailbox for that account ("User is
+    /// authenticated but not connected"): another account signed in, or there is no mailbox.
+    MailboxNotConnected,
     /// The server said `[UNAVAILABLE]` or similar: temporary, retry later.
     ServerUnavailable,
     /// The search or processed folder does not exist.
@@ -91,6 +98,16 @@ pub enum ErrorKind {
     SignInRequired,
     /// Any other error answered by the identity platform (Microsoft's text is kept).
     IdentityProvider,
+    /// AADSTS700027 (also 7000274, 7000214, 7000277): the certificate that signed the client
+    /// assertion is not registered on the app (another key), or was revoked.
+    ClientCertificateRejected,
+    /// AADSTS700024 (also 1000502): the client assertion is outside its validity time (this
+    /// machine's clock is off).
+    ClientAssertionExpired,
+    /// The client assertion's `jti` was presented before (a replayed assertion).
+    ClientAssertionReplayed,
+    /// The configured certificate (`client_certificate_file`) expired or is not valid yet.
+    ClientCertificateExpired,
     // --- Microsoft Graph
     /// Graph refused access to the mailbox (ErrorAccessDenied): a delegate without Full Access,
     /// or an app-only token for a mailbox outside the app's scope.
@@ -149,6 +166,9 @@ impl ErrorKind {
                 | K::DeviceCodeExpired
                 | K::SignInRequired
                 | K::IdentityProvider
+                | K::ClientCertificateRejected
+                | K::ClientAssertionExpired
+                | K::ClientAssertionReplayed
         )
     }
 }

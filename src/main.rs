@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+mod cli_setup;
+
 const USAGE: &str = "\
 psa-mail-agent: turns support email into PSA tickets
 
@@ -18,6 +20,7 @@ Usage:
   psa-mail-agent login --config F --mailbox NAME    device-code sign-in (MFA-capable)
   psa-mail-agent run   --config F [--shard I/N]     daemon: every active mailbox, IDLE or polling
   psa-mail-agent status --config F [--shard I/N]    each mailbox's state; exit 0 = all healthy
+  psa-mail-agent setup [--config F]                 guided setup of one mailbox on a terminal
   psa-mail-agent COMMAND --help
 
 Options for every command:
@@ -171,9 +174,12 @@ fn exit_code_for(e: &Error) -> u8 {
         K::LoginFailed
         | K::ImapOAuthRejected
         | K::SharedMailboxDenied
+        | K::AppNotGranted
+        | K::MailboxNotConnected
         | K::PlaintextRefused
         | K::Certificate
-        | K::StartTlsNotOffered => 4,
+        | K::StartTlsNotOffered
+        | K::ClientCertificateExpired => 4,
         k if k.is_identity_platform() => 4,
         _ => 1,
     }
@@ -253,6 +259,7 @@ fn main() -> ExitCode {
         "login" => LOGIN_HELP,
         "run" => RUN_HELP,
         "status" => STATUS_HELP,
+        "setup" => cli_setup::HELP,
         "" => {
             if let Err(e) = out(format_args!("{USAGE}")) {
                 return ExitCode::from(stdout_failed(&e));
@@ -281,6 +288,7 @@ fn main() -> ExitCode {
         "login" => with_config(&args, cmd_login),
         "run" => cmd_run(&args),
         "status" => with_config(&args, cmd_status),
+        "setup" => cli_setup::run(args.config.as_deref()),
         _ => unreachable!("checked above"),
     };
     ExitCode::from(code)
@@ -403,6 +411,17 @@ fn step_line(s: &Step) -> std::io::Result<()> {
 }
 
 fn verdict(report: &Report) -> std::io::Result<()> {
+    for c in &report.credentials {
+        let mark = match c.state {
+            psa_mail_agent::oauth::lifetimes::LifetimeState::Ok => "ok  ",
+            psa_mail_agent::oauth::lifetimes::LifetimeState::Unknown => "??  ",
+            _ => "WARN",
+        };
+        outln!("  [{mark}] {:<13} {}", c.kind.as_str(), c.detail)?;
+        if let Some(fix) = &c.fix {
+            outln!("         fix: {fix}")?;
+        }
+    }
     outln!(
         "  => {}",
         if report.healthy() {

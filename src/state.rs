@@ -181,6 +181,8 @@ pub struct StatePaths {
     pub state: PathBuf,
     /// `<stem>.token.json`
     pub token_cache: PathBuf,
+    /// `<stem>.tenant.json`: the tenant discovered from the address (no `oauth.directory_id`).
+    pub tenant: PathBuf,
     /// `<stem>.threads`
     pub threads: PathBuf,
     /// `<stem>.lock`
@@ -197,6 +199,7 @@ impl StatePaths {
         StatePaths {
             state: p("state.json"),
             token_cache: p("token.json"),
+            tenant: p("tenant.json"),
             threads: p("threads"),
             lock: p("lock"),
             status: p("status.json"),
@@ -255,6 +258,15 @@ pub fn to_json<T: Serialize>(value: &T) -> String {
 /// file beside it (mode 0600, never ending in `.json`), fsync, rename over, fsync the directory.
 /// A missing directory is created with mode 0700 (it holds state and token caches).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Like [`write_atomic`], the content written by `write` (in pieces, so it need not be held
+/// whole in memory).
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -285,7 +297,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             opts.mode(0o600);
         }
         let mut f = opts.open(&tmp).map_err(|e| io("write", e))?;
-        let written = f.write_all(bytes).and_then(|_| f.sync_all());
+        let written = {
+            let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut f);
+            write(&mut w).and_then(|_| w.flush())
+        }
+        .and_then(|_| f.sync_all());
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(io("write", e));

@@ -13,7 +13,48 @@ use std::time::Duration;
 
 /// A client configuration trusting Mozilla's roots and, when given, the CA certificates in the PEM
 /// file `ca_file` (for a private CA or a test server).
+///
+/// Configurations are shared while in use: the root store is some 150 trust anchors, which 500
+/// idle mailboxes would otherwise each keep a copy of. A changed CA file (size or modification
+/// time) gets a new configuration.
 pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>> {
+    let key: Key = ca_file.map(|p| {
+        let meta = std::fs::metadata(p).ok();
+        (
+            p.to_path_buf(),
+            meta.as_ref().map_or(0, |m| m.len()),
+            meta.and_then(|m| m.modified().ok()),
+        )
+    });
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    shared.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(config) = shared
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(config);
+    }
+    let config = new_client_config(ca_file)?;
+    shared.push((key, Arc::downgrade(&config)));
+    Ok(config)
+}
+
+type Key = Option<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>;
+static SHARED: std::sync::Mutex<Vec<(Key, std::sync::Weak<ClientConfig>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Frees the shared configurations no agent uses any more (a `Weak` keeps its allocation). The C
+/// API calls it when a handle is freed, so a host that frees every handle holds nothing of ours.
+pub fn release_unused() {
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    shared.retain(|(_, w)| w.strong_count() > 0);
+    if shared.is_empty() {
+        *shared = Vec::new();
+    }
+}
+
+fn new_client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {

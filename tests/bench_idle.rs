@@ -84,6 +84,26 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Context switches of every thread of `pid` so far (voluntary and not): each is a wake-up.
+fn wakeups(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .map(|t| {
+            let s = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            s.lines()
+                .filter_map(|l| {
+                    l.strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 fn idle_count(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("state"))
         .map(|rd| {
@@ -154,6 +174,16 @@ fn bench_idle_mailboxes() {
     eprintln!(
         "{n} mailboxes idle after {secs:.1} s; RSS {rss_n} KiB (1 mailbox: {rss_one} KiB), \
          {per_box:.0} KiB per extra mailbox; {fds} open file descriptors"
+    );
+    // Between IDLE refreshes nothing should wake the process: count its threads' context
+    // switches over a quiet stretch.
+    let quiet = env_num("PMA_BENCH_QUIET_SECS", 20);
+    let before = wakeups(agent.0.id());
+    std::thread::sleep(Duration::from_secs(quiet as u64));
+    let woken = wakeups(agent.0.id()).saturating_sub(before);
+    eprintln!(
+        "idle for {quiet} s with {n} mailboxes: {woken} wake-ups ({:.2}/s)",
+        woken as f64 / quiet as f64
     );
 
     let spool = dir.join("spool");

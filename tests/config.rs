@@ -10,6 +10,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 const BASE: &str = "/etc/pma";
+/// An Application (client) ID of the right form.
+const APP: &str = "11111111-2222-3333-4444-555555555555";
+/// A Directory (tenant) ID of the right form.
+const TENANT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
 const BASIC: &str =
     r#""name": "Helpdesk", "email": "helpdesk@contoso.com", "password": "inline-pw-1""#;
 
@@ -37,7 +41,7 @@ fn oauth(members: &str, extra: &str) -> String {
     format!(
         r#"{{"mailboxes": [{{"name": "M365", "email": "helpdesk@contoso.com",
            "username": "alice@contoso.com", "oauth": {{"enabled": true,
-           "application_id": "app-public", "directory_id": "contoso.onmicrosoft.com"{members}}}{extra}}}]}}"#
+           "application_id": "{APP}", "directory_id": "contoso.onmicrosoft.com"{members}}}{extra}}}]}}"#
     )
 }
 
@@ -143,7 +147,7 @@ fn relative_paths_resolve_against_the_config_directory() {
           {"name": "A", "email": "a@contoso.com", "password_file": "pw.txt",
            "imap": {"ca_file": "certs/ca.pem"}},
           {"name": "B", "email": "b@contoso.com", "oauth": {"enabled": true,
-           "application_id": "app", "directory_id": "tenant", "flow": "client_credentials",
+           "application_id": "11111111-2222-3333-4444-555555555555", "directory_id": "contoso.com", "flow": "client_credentials",
            "client_secret_file": "./secrets/cs.txt"}}]}"#;
     let c = Config::from_json_with_env(text, &dir, &env).unwrap();
     assert_eq!(c.state_dir, dir.join("var/state"));
@@ -195,7 +199,7 @@ fn secrets_resolve_and_never_show_in_debug() {
           {"name": "Inline", "email": "a@contoso.com", "password": "inline-pw-1"},
           {"name": "Env", "email": "b@contoso.com", "password_env": "PMA_T_PASSWORD"},
           {"name": "App", "email": "c@contoso.com", "oauth": {"enabled": true,
-           "application_id": "app", "directory_id": "tenant", "flow": "client_credentials",
+           "application_id": "11111111-2222-3333-4444-555555555555", "directory_id": "contoso.com", "flow": "client_credentials",
            "client_secret_env": "PMA_T_SECRET"}}]}"#;
     let c = Config::from_json_with_env(text, &dir, &env).unwrap();
     assert_eq!(
@@ -312,25 +316,21 @@ fn single_mailbox_for_the_c_api() {
         r#"{"name": "App", "email": "app@contoso.com", "oauth": {"flow": "client_credentials"}}"#;
     assert!(Mailbox::from_json(text, Path::new(BASE)).is_err());
     let mut m = Mailbox::from_json_incomplete(text, Path::new(BASE)).unwrap();
-    let e = m
-        .set_oauth_credentials("app-id", "tenant", None)
-        .unwrap_err();
+    let e = m.set_oauth_credentials(APP, TENANT, None).unwrap_err();
     assert!(
         e.message().starts_with("oauth.client_secret: required"),
         "{e}"
     );
     assert!(!m.oauth.enabled, "failed call leaves the mailbox unchanged");
-    m.set_oauth_credentials("app-id", "tenant", Some(Secret::new("s")))
+    m.set_oauth_credentials(&format!("{{{APP}}}"), TENANT, Some(Secret::new("s")))
         .unwrap();
     assert!(m.oauth.enabled);
-    assert_eq!(m.oauth.application_id, "app-id");
+    assert_eq!(m.oauth.application_id, APP, "braces removed");
     assert_eq!(m.xoauth2_user(), "app@contoso.com");
     m.validate().unwrap();
-    let e = m
-        .set_oauth_credentials("app id", "tenant", None)
-        .unwrap_err();
+    let e = m.set_oauth_credentials("app id", TENANT, None).unwrap_err();
     assert!(e.message().starts_with("oauth.application_id: "), "{e}");
-    let e = m.set_oauth_credentials("app", "../x", None).unwrap_err();
+    let e = m.set_oauth_credentials(APP, "../x", None).unwrap_err();
     assert!(e.message().starts_with("oauth.directory_id: "), "{e}");
 }
 
@@ -440,16 +440,17 @@ fn password_required_for_basic_and_password_flow() {
 fn oauth_ids_required_when_enabled() {
     fails(
         r#"{"mailboxes": [{"name": "A", "email": "a@contoso.com", "password": "p",
-            "oauth": {"enabled": true, "directory_id": "t"}}]}"#,
+            "oauth": {"enabled": true, "directory_id": "contoso.com"}}]}"#,
         "mailboxes[0].oauth.application_id",
         &["required when oauth.enabled is true"],
     );
-    fails(
+    // The Directory ID may be left out: the tenant is discovered from the address's domain.
+    let c = load(
         r#"{"mailboxes": [{"name": "A", "email": "a@contoso.com", "password": "p",
-            "oauth": {"enabled": true, "application_id": "app-public"}}]}"#,
-        "mailboxes[0].oauth.directory_id",
-        &["required when oauth.enabled is true"],
-    );
+            "oauth": {"enabled": true, "application_id": "11111111-2222-3333-4444-555555555555"}}]}"#,
+    )
+    .unwrap();
+    assert!(c.mailboxes[0].oauth.directory_id.is_empty());
     // Disabled OAuth needs no ids.
     load(&one(r#", "oauth": {"enabled": false}"#)).unwrap();
 }
@@ -945,7 +946,7 @@ fn server_must_be_a_bare_host() {
 #[test]
 fn shared_mailbox_needs_a_delegate_for_the_password_flow() {
     let text = r#"{"mailboxes": [{"name": "S", "email": "shared@contoso.com", "password": "p",
-        "oauth": {"enabled": true, "application_id": "app-public", "directory_id": "t",
+        "oauth": {"enabled": true, "application_id": "11111111-2222-3333-4444-555555555555", "directory_id": "contoso.com",
                   "shared_mailbox": true}}]}"#;
     fails(text, "mailboxes[0].username", &["equals email", "delegate"]);
     // App-only has no signed-in user: the same mailbox is fine with client_credentials.
@@ -1140,4 +1141,163 @@ fn webhook_ca_file_is_resolved_and_checked() {
     )
     .unwrap_err();
     assert!(e.message().starts_with("output.ca_file:"), "{e}");
+}
+
+// ------------------------------------------------- Microsoft ids and spellings (issue 13 item 8)
+
+#[test]
+fn application_id_must_be_a_guid() {
+    // Braces as the registry prints GUIDs are removed.
+    let c = load(&oauth("", r#", "password": "p""#).replace(APP, &format!("{{{APP}}}"))).unwrap();
+    assert_eq!(c.mailboxes[0].oauth.application_id, APP);
+    // Upper case is a GUID too.
+    load(&oauth("", r#", "password": "p""#).replace(APP, &APP.to_uppercase())).unwrap();
+    let path = "mailboxes[0].oauth.application_id";
+    for (bad, part) in [
+        ("helpdesk-app", "is not an Application (client) ID"),
+        ("11111111-2222-3333-4444-55555555555", "expected a GUID"),
+        ("1111111122223333444455555555555g", "expected a GUID"),
+        ("{11111111-2222-3333-4444-555555555555", "expected a GUID"),
+        (
+            "Xy8Q~abcdefghijklmnopqrstuvwxyz0123456",
+            "looks like a client secret",
+        ),
+        ("11111111-2222-3333-4444-555555555555 ", "contains spaces"),
+    ] {
+        let e = fails(
+            &oauth("", r#", "password": "p""#).replace(APP, bad),
+            path,
+            &[
+                part,
+                "fix: copy the Application (client) ID from the app registration's Overview",
+            ],
+        );
+        assert!(
+            !e.to_string().contains("Xy8Q~"),
+            "a pasted secret is not echoed: {e}"
+        );
+    }
+}
+
+#[test]
+fn directory_id_must_be_a_guid_or_a_domain() {
+    let with = |dir: &str| {
+        oauth("", r#", "password": "p""#).replace(
+            r#""directory_id": "contoso.onmicrosoft.com""#,
+            &format!(r#""directory_id": "{dir}""#),
+        )
+    };
+    for good in [
+        TENANT,
+        "contoso.com",
+        "contoso.onmicrosoft.com",
+        "sub.contoso-eu.de",
+    ] {
+        load(&with(good)).unwrap();
+    }
+    let c = load(&with(&format!("{{{TENANT}}}"))).unwrap();
+    assert_eq!(c.mailboxes[0].oauth.directory_id, TENANT, "braces removed");
+    let path = "mailboxes[0].oauth.directory_id";
+    let fix = "fix: copy the Directory (tenant) ID GUID";
+    for multi in ["common", "organizations", "Consumers"] {
+        fails(
+            &with(multi),
+            path,
+            &["multi-tenant endpoint", "AADSTS50194", fix],
+        );
+    }
+    fails(
+        &with("alice@contoso.com"),
+        path,
+        &["is an email address", "perhaps \"contoso.com\"", fix],
+    );
+    for bad in [
+        "contoso",
+        "contoso-tenant",
+        "contoso..com",
+        "-contoso.com",
+        "../x",
+        "a_b.com",
+    ] {
+        fails(&with(bad), path, &["neither a Directory (tenant) ID", fix]);
+    }
+}
+
+#[test]
+fn test_names_are_accepted_only_with_a_loopback_authority() {
+    let text = oauth(
+        r#", "authority": "http://127.0.0.1:1""#,
+        r#", "password": "p""#,
+    )
+    .replace(APP, "app-public")
+    .replace("contoso.onmicrosoft.com", "contoso-tenant");
+    let c = load(&text).unwrap();
+    assert_eq!(c.mailboxes[0].oauth.application_id, "app-public");
+    fails(
+        &text.replace("http://127.0.0.1:1", "https://login.example.net"),
+        "mailboxes[0].oauth.application_id",
+        &["is not an Application (client) ID"],
+    );
+    // Even a test endpoint is never "common".
+    fails(
+        &text.replace("contoso-tenant", "common"),
+        "mailboxes[0].oauth.directory_id",
+        &["multi-tenant"],
+    );
+}
+
+#[test]
+fn ids_are_checked_for_the_c_api_too() {
+    let text =
+        r#"{"name": "App", "email": "app@contoso.com", "oauth": {"flow": "client_credentials"}}"#;
+    let mut m = Mailbox::from_json_incomplete(text, Path::new(BASE)).unwrap();
+    let e = m
+        .set_oauth_credentials("my-app", TENANT, Some(Secret::new("s")))
+        .unwrap_err();
+    assert!(e.message().starts_with("oauth.application_id: "), "{e}");
+    let e = m
+        .set_oauth_credentials(APP, "organizations", Some(Secret::new("s")))
+        .unwrap_err();
+    assert!(e.message().starts_with("oauth.directory_id: "), "{e}");
+    assert!(!m.oauth.enabled);
+}
+
+#[test]
+fn admin_screen_spellings_of_the_encryption_get_a_hint() {
+    let path = "mailboxes[0].imap.encryption";
+    for (spelling, meant) in [
+        ("SSL/TLS", "ssl"),
+        ("TLS", "ssl"),
+        ("SSL_TLS", "ssl"),
+        ("Implicit TLS", "ssl"),
+        ("STARTTLS ", "starttls"),
+        ("TLS/STARTTLS", "starttls"),
+        ("Explicit TLS", "starttls"),
+        ("No encryption", "none"),
+        ("plain", "none"),
+    ] {
+        let text = one(&format!(r#", "imap": {{"encryption": "{spelling}"}}"#));
+        fails(
+            &text,
+            path,
+            &[
+                r#"expected one of "ssl", "starttls", "none""#,
+                &format!("fix: did you mean \"{meant}\"?"),
+            ],
+        );
+    }
+    // What the screen's own values are in any case is accepted as is.
+    for (spelling, e) in [
+        ("SSL", Encryption::Ssl),
+        ("StartTLS", Encryption::StartTls),
+        ("None", Encryption::None),
+    ] {
+        let text = one(&format!(
+            r#", "imap": {{"encryption": "{spelling}", "allow_plaintext": true}}"#
+        ));
+        assert_eq!(load(&text).unwrap().mailboxes[0].imap.encryption, e);
+    }
+    // Something unrelated gets no guess.
+    let e = fails(&one(r#", "imap": {"encryption": "quantum"}"#), path, &[]);
+    assert!(e.fix().is_none(), "{e}");
 }

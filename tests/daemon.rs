@@ -834,7 +834,11 @@ fn spool_attachments_are_complete_beside_the_ticket() {
     let att = std::fs::read(spool.join(format!("{stem}.att/0-report.pdf"))).unwrap();
     assert_eq!(att, b"%PDF-1.4\n%\xc3\xa4\xc3\xbc\xc3\xb6\xc3\x9f\n");
     let json = std::fs::read_to_string(spool.join(format!("{stem}.json"))).unwrap();
-    assert!(json.contains("\"filename\":\"report.pdf\""), "{json}");
+    // The name as sent, and the safe one the spool used.
+    assert!(
+        json.contains("\"filename\":\"../report.pdf\",\"save_as\":\"report.pdf\""),
+        "{json}"
+    );
     assert_eq!(d.terminate(), Some(0));
 }
 
@@ -982,11 +986,23 @@ fn network_faults_lose_and_duplicate_nothing() {
         .map(|id| format!("{}.json", ticket_stem(&user, id)))
         .collect();
     assert_eq!(json_names(&spool), expected, "every message exactly once");
-    let status = std::fs::read_to_string(dir.join("state").join(format!(
+    // The worker counts a batch in its status after the server confirmed the acknowledgement,
+    // which may be a moment after the flags are visible to another session (through the
+    // Exchange stand-in's relay, a round trip later).
+    let status_path = dir.join("state").join(format!(
         "{}.status.json",
         psa_mail_agent::state::file_stem(&user)
-    )))
-    .unwrap();
+    ));
+    wait_until(
+        Duration::from_secs(30),
+        "the status counting 65",
+        Some(&d),
+        || {
+            std::fs::read_to_string(&status_path)
+                .is_ok_and(|s| s.contains("\"tickets_delivered\":65,"))
+        },
+    );
+    let status = std::fs::read_to_string(&status_path).unwrap();
     eprintln!(
         "network faults: 60 tickets after {took:?}, proxy {:?}; status {status}",
         proxy.stats()

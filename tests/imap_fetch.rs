@@ -547,3 +547,65 @@ fn message_deleted_after_its_size_was_read_ahead_is_skipped() {
     assert_eq!(subjects, ["ahead 0", "ahead 2", "ahead 3"]);
     assert!(run(agent.fetch(100)).unwrap().is_void());
 }
+
+/// A message over 1 MiB with a 3 MB attachment: the ticket carries the attachment's bytes still
+/// encoded in the fetched message (not a decoded copy), the spool decodes them straight into the
+/// attachment's file, and without attachment bytes the ticket has only size and SHA-256.
+#[test]
+fn a_large_attachment_is_decoded_into_its_spool_file_not_held_decoded() {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let h = Harness::get();
+    let user = h.unique_user("large");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let raw = format!(
+        "From: c@fabrikam.test\r\nTo: helpdesk@contoso.test\r\nSubject: big one\r\n\
+         Message-ID: <large-1@fabrikam.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+         Content-Type: text/plain\r\n\r\nSee the dump.\r\n--b\r\n\
+         Content-Type: application/octet-stream; name=\"dump.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"dump.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        lines.join("\r\n")
+    );
+    h.append(&user, "INBOX", raw.as_bytes(), &[]);
+    let sha: String = Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let extra = r#", "max_attachment_bytes": 10000000"#;
+
+    let mut agent = Agent::new(mailbox(h, &user, "", extra), state_dir("large")).unwrap();
+    let batch = run(agent.fetch(10)).unwrap();
+    let t = &batch.tickets[0];
+    assert_eq!(t.body, "See the dump.");
+    let a = &t.attachments[0];
+    assert_eq!(
+        (a.size, a.sha256.as_str()),
+        (data.len() as u64, sha.as_str())
+    );
+    assert!(a.data.is_empty() && a.pending.is_some(), "not decoded yet");
+    let spool_dir = state_dir("large-spool");
+    let spool = psa_mail_agent::delivery::spool::Spool::new(&spool_dir).unwrap();
+    spool.write(t).unwrap();
+    let stem = psa_mail_agent::delivery::spool::ticket_stem(&t.mailbox, &t.dedupe_key);
+    let written = std::fs::read(spool_dir.join(format!("{stem}.att/0-dump.bin"))).unwrap();
+    assert!(written == data, "the spool file holds the decoded bytes");
+    assert!(&*a.bytes() == data.as_slice());
+
+    let mut agent = Agent::new(mailbox(h, &user, "", extra), state_dir("large2")).unwrap();
+    agent.set_attachment_bytes(false);
+    let batch = run(agent.fetch(10)).unwrap();
+    let a = &batch.tickets[0].attachments[0];
+    assert_eq!(
+        (a.size, a.sha256.as_str()),
+        (data.len() as u64, sha.as_str())
+    );
+    assert!(!a.has_bytes());
+}

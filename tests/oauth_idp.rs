@@ -26,6 +26,7 @@ fn oauth(h: &Harness, app: &str, flow: Flow) -> OAuth {
         client_secret: None,
         authority: h.idp_url.clone(),
         proxy: None,
+        ..OAuth::default()
     }
 }
 

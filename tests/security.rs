@@ -278,7 +278,7 @@ fn plaintext_login_needs_allow_plaintext_and_http_authorities_need_loopback() {
     ] {
         let json = format!(
             r#"{{"name": "x", "email": "a@contoso.test", "username": "a@contoso.test", "password": "p",
-                 "oauth": {{"enabled": true, "application_id": "app", "directory_id": "t",
+                 "oauth": {{"enabled": true, "application_id": "11111111-2222-3333-4444-555555555555", "directory_id": "contoso.test",
                            "authority": "{authority}"}}}}"#
         );
         let e = Mailbox::from_json(&json, Path::new("/"))
@@ -293,7 +293,7 @@ fn plaintext_login_needs_allow_plaintext_and_http_authorities_need_loopback() {
     ] {
         let json = format!(
             r#"{{"name": "x", "email": "a@contoso.test", "username": "a@contoso.test", "password": "p",
-                 "oauth": {{"enabled": true, "application_id": "app", "directory_id": "t",
+                 "oauth": {{"enabled": true, "application_id": "11111111-2222-3333-4444-555555555555", "directory_id": "contoso.test",
                            "authority": "{authority}"}}}}"#
         );
         Mailbox::from_json(&json, Path::new("/"))

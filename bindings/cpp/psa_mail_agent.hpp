@@ -176,6 +176,16 @@ public:
         return Bytes{p, len};
     }
 
+    /// The safe, unique file name to store attachment `a` of ticket `i` under (its
+    /// "save_as"); the sender's own name is the JSON's "filename".
+    std::string_view attachment_save_as(size_t i, size_t a) const {
+        const char *p = nullptr;
+        size_t len = 0;
+        detail::check_accessor(pma_batch_attachment_save_as(raw_.get(), i, a, &p, &len),
+                               "pma_batch_attachment_save_as");
+        return std::string_view(p, len);
+    }
+
     /// The raw RFC 822 message of ticket `i` (mailbox option "keep_raw": true; else throws
     /// PMA_RAW_NOT_KEPT).
     Bytes raw(size_t i) const {

@@ -82,7 +82,7 @@ namespace PsaMailAgent
         LoginFailed = 400,
         /// <summary>AUTHENTICATE XOAUTH2 rejected although a token was issued.</summary>
         ImapOauthRejected = 401,
-        /// <summary>XOAUTH2 rejected for a shared mailbox: the user lacks Full Access to it.</summary>
+        /// <summary>A shared mailbox the delegate may not open: no Full Access, or no mailbox has the address (Exchange: "User is authenticated but not connected").</summary>
         SharedMailboxDenied = 402,
         /// <summary>The server is temporarily unavailable; retry later.</summary>
         ServerUnavailable = 403,
@@ -90,6 +90,10 @@ namespace PsaMailAgent
         FolderNotFound = 404,
         /// <summary>The server refused a command (NO/BAD).</summary>
         ServerRefused = 405,
+        /// <summary>App-only: the token was accepted but the app may not open the mailbox (Exchange's "authenticated but not connected"): service principal not registered (New-ServicePrincipal) or not granted (Add-MailboxPermission).</summary>
+        AppNotGranted = 406,
+        /// <summary>The sign-in was accepted but Exchange does not open the mailbox for the account that signed in ("authenticated but not connected").</summary>
+        MailboxNotConnected = 407,
         /// <summary>AADSTS50126: wrong username or password.</summary>
         OauthInvalidCredentials = 500,
         /// <summary>AADSTS50034: user not found in the directory.</summary>
@@ -528,9 +532,13 @@ namespace PsaMailAgent
     {
         /// <summary>Position in the ticket's attachments (the index for Batch.Attachment).</summary>
         public int Index { get; private set; }
-        /// <summary>File name as sent (decoded), or null.</summary>
+        /// <summary>The file name the sender gave, decoded, exactly as sent (it may hold a path:
+        /// show it, never use it as one), or null when the part had none.</summary>
         public string Filename { get; private set; }
-        /// <summary>A safe, unique file name to store it under, when the library gives one.</summary>
+        /// <summary>A safe file name to store the bytes under, always set and unique within the
+        /// ticket (no directories, control or reserved characters, no Windows device names like
+        /// CON, at most 200 bytes; "image.png" or "Subject.eml" when the part had no name). The
+        /// spool and pma_batch_attachment_save_as use it.</summary>
         public string SaveAs { get; private set; }
         /// <summary>MIME type, e.g. "application/pdf".</summary>
         public string ContentType { get; private set; }

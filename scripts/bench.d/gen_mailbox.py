@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """Writes a realistic helpdesk mailbox as maildir files (for scripts/bench).
 
-    gen_mailbox.py MAILDIR COUNT
+    gen_mailbox.py MAILDIR COUNT [KIND]
 
-70% short text replies (quoted history, signatures), 20% HTML newsletters and notifications
+KIND "mixed" (the default): 70% short text replies (quoted history, signatures), 20% HTML newsletters and notifications
 with inline images (multipart/related), 10% with one 100 KB - 5 MB attachment (log-uniform),
 and every 2000th message (at least one) about 25 MB. Deterministic for a given COUNT. The files
 go straight into MAILDIR/cur, unread (":2,"), named with S= (file size) and W= (size with CRLF)
 so Dovecot indexes them without reading them. Prints the number of messages, their bytes and
 the largest message's bytes (all with CRLF, as IMAP sends them).
+
+KIND "small": every message 5-50 KB (replies with long quoted history, newsletters with small
+inline images, small attachments), where the cost per message dominates the cost per byte.
+KIND "big": like "small", but the middle message is about 100 MB (a 75 MB attachment in base64):
+peak memory must stay within that one message plus a bound.
 """
 import base64
 import os
@@ -20,6 +25,9 @@ MB = 1024 * 1024
 
 def main():
     maildir, count = sys.argv[1], int(sys.argv[2])
+    kind = sys.argv[3] if len(sys.argv) > 3 else "mixed"
+    if kind not in ("mixed", "small", "big"):
+        sys.exit(f"gen_mailbox.py: unknown KIND {kind!r} (mixed, small or big)")
     rng = random.Random(20261128)
     for sub in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(maildir, sub), exist_ok=True)
@@ -61,11 +69,11 @@ def main():
                 f"Message-ID: <bench-{i}@customer.example>\n"
                 f"MIME-Version: 1.0\n{extra}")
 
-    def reply(i):
+    def reply(i, quoted_lines=(5, 40)):
         sender = rng.choice(people)
         ticket = 10000 + rng.randrange(5000)
         body = "\n\n".join(sentence() + " " + sentence() for _ in range(rng.randint(1, 4)))
-        quoted = "\n".join("> " + sentence() for _ in range(rng.randint(5, 40)))
+        quoted = "\n".join("> " + sentence() for _ in range(rng.randint(*quoted_lines)))
         text = (f"Hi,\n\n{body}\n\nThanks,\n{sender}\n\n-- \n{sender}\nCustomer Ltd, IT\n"
                 f"+44 20 7946 0{i % 1000:03d}\n\n"
                 f"On Fri, 20 Nov 2026 at 10:00, Helpdesk <helpdesk@contoso.test> wrote:\n{quoted}\n")
@@ -75,7 +83,7 @@ def main():
                 + "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
                 + text).encode()
 
-    def newsletter(i):
+    def newsletter(i, image=(5_000, 60_000)):
         sender = rng.choice(("Contoso News", "Monitoring", "Vendor Updates", "SaaS Status"))
         images = rng.randint(1, 3)
         paras = "".join(f"<p style=\"font-family:Arial;font-size:14px\">{sentence()} {sentence()}</p>\n"
@@ -99,7 +107,7 @@ def main():
             out.append(f"\n--rel{i}\nContent-Type: image/png\nContent-Transfer-Encoding: base64\n"
                        f"Content-ID: <img{k}.{i}@contoso>\nContent-Disposition: inline; "
                        f"filename=\"banner{k}.png\"\n\n".encode())
-            out.append(b64(rng.randint(5_000, 60_000)))
+            out.append(b64(rng.randint(*image)))
         out.append(f"--rel{i}--\n".encode())
         return b"".join(out)
 
@@ -117,14 +125,29 @@ def main():
             f"Content-Type: text/plain; charset=utf-8\n\n{text}\n\nRegards,\n{sender}\n\n--mix{i}\n"
             f"Content-Type: {ctype}; name=\"{name}\"\nContent-Transfer-Encoding: base64\n"
             f"Content-Disposition: attachment; filename=\"{name}\"\n\n".encode(),
-            b64(size) if size < 15 * MB else b"".join(b64(size // 2) for _ in range(2)),
+            b64(size) if size < 15 * MB else b"".join(b64(size // 2) for _ in range(2)) if size < 30 * MB
+            else b"".join(b64(size // 5) for _ in range(5)),
             f"--mix{i}--\n".encode()))
 
-    huge = set(range(1000, count, 2000)) or {count // 2}
+    if kind == "mixed":
+        huge = set(range(1000, count, 2000)) or {count // 2}
+    else:
+        huge = set()
     total = largest = 0
     for i in range(count):
         r = rng.random()
-        if i in huge:
+        if kind == "big" and i == count // 2:
+            raw = attachment(i, 75_000_000)  # about 100 MB once in base64
+        elif kind != "mixed":
+            # 5-50 KB: 60% replies with longer quoted history, 25% newsletters with small
+            # images, 15% a small attachment.
+            if r < 0.60:
+                raw = reply(i, (60, 600))
+            elif r < 0.85:
+                raw = newsletter(i, (3_000, 12_000))
+            else:
+                raw = attachment(i, rng.randint(4_000, 34_000))
+        elif i in huge:
             raw = attachment(i, 18_500_000)  # about 25 MB once in base64
         elif r < 0.70:
             raw = reply(i)

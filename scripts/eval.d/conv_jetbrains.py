@@ -36,7 +36,11 @@ INTERLEAVED = ("the source's new text keeps '>'-quoted lines (an interleaved rep
 LATE_HEADER = ("the source's quote header starts below the first line(s) of the mail client's "
                "header block (From:/Da:/От: ...), which its new text keeps; the ticket body cuts the "
                "whole block")
+ATTRIBUTION_KEPT = ("the source's quote starts at the first '>' line (set AB: quote marks only), so its "
+                    "new text keeps the attribution line ('Zhuk Pavel wrote:') above the quote; the ticket "
+                    "body removes reply headers with the quote (issue #11 item 1)")
 CONFLICTS = {
+    "SL/75": SIGNATURE, "AB/149": ATTRIBUTION_KEPT,
     "SL/10": SIGNATURE, "SL/259": SIGNATURE, "SL/11461": SIGNATURE, "ML/3697": SIGNATURE,
     "ML/3715": SIGNATURE,
     "SL/245": INTERLEAVED, "SL/599": INTERLEAVED, "SL/1066": INTERLEAVED, "SL/4169": INTERLEAVED,

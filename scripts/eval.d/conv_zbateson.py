@@ -29,6 +29,22 @@ SPLIT_HTML = {
              "source reads the first part only, the ticket's body_html joins them (no content lost)",
 }
 
+# Upstream comments the m1011 test out ("m1011.txt utf-7 encoded, needs imap_mutf7_to_utf8 or
+# similar"); its header expectations are right (the ticket reads the UTF-7 the message declares),
+# but the body is not UTF-7 of the text file the test names.
+MALFORMED_BODY = {
+    "m1011": "the body's UTF-7 is malformed: 'Fr+XKM-he' stands where the text file has 'Frösche' "
+             "('+XKM-' is U+5CA3 in any UTF-7 decoder, Python's included); no reading of the message "
+             "gives the text the source names, and the source comments this test out",
+}
+
+NAMED_INLINE_TEXT = {
+    "m1009": "the text/plain part named hareandtoroise.txt (Content-Disposition: inline) is shown as "
+             "body text and, having a file name the sender gave, also listed as an attachment (issue "
+             "#11 item 5: a file keeps its name; phpmime m0014/m0016 expect the same); the source "
+             "counts only the images",
+}
+
 TEST = "tests/MailMimeParser/IntegrationTests/EmailFunctionalTest.php"
 DATA = "tests/_data/emails"
 
@@ -64,8 +80,13 @@ def convert(repo, out):
             expect["date"] = rfc3339_utc(props["Date"]["DateTime"])
         if "Message-ID" in props:
             expect["message_id"] = props["Message-ID"]
+        exclude = []
         if "text" in props:
-            expect["body_full"] = repo.read(files[props["text"]]).decode("latin-1")
+            text = repo.read(files[props["text"]]).decode("latin-1")
+            if key in MALFORMED_BODY:
+                exclude.append({"field": "body_full", "expected": text, "reason": MALFORMED_BODY[key]})
+            else:
+                expect["body_full"] = text
         if "html" in props:
             html = repo.read(files[props["html"]]).decode("latin-1")
             if key in SPLIT_HTML:
@@ -75,11 +96,13 @@ def convert(repo, out):
                 exclude_html = None
         else:
             exclude_html = None
-        exclude = []
         if props.get("attachments") and props.get("signed"):
             exclude.append({"field": "attachments.count", "expected": props["attachments"],
                             "reason": "multipart/signed: the source does not count the signature part as an "
                                       "attachment; the ticket lists it (no part may end up nowhere, issue #11 item 3)"})
+        elif props.get("attachments") and key in NAMED_INLINE_TEXT:
+            exclude.append({"field": "attachments.count", "expected": props["attachments"],
+                            "reason": NAMED_INLINE_TEXT[key]})
         elif props.get("attachments"):
             expect["attachments.count"] = props["attachments"]
         if props.get("attachments"):

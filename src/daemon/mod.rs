@@ -421,6 +421,24 @@ pub fn print_status(config: &Config, out: &mut dyn std::io::Write) -> std::io::R
     print_status_of(config, None, out)
 }
 
+/// The credentials of `m` and how long they last (refresh token renewal, secret and certificate
+/// expiry), with a warning and the fix when the end is near.
+fn print_credentials(
+    m: &crate::config::Mailbox,
+    paths: &crate::state::StatePaths,
+    now: u64,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    for c in crate::oauth::lifetimes::credentials(m, &paths.token_cache, now) {
+        let mark = if c.needs_attention() { "WARNING: " } else { "" };
+        writeln!(out, "  {mark}{}", c.detail)?;
+        if let Some(fix) = c.fix.as_deref().filter(|_| c.needs_attention()) {
+            writeln!(out, "  fix: {fix}")?;
+        }
+    }
+    Ok(())
+}
+
 /// [`print_status`] for the mailboxes of `shard` only (all with `None`).
 pub fn print_status_of(
     config: &Config,
@@ -447,6 +465,7 @@ pub fn print_status_of(
                     "{}: no status yet (is `psa-mail-agent run` running?)",
                     m.name
                 )?;
+                print_credentials(m, &paths, now, out)?;
                 continue;
             }
             Err(e) => {
@@ -475,6 +494,7 @@ pub fn print_status_of(
                 .map(|t| format!("{} ago", ago(now.saturating_sub(t))))
                 .unwrap_or_else(|| "never".into())
         )?;
+        print_credentials(m, &paths, now, out)?;
         if let Some(e) = &s.last_error {
             if !ok || s.consecutive_failures > 0 {
                 writeln!(out, "  error ({}): {}", e.kind, e.message)?;

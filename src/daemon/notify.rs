@@ -11,13 +11,16 @@ use std::time::Duration;
 /// How long a notification may take before it is given up (it is logged either way).
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// A failure or recovery of one mailbox.
+/// A failure or recovery of one mailbox, or a credential whose end is near.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// The mailbox entered a failed state.
     Failed,
     /// The mailbox works again.
     Recovered,
+    /// A credential of the mailbox ends soon or has ended (refresh token unused for 76 days,
+    /// client secret or certificate expiring within 30 days); `kind` names it.
+    CredentialExpiring,
 }
 
 impl Event {
@@ -26,6 +29,7 @@ impl Event {
         match self {
             Event::Failed => "failed",
             Event::Recovered => "recovered",
+            Event::CredentialExpiring => "credential_expiring",
         }
     }
 }

@@ -62,7 +62,14 @@ struct Worker {
     progressed: bool,
     /// The current agent's byte and token counters already reported to the metrics.
     reported: (u64, u64),
+    /// When the credentials' lifetimes were last looked at (Unix seconds), and the warnings
+    /// already sent (kind and end), so each is notified once per run.
+    credentials_checked: u64,
+    credentials_notified: HashSet<(String, u64)>,
 }
+
+/// How often `run` looks at the credentials' lifetimes.
+const CREDENTIAL_CHECK_SECS: u64 = 6 * 3600;
 
 /// Runs `mailbox` until `stop`. `parked` tells the supervisor the mailbox waits for an admin (a
 /// reload then retries it at once).
@@ -77,6 +84,8 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
         parked,
         progressed: false,
         reported: (0, 0),
+        credentials_checked: 0,
+        credentials_notified: HashSet::new(),
     };
     metrics::global().mailbox_started(&w.name);
     log::info!(mailbox = w.name.as_str(), event = "started"; "mailbox {}: started", w.name);
@@ -152,6 +161,7 @@ pub(super) async fn run(shared: Rc<Shared>, mailbox: Mailbox, stop: Stop, parked
                 continue;
             }
             w.succeeded().await;
+            w.check_credentials(&agent).await;
             if !wait_failed {
                 w.backoff.reset();
             }
@@ -258,6 +268,39 @@ impl Worker {
             m.token_refreshes(&self.name, now.1 - self.reported.1);
         }
         self.reported = now;
+    }
+
+    /// Every few hours: warns (log and notification, once each) about credentials whose end
+    /// is near — a refresh token unused for 76 days, a client secret or certificate expiring
+    /// within 30 days.
+    async fn check_credentials(&mut self, agent: &Agent) {
+        let now = status::now();
+        if now < self.credentials_checked + CREDENTIAL_CHECK_SECS {
+            return;
+        }
+        self.credentials_checked = now;
+        for c in agent.credentials(now) {
+            if !c.needs_attention() {
+                continue;
+            }
+            log::warn!(
+                mailbox = self.name.as_str(), event = "credential_expiring";
+                "mailbox {}: {}", self.name, c.detail
+            );
+            let key = (c.kind.as_str().to_string(), c.expires_at.unwrap_or(0));
+            if self.credentials_notified.insert(key) {
+                self.shared
+                    .notifier
+                    .notify(
+                        &self.name,
+                        Event::CredentialExpiring,
+                        &c.detail,
+                        c.kind.as_str(),
+                        c.fix.as_deref(),
+                    )
+                    .await;
+            }
+        }
     }
 
     async fn succeeded(&mut self) {

@@ -4,11 +4,12 @@
 //!
 //! Each file is written under a temporary name that does not end in `.json` (`.NAME.json.PID.tmp`),
 //! synced, renamed into place and the directory synced: a consumer that picks up `*.json` never
-//! sees a partial ticket. Attachments go to `NAME.att/INDEX-FILENAME` (INDEX is the position in
-//! the ticket's `attachments`, from 0) and are complete before `NAME.json` appears.
+//! sees a partial ticket. Attachments go to `NAME.att/INDEX-SAVE_AS` (INDEX is the position in
+//! the ticket's `attachments`, from 0; SAVE_AS its safe `save_as` name) and are complete before
+//! `NAME.json` appears.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::state::write_atomic;
+use crate::state::{write_atomic, write_atomic_with};
 use crate::ticket::{sanitize_filename, Ticket};
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -78,19 +79,19 @@ impl Spool {
             .attachments
             .iter()
             .enumerate()
-            .filter(|(_, a)| !a.data.is_empty())
+            .filter(|(_, a)| a.has_bytes())
             .collect();
         if !with_data.is_empty() {
             let att_dir = self.dir.join(format!("{stem}.att"));
             fs::create_dir_all(&att_dir).map_err(|e| delivery_error("create", &att_dir, e))?;
             for (i, a) in with_data {
-                let name = a
-                    .filename
-                    .as_deref()
-                    .and_then(sanitize_filename)
-                    .unwrap_or_else(|| "attachment".to_string());
+                // save_as is safe and unique within the ticket; sanitised again in case a
+                // ticket was built elsewhere (the index prefix keeps old spools' layout).
+                let name = sanitize_filename(&a.save_as).unwrap_or_else(|| "attachment".into());
                 let path = att_dir.join(format!("{i}-{name}"));
-                write_atomic(&path, &a.data).map_err(|e| delivery_error("write", &path, e))?;
+                // Bytes still encoded in the message are decoded straight into the file.
+                write_atomic_with(&path, |w| a.write_bytes(w))
+                    .map_err(|e| delivery_error("write", &path, e))?;
             }
         }
         let path = self.dir.join(format!("{stem}.json"));
@@ -179,6 +180,7 @@ mod tests {
         let mut t = ticket("1");
         t.attachments.push(Attachment {
             filename: Some("../../etc/passwd".into()),
+            save_as: "passwd".into(),
             content_type: "text/plain".into(),
             size: 3,
             inline: false,
@@ -186,6 +188,7 @@ mod tests {
             sha256: String::new(),
             omitted: None,
             data: b"abc".to_vec(),
+            pending: None,
         });
         spool.write(&t).unwrap();
         spool.write(&t).unwrap();

@@ -365,6 +365,7 @@ pub unsafe extern "C" fn pma_free(agent: *mut pma_agent) {
             smol::block_on(a.disconnect());
         }
         drop(boxed);
+        crate::tls::release_unused();
     });
 }
 
@@ -373,8 +374,11 @@ pub unsafe extern "C" fn pma_free(agent: *mut pma_agent) {
 ///
 /// `client_secret` may be NULL: a secret from the mailbox JSON (or `pma_set_client_secret`) is
 /// kept. The library copies the strings; the copy of the secret is wiped from memory when the
-/// handle is freed or the secret replaced. On failure (e.g. `PMA_CONFIG` when the result would
-/// be incomplete) the handle keeps its previous settings. Batches fetched before a successful
+/// handle is freed or the secret replaced. `application_id` must be a GUID (surrounding braces
+/// are removed) and `directory_id` a GUID or a domain of the tenant (`common`, `organizations`
+/// and `consumers` are refused); otherwise `PMA_CONFIG`, with `pma_last_error` naming the key
+/// (`oauth.application_id: …`) and the fix. On failure (also when the result would be
+/// incomplete) the handle keeps its previous settings. Batches fetched before a successful
 /// call can no longer be acknowledged (`PMA_FOREIGN_BATCH`); their messages come again.
 ///
 /// Thread-safe; serialised with the handle's other calls.

@@ -9,6 +9,9 @@ use std::os::raw::c_char;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+/// Attachment bytes decoded on demand, by (ticket index, attachment index).
+type DecodedAttachments = std::collections::HashMap<(usize, usize), Box<[u8]>>;
+
 /// The tickets of one `pma_fetch_tickets` call (opaque). Freed with `pma_batch_free`.
 ///
 /// Immutable once made: its accessors may be called from any thread at once. Pointers it
@@ -19,10 +22,15 @@ pub struct pma_batch {
     pub(crate) batch: Batch,
     json: CText,
     tickets: Vec<CText>,
+    /// Each ticket's attachments' `save_as` names, NUL-terminated for C.
+    save_as: Vec<Vec<CText>>,
     acked: AtomicBool,
     live_unacked: Arc<AtomicUsize>,
     /// Whether the mailbox kept the raw messages (`keep_raw`).
     keep_raw: bool,
+    /// Bytes of large attachments, decoded from the message when the caller first asks for them
+    /// (by ticket and attachment index); boxed, so a pointer handed out stays put.
+    decoded: std::sync::Mutex<DecodedAttachments>,
 }
 
 impl pma_batch {
@@ -35,15 +43,27 @@ impl pma_batch {
     ) -> Self {
         let tickets: Vec<String> = batch.tickets.iter().map(|t| t.to_json()).collect();
         let json = format!("[{}]", tickets.join(","));
+        let save_as = batch
+            .tickets
+            .iter()
+            .map(|t| {
+                t.attachments
+                    .iter()
+                    .map(|a| CText::new(a.save_as.clone()))
+                    .collect()
+            })
+            .collect();
         pma_batch {
             handle_id,
             generation,
             batch,
             json: CText::new(json),
             tickets: tickets.into_iter().map(CText::new).collect(),
+            save_as,
             acked: AtomicBool::new(false),
             live_unacked,
             keep_raw,
+            decoded: Default::default(),
         }
     }
 
@@ -200,9 +220,11 @@ pub unsafe extern "C" fn pma_batch_attachment_count(
 }
 
 /// The decoded bytes (no base64) of attachment `attachment_index` of ticket `ticket_index`,
-/// in the order of the ticket's `attachments` array. `*len` may be 0 for an empty part; `*ptr`
+/// in the order of the ticket's `attachments` array (store them under the name
+/// `pma_batch_attachment_save_as` gives, never under the sender's `filename`). `*len` may be 0 for an empty part; `*ptr`
 /// is then still non-NULL but must not be read. The memory belongs to the batch: valid until
-/// `pma_batch_free`.
+/// `pma_batch_free`. A large message's attachments are decoded from the message on the first
+/// call for them (the batch holds the message, not a decoded copy, until then).
 ///
 /// `PMA_ATTACHMENT_OMITTED` (out-parameters not written) for an attachment whose bytes are not
 /// carried because it is larger than the mailbox's `max_attachment_bytes`: the ticket JSON
@@ -231,16 +253,65 @@ pub unsafe extern "C" fn pma_batch_attachment(
                 pma_result::PMA_ATTACHMENT_OMITTED,
                 format!(
                     "attachment {attachment_index} of ticket {ticket_index} ({:?}, {} bytes) is larger than max_attachment_bytes: its bytes are not carried (the ticket marks it \"omitted\": \"too_large\"); open the mail in the mailbox, or raise max_attachment_bytes",
-                    att.filename.as_deref().unwrap_or("unnamed"),
+                    att.save_as,
                     att.size
                 ),
             ));
         }
-        let data = &att.data;
+        let (p, n) = if att.data.is_empty() && att.pending.is_some() {
+            let mut decoded = b
+                .decoded
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let bytes = decoded
+                .entry((ticket_index, attachment_index))
+                .or_insert_with(|| att.bytes().into_owned().into_boxed_slice());
+            (bytes.as_ptr(), bytes.len())
+        } else {
+            (att.data.as_ptr(), att.data.len())
+        };
         // SAFETY: checked non-NULL; writable by the caller's contract.
         unsafe {
-            *ptr = data.as_ptr();
-            *len = data.len();
+            *ptr = p;
+            *len = n;
+        }
+        Ok(())
+    })
+}
+
+/// The safe file name to store attachment `attachment_index` of ticket `ticket_index` under:
+/// its `save_as` (UTF-8, NUL-terminated; `*len` is its length in bytes without the NUL).
+/// Always set and unique within the ticket (compared case-insensitively): the name the sender
+/// gave without directories, control characters, `<>:"|?*`, leading dots or trailing dots and
+/// spaces, never a reserved Windows device name (`CON`, `NUL`, `COM1`, ... get a leading `_`),
+/// at most 200 bytes; without a sent name an attached message's subject + `.eml`, else a name
+/// from the content type (`image.png`, `document.pdf`, `invite.ics`). The sender's own name,
+/// unchanged, is the ticket JSON's `filename` (null when the part had none): show that, store
+/// under this. Given also for an attachment whose bytes are omitted. The memory belongs to
+/// the batch: valid until `pma_batch_free`. `PMA_INDEX_OUT_OF_RANGE` for a bad index.
+/// Thread-safe.
+///
+/// # Safety
+/// `batch` is NULL or a live batch; `ptr` and `len` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pma_batch_attachment_save_as(
+    batch: *const pma_batch,
+    ticket_index: usize,
+    attachment_index: usize,
+    ptr: *mut *const c_char,
+    len: *mut usize,
+) -> pma_result {
+    accessor(batch, "pma_batch_attachment_save_as", |b| {
+        out_arg(ptr, "ptr")?;
+        out_arg(len, "len")?;
+        index_check(ticket_index, b.save_as.len(), "ticket")?;
+        let names = &b.save_as[ticket_index];
+        index_check(attachment_index, names.len(), "attachment")?;
+        let name = &names[attachment_index];
+        // SAFETY: checked non-NULL; writable by the caller's contract.
+        unsafe {
+            *ptr = name.ptr();
+            *len = name.len();
         }
         Ok(())
     })

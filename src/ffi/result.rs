@@ -87,7 +87,9 @@ pub enum pma_result {
     PMA_LOGIN_FAILED = 400,
     /// AUTHENTICATE XOAUTH2 rejected although a token was issued.
     PMA_IMAP_OAUTH_REJECTED = 401,
-    /// XOAUTH2 rejected for a shared mailbox: the user lacks Full Access to it.
+    /// A shared mailbox the delegate may not open: no Full Access, or no mailbox has the address
+    /// (Exchange: "User is authenticated but not connected" at SELECT; other servers refuse
+    /// XOAUTH2).
     PMA_SHARED_MAILBOX_DENIED = 402,
     /// The server is temporarily unavailable; retry later.
     PMA_SERVER_UNAVAILABLE = 403,
@@ -95,6 +97,13 @@ pub enum pma_result {
     PMA_FOLDER_NOT_FOUND = 404,
     /// The server refused a command (NO/BAD).
     PMA_SERVER_REFUSED = 405,
+    /// App-only: the token was accepted but the app may not open the mailbox (Exchange's
+    /// "authenticated but not connected"): service principal not registered in Exchange
+    /// (New-ServicePrincipal) or not granted on the mailbox (Add-MailboxPermission).
+    PMA_APP_NOT_GRANTED = 406,
+    /// The sign-in was accepted but Exchange does not open the mailbox for the account that
+    /// signed in ("authenticated but not connected"): another account, or no mailbox.
+    PMA_MAILBOX_NOT_CONNECTED = 407,
 
     // --- 5xx: OAuth 2.0 (Microsoft identity platform)
     /// AADSTS50126: wrong username or password.
@@ -143,6 +152,20 @@ pub enum pma_result {
     PMA_OAUTH_SIGN_IN_REQUIRED = 521,
     /// Any other identity platform error (Microsoft's text is in `pma_last_error`).
     PMA_OAUTH_IDENTITY_PROVIDER = 522,
+    /// AADSTS700027: the certificate that signed the client assertion is not registered on
+    /// the app registration (another key), or was revoked.
+    PMA_OAUTH_CERTIFICATE_REJECTED = 523,
+    /// AADSTS700024: the client assertion is outside its validity time (check the clock).
+    PMA_OAUTH_ASSERTION_EXPIRED = 524,
+    /// The client assertion was presented before (its jti was replayed).
+    PMA_OAUTH_ASSERTION_REPLAYED = 525,
+    /// The configured client certificate expired (or is not valid yet).
+    PMA_OAUTH_CERTIFICATE_EXPIRED = 526,
+    /// A credential's end is near (`pma_credential.result`, not an error of a call): a refresh
+    /// token unused for 76 days, a client secret or certificate expiring within 30 days.
+    PMA_CREDENTIAL_EXPIRING = 527,
+    /// A credential has ended (`pma_credential.result`): see its `fix`.
+    PMA_CREDENTIAL_EXPIRED = 528,
 
     // --- 6xx: mail and delivery
     /// A message could not be turned into a ticket.
@@ -212,6 +235,8 @@ impl pma_result {
         pma_result::PMA_LOGIN_FAILED,
         pma_result::PMA_IMAP_OAUTH_REJECTED,
         pma_result::PMA_SHARED_MAILBOX_DENIED,
+        pma_result::PMA_APP_NOT_GRANTED,
+        pma_result::PMA_MAILBOX_NOT_CONNECTED,
         pma_result::PMA_SERVER_UNAVAILABLE,
         pma_result::PMA_FOLDER_NOT_FOUND,
         pma_result::PMA_SERVER_REFUSED,
@@ -238,6 +263,12 @@ impl pma_result {
         pma_result::PMA_OAUTH_DEVICE_CODE_EXPIRED,
         pma_result::PMA_OAUTH_SIGN_IN_REQUIRED,
         pma_result::PMA_OAUTH_IDENTITY_PROVIDER,
+        pma_result::PMA_OAUTH_CERTIFICATE_REJECTED,
+        pma_result::PMA_OAUTH_ASSERTION_EXPIRED,
+        pma_result::PMA_OAUTH_ASSERTION_REPLAYED,
+        pma_result::PMA_OAUTH_CERTIFICATE_EXPIRED,
+        pma_result::PMA_CREDENTIAL_EXPIRING,
+        pma_result::PMA_CREDENTIAL_EXPIRED,
         pma_result::PMA_MAIL,
         pma_result::PMA_DELIVERY,
         pma_result::PMA_ATTACHMENT_OMITTED,
@@ -284,6 +315,8 @@ impl pma_result {
             PMA_LOGIN_FAILED => "PMA_LOGIN_FAILED\0",
             PMA_IMAP_OAUTH_REJECTED => "PMA_IMAP_OAUTH_REJECTED\0",
             PMA_SHARED_MAILBOX_DENIED => "PMA_SHARED_MAILBOX_DENIED\0",
+            PMA_APP_NOT_GRANTED => "PMA_APP_NOT_GRANTED\0",
+            PMA_MAILBOX_NOT_CONNECTED => "PMA_MAILBOX_NOT_CONNECTED\0",
             PMA_SERVER_UNAVAILABLE => "PMA_SERVER_UNAVAILABLE\0",
             PMA_FOLDER_NOT_FOUND => "PMA_FOLDER_NOT_FOUND\0",
             PMA_SERVER_REFUSED => "PMA_SERVER_REFUSED\0",
@@ -310,6 +343,12 @@ impl pma_result {
             PMA_OAUTH_DEVICE_CODE_EXPIRED => "PMA_OAUTH_DEVICE_CODE_EXPIRED\0",
             PMA_OAUTH_SIGN_IN_REQUIRED => "PMA_OAUTH_SIGN_IN_REQUIRED\0",
             PMA_OAUTH_IDENTITY_PROVIDER => "PMA_OAUTH_IDENTITY_PROVIDER\0",
+            PMA_OAUTH_CERTIFICATE_REJECTED => "PMA_OAUTH_CERTIFICATE_REJECTED\0",
+            PMA_OAUTH_ASSERTION_EXPIRED => "PMA_OAUTH_ASSERTION_EXPIRED\0",
+            PMA_OAUTH_ASSERTION_REPLAYED => "PMA_OAUTH_ASSERTION_REPLAYED\0",
+            PMA_OAUTH_CERTIFICATE_EXPIRED => "PMA_OAUTH_CERTIFICATE_EXPIRED\0",
+            PMA_CREDENTIAL_EXPIRING => "PMA_CREDENTIAL_EXPIRING\0",
+            PMA_CREDENTIAL_EXPIRED => "PMA_CREDENTIAL_EXPIRED\0",
             PMA_MAIL => "PMA_MAIL\0",
             PMA_DELIVERY => "PMA_DELIVERY\0",
             PMA_ATTACHMENT_OMITTED => "PMA_ATTACHMENT_OMITTED\0",
@@ -344,6 +383,8 @@ impl From<ErrorKind> for pma_result {
             ErrorKind::LoginFailed => PMA_LOGIN_FAILED,
             ErrorKind::ImapOAuthRejected => PMA_IMAP_OAUTH_REJECTED,
             ErrorKind::SharedMailboxDenied => PMA_SHARED_MAILBOX_DENIED,
+            ErrorKind::AppNotGranted => PMA_APP_NOT_GRANTED,
+            ErrorKind::MailboxNotConnected => PMA_MAILBOX_NOT_CONNECTED,
             ErrorKind::ServerUnavailable => PMA_SERVER_UNAVAILABLE,
             ErrorKind::FolderNotFound => PMA_FOLDER_NOT_FOUND,
             ErrorKind::ServerRefused => PMA_SERVER_REFUSED,
@@ -370,6 +411,10 @@ impl From<ErrorKind> for pma_result {
             ErrorKind::DeviceCodeExpired => PMA_OAUTH_DEVICE_CODE_EXPIRED,
             ErrorKind::SignInRequired => PMA_OAUTH_SIGN_IN_REQUIRED,
             ErrorKind::IdentityProvider => PMA_OAUTH_IDENTITY_PROVIDER,
+            ErrorKind::ClientCertificateRejected => PMA_OAUTH_CERTIFICATE_REJECTED,
+            ErrorKind::ClientAssertionExpired => PMA_OAUTH_ASSERTION_EXPIRED,
+            ErrorKind::ClientAssertionReplayed => PMA_OAUTH_ASSERTION_REPLAYED,
+            ErrorKind::ClientCertificateExpired => PMA_OAUTH_CERTIFICATE_EXPIRED,
             ErrorKind::Mail => PMA_MAIL,
             ErrorKind::Delivery => PMA_DELIVERY,
             ErrorKind::GraphAccessDenied => PMA_GRAPH_ACCESS_DENIED,

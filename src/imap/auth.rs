@@ -77,6 +77,7 @@ pub async fn authenticate(
     let Greeted {
         client,
         capabilities,
+        greeting,
     } = greeted;
     match credentials {
         Credentials::Login { username, password } => {
@@ -104,7 +105,7 @@ pub async fn authenticate(
                 Ok(session) => Ok(Session::new(session, capabilities, timeout)),
                 Err((e, client)) => {
                     let text = server_text_of(&e);
-                    let error = if text.to_ascii_uppercase().contains("[UNAVAILABLE]") {
+                    let error = if super::is_unavailable_text(&text) {
                         Error::new(
                             ErrorKind::ServerUnavailable,
                             format!("LOGIN: the server is temporarily unavailable: {text}"),
@@ -126,6 +127,7 @@ pub async fn authenticate(
                         retry_on: Some(Greeted {
                             client,
                             capabilities,
+                            greeting,
                         }),
                     })
                 }
@@ -163,7 +165,7 @@ pub async fn authenticate(
                         .as_deref()
                         .map(|c| format!(" (server detail: {})", c.trim()))
                         .unwrap_or_default();
-                    let error = if text.to_ascii_uppercase().contains("[UNAVAILABLE]") {
+                    let error = if super::is_unavailable_text(&text) {
                         Error::new(
                             ErrorKind::ServerUnavailable,
                             format!(
@@ -186,6 +188,7 @@ pub async fn authenticate(
                         retry_on: Some(Greeted {
                             client,
                             capabilities,
+                            greeting,
                         }),
                     })
                 }

@@ -67,6 +67,22 @@ pub struct Greeted {
     pub client: Client<MailStream>,
     /// What the server announced on this (final) transport.
     pub capabilities: Capabilities,
+    /// The text of the server's greeting (for STARTTLS the one before the upgrade).
+    pub greeting: String,
+}
+
+impl Greeted {
+    /// Whether the server introduced itself as Microsoft Exchange (Exchange Online greets
+    /// `* OK The Microsoft Exchange IMAP4 service is ready. [...]`): its refusals then mean what
+    /// Exchange means by them.
+    pub fn is_exchange(&self) -> bool {
+        is_exchange_greeting(&self.greeting)
+    }
+}
+
+/// Whether a greeting text is Exchange's.
+pub fn is_exchange_greeting(greeting: &str) -> bool {
+    greeting.to_ascii_lowercase().contains("microsoft exchange")
 }
 
 /// Step 1: the TCP connection.
@@ -75,25 +91,26 @@ pub async fn tcp(target: &Target) -> Result<TcpStream> {
 }
 
 /// Step 2: transport security and the greeting. For `starttls` this reads the plaintext greeting,
-/// checks STARTTLS is offered (never falling back to plaintext) and upgrades.
-pub async fn secure(target: &Target, tcp: TcpStream) -> Result<Client<MailStream>> {
+/// checks STARTTLS is offered (never falling back to plaintext) and upgrades. Returns the client
+/// and the greeting's text.
+pub async fn secure(target: &Target, tcp: TcpStream) -> Result<(Client<MailStream>, String)> {
     match target.encryption {
         Encryption::Ssl => {
             let tls =
                 crate::tls::handshake(target.tls.clone(), &target.server, tcp, target.timeout)
                     .await?;
             let mut client = Client::new(MailStream::tls(tls));
-            read_greeting(&mut client, target).await?;
-            Ok(client)
+            let greeting = read_greeting(&mut client, target).await?;
+            Ok((client, greeting))
         }
         Encryption::None => {
             let mut client = Client::new(MailStream::plain(tcp));
-            read_greeting(&mut client, target).await?;
-            Ok(client)
+            let greeting = read_greeting(&mut client, target).await?;
+            Ok((client, greeting))
         }
         Encryption::StartTls => {
             let mut client = Client::new(MailStream::plain(tcp));
-            read_greeting(&mut client, target).await?;
+            let greeting = read_greeting(&mut client, target).await?;
             let caps = capabilities(&mut client, target.timeout).await?;
             if !caps.has("STARTTLS") {
                 return Err(Error::new(
@@ -123,7 +140,7 @@ pub async fn secure(target: &Target, tcp: TcpStream) -> Result<Client<MailStream
             let tls =
                 crate::tls::handshake(target.tls.clone(), &target.server, tcp, target.timeout)
                     .await?;
-            Ok(Client::new(MailStream::tls(tls)))
+            Ok((Client::new(MailStream::tls(tls)), greeting))
         }
     }
 }
@@ -153,15 +170,16 @@ pub async fn capabilities(
 /// Steps 1–3 in one call.
 pub async fn connect(target: &Target) -> Result<Greeted> {
     let tcp = tcp(target).await?;
-    let mut client = secure(target, tcp).await?;
+    let (mut client, greeting) = secure(target, tcp).await?;
     let capabilities = capabilities(&mut client, target.timeout).await?;
     Ok(Greeted {
         client,
         capabilities,
+        greeting,
     })
 }
 
-async fn read_greeting(client: &mut Client<MailStream>, target: &Target) -> Result<()> {
+async fn read_greeting(client: &mut Client<MailStream>, target: &Target) -> Result<String> {
     let what = format!("greeting from {}:{}", target.server, target.port);
     with_timeout(target.timeout, &what, async {
         let resp = client
@@ -177,8 +195,12 @@ async fn read_greeting(client: &mut Client<MailStream>, target: &Target) -> Resu
             })?;
         match resp.parsed() {
             Response::Data {
-                status: Status::Ok, ..
-            } => Ok(()),
+                status: Status::Ok,
+                outcome,
+            } => Ok(crate::imap::bounded(
+                outcome.information.as_deref().unwrap_or(""),
+                300,
+            )),
             Response::Data {
                 status: Status::Bye,
                 outcome,

@@ -15,6 +15,14 @@ use std::time::Duration;
 /// Longest single IDLE: below the 29 minutes after which Exchange Online ends one.
 pub const MAX_IDLE: Duration = Duration::from_secs(29 * 60);
 
+const IDLE_ENDED: &str = "IDLE: the server ended the session";
+
+/// Whether `e` is the server ending the session during IDLE with a BYE (Exchange Online does so
+/// after about 29 minutes): the connection is gone, but nothing is wrong with the mailbox.
+pub fn ended_by_server(e: &Error) -> bool {
+    e.kind() == ErrorKind::ConnectionClosed && e.message().starts_with(IDLE_ENDED)
+}
+
 /// Why a wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
@@ -57,7 +65,22 @@ impl Session {
             futures::pin_mut!(wait, stop, deadline);
             let wake = futures::select_biased! {
                 r = wait => match r {
-                    Ok(IdleResponse::NewData(_)) => Wake::NewData,
+                    Ok(IdleResponse::NewData(data)) => {
+                        if let async_imap::imap_proto::Response::Data {
+                            status: async_imap::imap_proto::Status::Bye,
+                            outcome,
+                        } = data.parsed()
+                        {
+                            return Err(Error::new(
+                                ErrorKind::ConnectionClosed,
+                                format!(
+                                    "{IDLE_ENDED}: BYE {}",
+                                    super::bounded(outcome.information.as_deref().unwrap_or(""), 200)
+                                ),
+                            ));
+                        }
+                        Wake::NewData
+                    }
                     Ok(IdleResponse::Timeout) => Wake::Timeout,
                     // async-imap reports a closed connection as an interrupt; only we interrupt.
                     Ok(IdleResponse::ManualInterrupt) => {

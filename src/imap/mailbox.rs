@@ -6,8 +6,10 @@ use super::map_err;
 use super::stream::MailStream;
 use crate::error::{Error, ErrorKind, Result};
 use crate::net::with_timeout;
+use crate::ticket::RawSource;
 use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, Status};
 use futures::TryStreamExt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A selected folder's identity.
@@ -49,6 +51,38 @@ pub struct Arrived<'a> {
     /// Whether `raw` is only the header.
     pub header_only: bool,
     flags: Vec<String>,
+    /// For a large message: the response that holds `raw`, which a ticket may keep a share
+    /// of (see [`crate::ticket::build_shared`]) instead of a decoded copy of its attachments.
+    pub shared: Option<Arc<dyn RawSource>>,
+}
+
+/// Messages from this size on are handed over with [`Arrived::shared`].
+const SHARE_FROM: usize = 1024 * 1024;
+
+/// A FETCH response kept whole, its message as a [`crate::ticket::RawSource`].
+struct HeldResponse<T> {
+    response: T,
+    body: for<'a> fn(&'a T) -> &'a [u8],
+}
+
+impl<T: Send + Sync> RawSource for HeldResponse<T> {
+    fn raw(&self) -> &[u8] {
+        (self.body)(&self.response)
+    }
+}
+
+/// The message bytes (BODY[] section) of a FETCH response.
+fn fetched_body<'a>(r: &'a Response<'_>) -> &'a [u8] {
+    match r {
+        Response::Fetch(_, attrs) => attrs
+            .iter()
+            .find_map(|a| match a {
+                AttributeValue::BodySection { data: Some(d), .. } => Some(&d[..]),
+                _ => None,
+            })
+            .unwrap_or(&[]),
+        _ => &[],
+    }
 }
 
 impl Arrived<'_> {
@@ -143,6 +177,18 @@ impl Session {
         command: &str,
         mut on_untagged: impl FnMut(&Response<'_>),
     ) -> Result<()> {
+        self.run_checked_sharing(command, usize::MAX, |r, _| on_untagged(r))
+            .await
+    }
+
+    /// Like [`Session::run_checked`]; a FETCH response carrying a message of `share_from` bytes
+    /// or more is kept whole and handed over with a share of it as well.
+    async fn run_checked_sharing(
+        &mut self,
+        command: &str,
+        share_from: usize,
+        mut on_untagged: impl FnMut(&Response<'_>, Option<&Arc<dyn RawSource>>),
+    ) -> Result<()> {
         let id = self
             .inner
             .run_command(command)
@@ -193,7 +239,15 @@ impl Session {
                 Response::MailboxData(MailboxDatum::Exists(_) | MailboxDatum::Recent(_)) => {
                     self.news = true;
                 }
-                other => on_untagged(other),
+                other if fetched_body(other).len() < share_from => on_untagged(other, None),
+                _ => {
+                    let held = Arc::new(HeldResponse {
+                        response: resp,
+                        body: |r| fetched_body(r.parsed()),
+                    });
+                    let shared: Arc<dyn RawSource> = held.clone();
+                    on_untagged(held.response.parsed(), Some(&shared));
+                }
             }
         }
     }
@@ -448,7 +502,8 @@ impl Session {
         let command = format!("UID FETCH {set} {items}");
         let mut seen = std::collections::BTreeSet::new();
         let r = with_timeout(limit, &what, async {
-            self.run_checked(&command, |r| {
+            let share_from = if header_only { usize::MAX } else { SHARE_FROM };
+            self.run_checked_sharing(&command, share_from, |r, shared| {
                 let Response::Fetch(_, attrs) = r else { return };
                 let mut uid = None;
                 let mut size = None;
@@ -479,6 +534,7 @@ impl Session {
                     raw,
                     header_only,
                     flags,
+                    shared: shared.cloned(),
                 });
             })
             .await

@@ -78,7 +78,7 @@ pub(crate) fn map_err(command: &str, e: async_imap::error::Error) -> Error {
         ),
         E::No(text) | E::Bad(text) => {
             let info = bounded(&server_text(&text), MAX_QUOTED);
-            let kind = if info.to_ascii_uppercase().contains("[UNAVAILABLE]") {
+            let kind = if is_unavailable_text(&info) {
                 ErrorKind::ServerUnavailable
             } else {
                 ErrorKind::ServerRefused
@@ -95,6 +95,21 @@ pub(crate) fn map_err(command: &str, e: async_imap::error::Error) -> Error {
             format!("{command}: {}", bounded(&other.to_string(), MAX_QUOTED)),
         ),
     }
+}
+
+/// Whether a server's NO/BAD text says it is temporarily unavailable: the `[UNAVAILABLE]` code
+/// (RFC 5530), or Exchange Online's `Server Unavailable. 15` (a back end it cannot reach).
+pub(crate) fn is_unavailable_text(text: &str) -> bool {
+    let upper = text.to_ascii_uppercase();
+    upper.contains("[UNAVAILABLE]") || upper.contains("SERVER UNAVAILABLE.")
+}
+
+/// Whether `e` carries Exchange Online's `User is authenticated but not connected.`: the sign-in
+/// was accepted, but the account may not open the mailbox named in `user=`.
+pub fn is_not_connected(e: &Error) -> bool {
+    e.message()
+        .to_ascii_lowercase()
+        .contains("user is authenticated but not connected")
 }
 
 /// Longest piece of server data quoted in an error message (async-imap's parse errors carry the
@@ -220,6 +235,28 @@ pub fn fuzz_server_bytes(data: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exchange_replies_are_recognised() {
+        assert!(is_unavailable_text("Server Unavailable. 15"));
+        assert!(is_unavailable_text(
+            "[UNAVAILABLE] Temporary authentication failure."
+        ));
+        assert!(!is_unavailable_text("AUTHENTICATE failed."));
+        let e = map_err(
+            "SELECT",
+            async_imap::error::Error::Bad("User is authenticated but not connected.".into()),
+        );
+        assert!(is_not_connected(&e), "{e}");
+        assert!(!is_not_connected(&Error::new(
+            ErrorKind::ServerRefused,
+            "SELECT: no"
+        )));
+        assert!(connect::is_exchange_greeting(
+            "The Microsoft Exchange IMAP4 service is ready. [UABNAEEA]"
+        ));
+        assert!(!connect::is_exchange_greeting("Dovecot ready."));
+    }
 
     #[test]
     fn stream_errors_are_protocol_errors_and_bounded() {

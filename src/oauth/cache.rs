@@ -35,6 +35,8 @@ pub(crate) struct Tokens {
     pub expires_at: u64,
     /// Unix seconds from which the access token is renewed (`expires_at` minus a margin).
     pub renew_at: u64,
+    /// Unix seconds when the refresh token was last renewed (issued); 0: unknown.
+    pub refresh_renewed_at: u64,
 }
 
 /// The secrets a flow signs in with (what a cache is bound to). A flow that does not use the
@@ -43,16 +45,25 @@ pub(crate) struct Tokens {
 pub(crate) struct Secrets<'a> {
     pub password: Option<&'a Secret>,
     pub client_secret: Option<&'a Secret>,
+    /// The SHA-256 thumbprint of the client certificate (`client_certificate_file`).
+    pub certificate: Option<&'a Secret>,
 }
 
 impl Secrets<'_> {
     /// What the log calls them.
     fn names(&self) -> String {
-        match (self.password.is_some(), self.client_secret.is_some()) {
-            (true, true) => "password or client secret".into(),
-            (true, false) => "password".into(),
-            (false, true) => "client secret".into(),
-            (false, false) => "secret".into(),
+        let names: Vec<&str> = [
+            (self.password.is_some(), "password"),
+            (self.client_secret.is_some(), "client secret"),
+            (self.certificate.is_some(), "client certificate"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+        if names.is_empty() {
+            "secret".into()
+        } else {
+            names.join(" or ")
         }
     }
 }
@@ -64,6 +75,7 @@ pub(crate) struct Binding {
     salt: [u8; SALT_LEN],
     password: Option<[u8; HASH_LEN]>,
     client_secret: Option<[u8; HASH_LEN]>,
+    certificate: Option<[u8; HASH_LEN]>,
 }
 
 impl std::fmt::Debug for Binding {
@@ -118,6 +130,9 @@ impl Binding {
             client_secret: secrets
                 .client_secret
                 .map(|c| keyed_hash(&salt, "client secret", c)),
+            certificate: secrets
+                .certificate
+                .map(|c| keyed_hash(&salt, "client certificate", c)),
         })
     }
 
@@ -134,6 +149,7 @@ impl Binding {
         };
         check("password", secrets.password, &self.password)
             && check("client secret", secrets.client_secret, &self.client_secret)
+            && check("client certificate", secrets.certificate, &self.certificate)
     }
 
     /// This binding reduced to the secrets configured now (what a write records).
@@ -144,6 +160,7 @@ impl Binding {
             client_secret: self
                 .client_secret
                 .filter(|_| secrets.client_secret.is_some()),
+            certificate: self.certificate.filter(|_| secrets.certificate.is_some()),
         }
     }
 }
@@ -168,10 +185,14 @@ struct CacheFile {
     access_token: Option<String>,
     expires_at: u64,
     renew_at: u64,
+    /// When the refresh token was last renewed (absent in older caches).
+    refresh_renewed_at: Option<u64>,
     /// Hex salt and keyed hashes of the [`Binding`] (absent in caches of version 1).
     secret_salt: Option<String>,
     password_hash: Option<String>,
     client_secret_hash: Option<String>,
+    /// Keyed hash of the client certificate's thumbprint (absent before certificates).
+    certificate_hash: Option<String>,
 }
 
 /// Version 2 added the binding to the secrets.
@@ -210,6 +231,7 @@ pub(crate) fn load(path: &Path, identity: &Identity, secrets: Secrets<'_>) -> Lo
         access_token: file.access_token.take().map(Secret::new),
         expires_at: file.expires_at,
         renew_at: file.renew_at,
+        refresh_renewed_at: file.refresh_renewed_at.unwrap_or(0),
     };
     let same = (file.version == VERSION || file.version == 1)
         && file.authority == identity.authority
@@ -241,9 +263,10 @@ pub(crate) fn load(path: &Path, identity: &Identity, secrets: Secrets<'_>) -> Lo
                 None => Ok(None),
                 Some(h) => unhex::<HASH_LEN>(h).map(Some).ok_or(()),
             };
-            let (Ok(password), Ok(client_secret)) = (
+            let (Ok(password), Ok(client_secret), Ok(certificate)) = (
                 hash(file.password_hash.as_deref()),
                 hash(file.client_secret_hash.as_deref()),
+                hash(file.certificate_hash.as_deref()),
             ) else {
                 return damaged();
             };
@@ -251,10 +274,13 @@ pub(crate) fn load(path: &Path, identity: &Identity, secrets: Secrets<'_>) -> Lo
                 salt,
                 password,
                 client_secret,
+                certificate,
             })
         }
     };
-    let no_secret = secrets.password.is_none() && secrets.client_secret.is_none();
+    let no_secret = secrets.password.is_none()
+        && secrets.client_secret.is_none()
+        && secrets.certificate.is_none();
     match stored {
         Some(b) if b.matches(secrets) => Loaded {
             tokens,
@@ -274,6 +300,23 @@ pub(crate) fn load(path: &Path, identity: &Identity, secrets: Secrets<'_>) -> Lo
             Loaded::default()
         }
     }
+}
+
+/// Whether the cache at `path` holds a refresh token, and when it was last renewed (`None`
+/// inside: unknown, a cache of an older version). Only for reports: no identity or binding is
+/// checked and no token leaves this function.
+pub(crate) fn refresh_token_renewed(path: &Path) -> Option<Option<u64>> {
+    #[derive(Deserialize)]
+    struct Peek {
+        refresh_token: Option<serde::de::IgnoredAny>,
+        refresh_renewed_at: Option<u64>,
+    }
+    let text = zeroize::Zeroizing::new(std::fs::read(path).ok()?);
+    let text = std::str::from_utf8(&text).ok()?;
+    let mut scratch = zeroize::Zeroizing::new(vec![0u8; text.len()]);
+    let (peek, _) = serde_json_core::from_str_escaped::<Peek>(text, &mut scratch).ok()?;
+    peek.refresh_token?;
+    Some(peek.refresh_renewed_at.filter(|&t| t > 0))
 }
 
 fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
@@ -327,14 +370,16 @@ pub(crate) fn store(
     }
     let _ = write!(
         json,
-        ",\"expires_at\":{},\"renew_at\":{},\"secret_salt\":\"{}\"",
+        ",\"expires_at\":{},\"renew_at\":{},\"refresh_renewed_at\":{},\"secret_salt\":\"{}\"",
         tokens.expires_at,
         tokens.renew_at,
+        tokens.refresh_renewed_at,
         hex(&binding.salt)
     );
     for (key, hash) in [
         ("password_hash", &binding.password),
         ("client_secret_hash", &binding.client_secret),
+        ("certificate_hash", &binding.certificate),
     ] {
         match hash {
             Some(h) => {
@@ -388,12 +433,14 @@ mod tests {
         Secrets {
             password: Some(p),
             client_secret: None,
+            certificate: None,
         }
     }
 
     const NONE: Secrets<'static> = Secrets {
         password: None,
         client_secret: None,
+        certificate: None,
     };
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -418,6 +465,7 @@ mod tests {
             access_token: Some(Secret::new("eyJ0.a")),
             expires_at: 1_800_000_000,
             renew_at: 1_799_999_700,
+            refresh_renewed_at: 1_799_990_000,
         };
         let p = Secret::new("correct horse");
         let b = bound(pw(&p));
@@ -468,11 +516,38 @@ mod tests {
         let with_secret = Secrets {
             password: Some(&right),
             client_secret: Some(&secret),
+            certificate: None,
         };
         assert_eq!(
             load(&path, &identity(), with_secret).tokens,
             Tokens::default()
         );
+        // A certificate binds as a secret does: another thumbprint, the cache is not used.
+        let (thumb_a, thumb_b) = (Secret::new("aa11"), Secret::new("bb22"));
+        let with_cert = |t| Secrets {
+            password: None,
+            client_secret: None,
+            certificate: Some(t),
+        };
+        let cert_cache = dir.join("cert.json");
+        store(
+            &cert_cache,
+            &identity(),
+            &bound(with_cert(&thumb_a)),
+            &tokens,
+        )
+        .unwrap();
+        assert_eq!(
+            load(&cert_cache, &identity(), with_cert(&thumb_a)).tokens,
+            tokens
+        );
+        assert_eq!(
+            load(&cert_cache, &identity(), with_cert(&thumb_b)).tokens,
+            Tokens::default()
+        );
+        assert!(!std::fs::read_to_string(&cert_cache)
+            .unwrap()
+            .contains("aa11"));
         // The password removed from the configuration: nothing to compare, the tokens stay.
         assert_eq!(load(&path, &identity(), NONE).tokens, tokens);
         // Two caches of the same password get different salts (and so different hashes).

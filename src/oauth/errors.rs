@@ -160,6 +160,24 @@ const TABLE: &[Known] = &[
         fix: None,
     },
     Known {
+        codes: &[700027, 7000274],
+        kind: ErrorKind::ClientCertificateRejected,
+        cause: "the client assertion's signature was not accepted: its certificate is not registered on the app registration (or the key is another one)",
+        fix: Some("App registration > Certificates & secrets > Certificates: upload the certificate of client_certificate_file (its public part, .cer/.pem/.crt) and check that the thumbprint shown there is the agent's"),
+    },
+    Known {
+        codes: &[7000214, 7000277],
+        kind: ErrorKind::ClientCertificateRejected,
+        cause: "the certificate was revoked",
+        fix: Some("create a new certificate, upload it under App registration > Certificates & secrets > Certificates and point client_certificate_file to it"),
+    },
+    Known {
+        codes: &[700024, 1000502],
+        kind: ErrorKind::ClientAssertionExpired,
+        cause: "the client assertion is not within its valid time range (or the certificate is outside its validity)",
+        fix: Some("synchronise this machine's clock (NTP: `timedatectl set-ntp true`); the agent signs each assertion for 10 minutes from its own time; if the clock is right, check the certificate's validity dates"),
+    },
+    Known {
         codes: &[900144],
         kind: ErrorKind::MissingParameter,
         cause: "the request lacks a required parameter",
@@ -182,6 +200,28 @@ pub(crate) fn map_error(
         (None, Some(c)) => format!("AADSTS{c}"),
         (None, None) => answer.error.clone(),
     };
+    // A replayed client assertion: Microsoft's code is not documented; its text names the
+    // assertion's jti as used already.
+    if answer.error == "invalid_client" {
+        if let Some(d) = answer.description.as_deref() {
+            let l = d.to_ascii_lowercase();
+            if l.contains("jti") && (l.contains("replay") || l.contains("already")) {
+                return Error::new(
+                    ErrorKind::ClientAssertionReplayed,
+                    format!(
+                        "token endpoint {host}: the client assertion was used before ({})",
+                        ms_text()
+                    ),
+                )
+                .with_fix(
+                    "nothing to configure: the agent signs a new assertion (new jti) for every \
+                     request; if this repeats, something between the agent and the identity \
+                     platform re-sends requests (a proxy retrying POSTs?) or another program \
+                     replays this app's assertions: check oauth.proxy and the app's sign-in log",
+                );
+            }
+        }
+    }
     if let Some(code) = answer.code {
         if let Some(known) = TABLE.iter().find(|k| k.codes.contains(&code)) {
             let message = format!("token endpoint {host}: {} ({})", known.cause, ms_text());
@@ -311,6 +351,20 @@ mod tests {
             (9002313, InvalidRefreshToken, AGAIN),
             (70000, InvalidRefreshToken, AGAIN),
             (900144, MissingParameter, "agent bug"),
+            (700027, ClientCertificateRejected, "upload the certificate"),
+            (7000274, ClientCertificateRejected, "upload the certificate"),
+            (
+                7000214,
+                ClientCertificateRejected,
+                "create a new certificate",
+            ),
+            (
+                7000277,
+                ClientCertificateRejected,
+                "create a new certificate",
+            ),
+            (700024, ClientAssertionExpired, "clock"),
+            (1000502, ClientAssertionExpired, "clock"),
         ];
         for &(code, kind, fix) in table {
             let e = map(code);
@@ -332,6 +386,18 @@ mod tests {
                 assert!(listed.contains(code), "AADSTS{code} untested");
             }
         }
+    }
+
+    #[test]
+    fn a_replayed_assertion_is_its_own_kind() {
+        let a = ErrorAnswer::new(
+            "invalid_client".into(),
+            Some("AADSTS700023: The client assertion with jti '1b2c' was already used. Send a new assertion.\r\nTrace ID: x"),
+            &[700023],
+        );
+        let e = map_error("login.example.com", 401, &a, AGAIN);
+        assert_eq!(e.kind(), ErrorKind::ClientAssertionReplayed, "{e}");
+        assert!(e.fix().unwrap().contains("new assertion"), "{e:?}");
     }
 
     #[test]

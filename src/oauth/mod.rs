@@ -34,8 +34,13 @@
 //! ```
 
 mod cache;
+pub mod cert;
+mod discovery;
 mod errors;
+pub mod lifetimes;
 mod wire;
+
+pub use discovery::TenantInfo;
 
 use crate::config::{Flow, OAuth};
 use crate::error::{Error, ErrorKind, Result};
@@ -65,6 +70,8 @@ pub fn graph_scopes(resource: &str) -> (String, String) {
     )
 }
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// `client_assertion_type` of a certificate credential (RFC 7523).
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// RFC 8628: `slow_down` adds 5 s to the polling interval (1 s in unit tests, to keep them fast).
 const SLOW_DOWN_STEP: Duration = if cfg!(test) {
     Duration::from_secs(1)
@@ -90,10 +97,15 @@ pub struct ProviderOptions {
     /// error is answered from memory for this long instead of asking the identity platform again
     /// (repeated wrong passwords lock accounts).
     pub failure_backoff: Duration,
-    /// The delegated scope asked for (default IMAP's, [`DELEGATED_SCOPE`]).
-    pub delegated_scope: String,
-    /// The app-only scope asked for (default IMAP's, [`APP_SCOPE`]).
-    pub app_scope: String,
+    /// Where the tenant found by discovery is cached (`state_dir/NAME.tenant.json`) when
+    /// `oauth.directory_id` is empty; `None`: discovered anew by each provider.
+    pub tenant_cache: Option<PathBuf>,
+    /// The address whose domain names the tenant when `oauth.directory_id` is empty (the
+    /// mailbox's email for app-only sign-in); `None`: the username's.
+    pub discovery_address: Option<String>,
+    /// Scopes `(delegated, app-only)` asked for instead of the cloud's IMAP scopes
+    /// (Microsoft Graph for `transport: "graph"`).
+    pub scopes: Option<(String, String)>,
 }
 
 impl Default for ProviderOptions {
@@ -105,8 +117,9 @@ impl Default for ProviderOptions {
             sign_in_command: "psa-mail-agent login --config F --mailbox NAME".to_string(),
             renew_margin: Duration::from_secs(300),
             failure_backoff: Duration::from_secs(300),
-            delegated_scope: DELEGATED_SCOPE.to_string(),
-            app_scope: APP_SCOPE.to_string(),
+            tenant_cache: None,
+            discovery_address: None,
+            scopes: None,
         }
     }
 }
@@ -133,10 +146,26 @@ pub struct TokenProvider {
     flow: Flow,
     password: Option<Secret>,
     client_secret: Option<Secret>,
+    /// The app's certificate (`client_certificate_file`), signing client assertions.
+    certificate: Option<std::sync::Arc<cert::ClientCertificate>>,
+    /// Its SHA-256 thumbprint: what the token cache is bound to.
+    certificate_binding: Option<Secret>,
     token_url: String,
     devicecode_url: String,
     /// Host (and port) of the token endpoint, for messages.
     endpoint: String,
+    /// The tenant segment of the endpoint URLs; `None` until discovery found it.
+    tenant: Option<String>,
+    /// The domain the tenant is discovered from (`oauth.directory_id` empty).
+    discovery_domain: Option<String>,
+    /// What discovery found (or the cache held).
+    tenant_info: Option<TenantInfo>,
+    /// Where the authority came from, for fixes.
+    authority_origin: String,
+    /// The delegated IMAP scope of the cloud.
+    delegated_scope: String,
+    /// The app-only scope of the cloud.
+    app_scope: String,
     http: HttpOptions,
     options: ProviderOptions,
     tokens: Tokens,
@@ -184,11 +213,36 @@ fn flow_name(flow: Flow) -> &'static str {
     }
 }
 
+/// Unix seconds as `2027-03-31T12:00:00Z`.
+pub(crate) fn utc_text(secs: u64) -> String {
+    let t = crate::cli_log::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+    format!("{}Z", &t[..19])
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The fix for a token endpoint this machine cannot reach: where its host came from (the
+/// default authority or `oauth.authority`), DNS, the firewall and `oauth.proxy`.
+pub(crate) fn unreachable_fix(host: &str, source: &str, proxy: Option<&str>) -> String {
+    match proxy {
+        None => format!(
+            "this machine cannot reach the token endpoint {host}, taken from {source}: check \
+             that DNS resolves it (nslookup {host}) and that the firewall lets this machine open \
+             HTTPS connections to it; where the web is reachable only through a proxy, set \
+             oauth.proxy to \"http://proxy-host:port\". The agent tries again later"
+        ),
+        Some(proxy) => format!(
+            "the token endpoint {host}, taken from {source}, is reached through oauth.proxy \
+             {proxy}: check that DNS resolves the proxy's host, that the proxy answers on that \
+             port and that it allows HTTPS to {host}; remove oauth.proxy if this machine reaches \
+             the web directly. The agent tries again later"
+        ),
+    }
 }
 
 impl TokenProvider {
@@ -221,26 +275,72 @@ impl TokenProvider {
                 "copy the Application (client) ID GUID from the app registration's Overview",
             ));
         }
-        let tenant = oauth.directory_id.trim().to_string();
-        if tenant.is_empty()
-            || !tenant
+        let configured = oauth.directory_id.trim().to_string();
+        let mut discovery_domain = None;
+        let mut tenant_info = None;
+        let (tenant_key, tenant) = if configured.is_empty() {
+            // No Directory ID: the tenant is read from the OpenID configuration of the
+            // address's domain (before the first request), or from the cache of an earlier run.
+            let address = options
+                .discovery_address
+                .clone()
+                .unwrap_or_else(|| username.to_string());
+            let domain = discovery::domain_of(&address).ok_or_else(|| {
+                Error::config(
+                    "oauth.directory_id",
+                    format!(
+                        "is not set, and the address {:?} has no domain to find the tenant from",
+                        crate::json::shorten(&address)
+                    ),
+                )
+                .with_fix(
+                    "set oauth.directory_id to the Directory (tenant) ID from the app \
+                     registration's Overview",
+                )
+            })?;
+            tenant_info = options
+                .tenant_cache
+                .as_ref()
+                .and_then(|p| discovery::load(p, &authority, &domain));
+            discovery_domain = Some(domain.clone());
+            (domain, tenant_info.as_ref().map(|t| t.tenant_id.clone()))
+        } else {
+            if !configured
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            {
+                return Err(Error::config(
+                    "oauth.directory_id",
+                    format!("{configured:?} is not a tenant ID or domain"),
+                )
+                .with_fix(
+                    "copy the Directory (tenant) ID GUID from the app registration's Overview",
+                ));
+            }
+            (configured.clone(), Some(configured))
+        };
+        let authority_origin = if authority == oauth.cloud.authority() {
+            format!(
+                "the authority of oauth.cloud \"{}\" ({authority})",
+                oauth.cloud.name()
+            )
+        } else {
+            format!("oauth.authority {authority}")
+        };
+        let client_secret = oauth.client_secret.clone().filter(|s| !s.is_empty());
+        let certificate = match &oauth.client_certificate_file {
+            Some(path) => Some(std::sync::Arc::new(cert::ClientCertificate::load(path)?)),
+            None => None,
+        };
+        if oauth.flow == Flow::ClientCredentials && client_secret.is_none() && certificate.is_none()
         {
             return Err(Error::config(
-                "oauth.directory_id",
-                format!("{tenant:?} is not a tenant ID or domain"),
-            )
-            .with_fix("copy the Directory (tenant) ID GUID from the app registration's Overview"));
-        }
-        let client_secret = oauth.client_secret.clone().filter(|s| !s.is_empty());
-        if oauth.flow == Flow::ClientCredentials && client_secret.is_none() {
-            return Err(Error::config(
                 "oauth.client_secret",
-                "flow \"client_credentials\" needs a client secret",
+                "flow \"client_credentials\" needs a client secret or a certificate",
             )
-            .with_fix("set client_secret, client_secret_env or client_secret_file to the secret's Value (App registration > Certificates & secrets)"));
+            .with_fix("set client_secret, client_secret_env or client_secret_file to the secret's Value, or client_certificate_file to a PEM file with the certificate and its private key (App registration > Certificates & secrets)"));
         }
+        let certificate_binding = certificate.as_ref().map(|c| Secret::new(c.sha256_hex()));
         if let Some(proxy) = &oauth.proxy {
             // Checked here so that a malformed proxy (or one with a password in it, which is
             // refused) fails at start, not at the first token request.
@@ -256,7 +356,7 @@ impl TokenProvider {
         let identity = Identity {
             authority: authority.clone(),
             client_id,
-            tenant: tenant.clone(),
+            tenant: tenant_key.clone(),
             username: username.trim().to_string(),
             flow: flow_name(oauth.flow),
         };
@@ -265,7 +365,12 @@ impl TokenProvider {
             Some(path) => cache::load(
                 path,
                 &identity,
-                secret_set(oauth.flow, password.as_ref(), client_secret.as_ref()),
+                secret_set(
+                    oauth.flow,
+                    password.as_ref(),
+                    client_secret.as_ref(),
+                    certificate_binding.as_ref(),
+                ),
             ),
             None => cache::Loaded::default(),
         };
@@ -275,14 +380,29 @@ impl TokenProvider {
             proxy: oauth.proxy.clone(),
             ..HttpOptions::default()
         };
+        let segment = tenant.clone().unwrap_or_else(|| tenant_key.clone());
         Ok(TokenProvider {
-            token_url: format!("{authority}/{tenant}/oauth2/v2.0/token"),
-            devicecode_url: format!("{authority}/{tenant}/oauth2/v2.0/devicecode"),
+            token_url: format!("{authority}/{segment}/oauth2/v2.0/token"),
+            devicecode_url: format!("{authority}/{segment}/oauth2/v2.0/devicecode"),
             endpoint: url.authority(),
+            tenant,
+            discovery_domain,
+            tenant_info,
+            authority_origin,
+            delegated_scope: options.scopes.as_ref().map_or_else(
+                || oauth.cloud.delegated_scope().to_string(),
+                |s| s.0.clone(),
+            ),
+            app_scope: options
+                .scopes
+                .as_ref()
+                .map_or_else(|| oauth.cloud.app_scope().to_string(), |s| s.1.clone()),
             identity,
             flow: oauth.flow,
             password,
             client_secret,
+            certificate,
+            certificate_binding,
             http,
             options,
             tokens: loaded.tokens,
@@ -337,7 +457,29 @@ impl TokenProvider {
             self.flow,
             self.password.as_ref(),
             self.client_secret.as_ref(),
+            self.certificate_binding.as_ref(),
         )
+    }
+
+    /// The app's certificate (`client_certificate_file`), when configured.
+    pub fn certificate(&self) -> Option<&cert::ClientCertificate> {
+        self.certificate.as_deref()
+    }
+
+    /// What the app signs in with, for messages: "the certificate (thumbprint …)" or "the
+    /// client secret".
+    fn app_credential(&self) -> String {
+        match &self.certificate {
+            Some(c) => format!(
+                "the certificate (thumbprint {}) of application {}",
+                c.thumbprint(),
+                self.identity.client_id
+            ),
+            None => format!(
+                "the client secret of application {}",
+                self.identity.client_id
+            ),
+        }
     }
 
     /// Tokens obtained from the token endpoint by this provider (sign-ins and refreshes).
@@ -348,6 +490,68 @@ impl TokenProvider {
     /// The token endpoint URL.
     pub fn token_url(&self) -> &str {
         &self.token_url
+    }
+
+    /// The tenant found from the address's domain (or cached from an earlier discovery);
+    /// `None` when `oauth.directory_id` is configured or discovery has not run yet.
+    pub fn tenant_info(&self) -> Option<&TenantInfo> {
+        self.tenant_info.as_ref()
+    }
+
+    /// Whether the tenant is discovered from the address (no `oauth.directory_id`).
+    pub fn discovers_tenant(&self) -> bool {
+        self.discovery_domain.is_some()
+    }
+
+    /// Discovers the tenant now, even when it is cached (for `test`): `Ok(None)` when
+    /// `oauth.directory_id` is configured.
+    pub async fn discover_tenant(&mut self) -> Result<Option<TenantInfo>> {
+        if self.discovery_domain.is_none() {
+            return Ok(None);
+        }
+        self.tenant = None;
+        self.ensure_tenant().await?;
+        Ok(self.tenant_info.clone())
+    }
+
+    /// Makes sure the endpoint URLs name the tenant: discovers it when it is not known yet.
+    async fn ensure_tenant(&mut self) -> Result<()> {
+        if self.tenant.is_some() {
+            return Ok(());
+        }
+        let Some(domain) = self.discovery_domain.clone() else {
+            return Ok(());
+        };
+        let authority = self.identity.authority.clone();
+        let info = discovery::discover(
+            &authority,
+            &domain,
+            &self.http,
+            &self.endpoint,
+            &self.authority_origin,
+        )
+        .await?;
+        if let Some(old) = &self.tenant_info {
+            if old.tenant_id != info.tenant_id {
+                log::warn!(
+                    "OAuth {}: {domain} now belongs to tenant {} (was {})",
+                    self.endpoint,
+                    info.tenant_id,
+                    old.tenant_id
+                );
+            }
+        }
+        log::info!("OAuth {}: {}", self.endpoint, info.describe());
+        if let Some(path) = &self.options.tenant_cache {
+            if let Err(e) = discovery::store(path, &authority, &info) {
+                log::warn!("{e}");
+            }
+        }
+        self.token_url = format!("{authority}/{}/oauth2/v2.0/token", info.tenant_id);
+        self.devicecode_url = format!("{authority}/{}/oauth2/v2.0/devicecode", info.tenant_id);
+        self.tenant = Some(info.tenant_id.clone());
+        self.tenant_info = Some(info);
+        Ok(())
     }
 
     /// Whether a refresh token is known (from the cache or a grant).
@@ -397,8 +601,9 @@ impl TokenProvider {
     /// for [`TokenProvider::device_login_complete`]; a second begin replaces it.
     pub async fn device_login_begin(&mut self) -> Result<DeviceCodePrompt> {
         self.pending_device = None;
+        self.ensure_tenant().await?;
         let client_id = self.identity.client_id.clone();
-        let scope = self.options.delegated_scope.clone();
+        let scope = self.delegated_scope.clone();
         let form = [("client_id", client_id.as_str()), ("scope", scope.as_str())];
         let resp = http::post_form(&self.devicecode_url, &form, &self.http)
             .await
@@ -588,10 +793,8 @@ impl TokenProvider {
                 .await
                 .map(|t| (t, format!("the password of {user}"))),
             (Flow::ClientCredentials, _) => {
-                let app = self.identity.client_id.clone();
-                self.client_credentials_grant()
-                    .await
-                    .map(|t| (t, format!("the client secret of application {app}")))
+                let what = self.app_credential();
+                self.client_credentials_grant().await.map(|t| (t, what))
             }
             _ => match self.tokens.refresh_token.clone() {
                 Some(refresh) => match self.refresh_grant(&refresh).await {
@@ -662,7 +865,7 @@ impl TokenProvider {
     async fn refresh_grant(&mut self, refresh_token: &Secret) -> Result<Secret, Refusal> {
         let client_id = self.identity.client_id.clone();
         let secret = self.client_secret.clone();
-        let scope = self.options.delegated_scope.clone();
+        let scope = self.delegated_scope.clone();
         let mut form = vec![
             ("grant_type", "refresh_token"),
             ("client_id", client_id.as_str()),
@@ -676,11 +879,31 @@ impl TokenProvider {
     }
 
     async fn client_credentials_grant(&mut self) -> Result<Secret> {
+        let client_id = self.identity.client_id.clone();
+        if let Some(certificate) = self.certificate.clone() {
+            // The assertion's audience is the token endpoint: its tenant must be known first.
+            self.ensure_tenant().await?;
+            let now = unix_now();
+            check_certificate_dates(&certificate, now)?;
+            let assertion = certificate.assertion(&self.token_url, &client_id, now)?;
+            let scope = self.app_scope.clone();
+            let form = [
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id.as_str()),
+                ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+                ("client_assertion", assertion.expose()),
+                ("scope", scope.as_str()),
+            ];
+            return self
+                .grant(&form, "client certificate")
+                .await
+                .map_err(|r| r.error);
+        }
         let secret = self.client_secret.clone().ok_or_else(|| {
             Error::config("oauth.client_secret", "missing for flow client_credentials")
         })?;
         let client_id = self.identity.client_id.clone();
-        let scope = self.options.app_scope.clone();
+        let scope = self.app_scope.clone();
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", client_id.as_str()),
@@ -703,7 +926,7 @@ impl TokenProvider {
         let client_id = self.identity.client_id.clone();
         let username = self.identity.username.clone();
         let secret = self.client_secret.clone();
-        let scope = self.options.delegated_scope.clone();
+        let scope = self.delegated_scope.clone();
         let mut form = vec![
             ("grant_type", "password"),
             ("client_id", client_id.as_str()),
@@ -719,6 +942,7 @@ impl TokenProvider {
 
     /// Posts a grant to the token endpoint and keeps the tokens it returns.
     async fn grant(&mut self, form: &[(&str, &str)], what: &str) -> Result<Secret, Refusal> {
+        self.ensure_tenant().await?;
         let resp = http::post_form(&self.token_url, form, &self.http)
             .await
             .map_err(|e| self.network_error(e))?;
@@ -769,6 +993,7 @@ impl TokenProvider {
         let rotated = match answer.refresh_token.take().filter(|t| !t.is_empty()) {
             Some(r) => {
                 self.tokens.refresh_token = Some(Secret::new(r));
+                self.tokens.refresh_renewed_at = now;
                 true
             }
             None => false,
@@ -802,6 +1027,9 @@ impl TokenProvider {
                 "the client secret of application {}",
                 self.identity.client_id
             )),
+            K::ClientCertificateRejected
+            | K::ClientAssertionExpired
+            | K::ClientAssertionReplayed => Some(self.app_credential()),
             K::InvalidCredentials | K::PasswordExpired if what == "password" => {
                 Some(format!("the password of {user}"))
             }
@@ -813,6 +1041,10 @@ impl TokenProvider {
             )),
             k if k.is_identity_platform() && what == "client credentials" => Some(format!(
                 "the sign-in of application {} with the configured client secret",
+                self.identity.client_id
+            )),
+            k if k.is_identity_platform() && what == "client certificate" => Some(format!(
+                "the sign-in of application {} with the configured certificate",
                 self.identity.client_id
             )),
             _ => None,
@@ -859,9 +1091,13 @@ impl TokenProvider {
     fn network_error(&self, e: Error) -> Error {
         let e = e.context(format!("token endpoint {}", self.endpoint));
         match e.kind() {
-            ErrorKind::Timeout | ErrorKind::ConnectionClosed if e.fix().is_none() => e.with_fix(
-                "check that this machine reaches the token endpoint (firewall, oauth.proxy); the agent tries again later",
-            ),
+            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::ConnectionClosed => {
+                e.with_fix(unreachable_fix(
+                    &self.endpoint,
+                    &self.authority_origin,
+                    self.http.proxy.as_deref(),
+                ))
+            }
             _ => e,
         }
     }
@@ -873,6 +1109,9 @@ impl TokenProvider {
                     .to_string()
             }
             Flow::DeviceCode => format!("sign in again: run `{}`", self.options.sign_in_command),
+            Flow::ClientCredentials if self.certificate.is_some() => {
+                "check the certificate in client_certificate_file".to_string()
+            }
             Flow::ClientCredentials => "check the client secret".to_string(),
         }
     }
@@ -909,15 +1148,51 @@ impl TokenProvider {
     }
 }
 
+/// A certificate outside its validity is refused here, before the identity platform does.
+fn check_certificate_dates(c: &cert::ClientCertificate, now: u64) -> Result<()> {
+    let fix =
+        "create a new certificate (e.g. `openssl req -x509 -newkey rsa:2048 -nodes -days 365 \
+               -subj /CN=psa-mail-agent -keyout key.pem -out cert.pem`), upload cert.pem under App \
+               registration > Certificates & secrets > Certificates, and point \
+               client_certificate_file to the concatenation of cert.pem and key.pem";
+    if now >= c.not_after() {
+        return Err(Error::new(
+            ErrorKind::ClientCertificateExpired,
+            format!(
+                "the client certificate {} (thumbprint {}) expired on {}",
+                c.path().display(),
+                c.thumbprint(),
+                utc_text(c.not_after())
+            ),
+        )
+        .with_fix(fix));
+    }
+    if now + 300 < c.not_before() {
+        return Err(Error::new(
+            ErrorKind::ClientCertificateExpired,
+            format!(
+                "the client certificate {} (thumbprint {}) is not valid before {}",
+                c.path().display(),
+                c.thumbprint(),
+                utc_text(c.not_before())
+            ),
+        )
+        .with_fix("check this machine's clock (NTP), or use a certificate valid now"));
+    }
+    Ok(())
+}
+
 /// The secrets `flow` signs in with: what a token cache is bound to.
 fn secret_set<'a>(
     flow: Flow,
     password: Option<&'a Secret>,
     client_secret: Option<&'a Secret>,
+    certificate: Option<&'a Secret>,
 ) -> Secrets<'a> {
     Secrets {
         password: password.filter(|_| flow == Flow::Password),
         client_secret,
+        certificate,
     }
 }
 

@@ -144,6 +144,7 @@ fn oauth(base: &str, flow: Flow) -> OAuth {
         client_secret: None,
         authority: base.to_string(),
         proxy: None,
+        ..OAuth::default()
     }
 }
 

@@ -14,8 +14,18 @@ pub struct Address {
 /// One attachment or inline part. The bytes travel beside the JSON, never base64 in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Attachment {
-    /// File name, decoded (RFC 2231, encoded words) and made safe for a file system.
+    /// The file name the sender gave, decoded (RFC 2231 continuations and charsets, encoded
+    /// words), exactly as sent — it may hold a path or characters no file system takes; null
+    /// when the part had none. Show it; never use it as a path.
     pub filename: Option<String>,
+    /// A safe file name to store the bytes under, always set and unique within the ticket
+    /// (case-insensitively; a repeated name gets " (2)", " (3)", ... before its extension): the
+    /// sent name without directories, control characters, `<>:"|?*`, leading dots, trailing
+    /// dots/spaces or a reserved Windows device name (CON, NUL, COM1, ...), at most 200 bytes;
+    /// without a sent name, an attached message's subject + `.eml`, else a name from the
+    /// content type (`image.png`, `document.pdf`, `invite.ics`, ...). The spool writes the
+    /// bytes under this name and the C API gives it (`pma_batch_attachment_save_as`).
+    pub save_as: String,
     /// MIME type, e.g. `application/pdf`.
     pub content_type: String,
     /// Size of the decoded bytes.
@@ -30,9 +40,49 @@ pub struct Attachment {
     /// `sha256` still describe the part as sent). Absent when they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub omitted: Option<Omitted>,
-    /// The decoded bytes; empty when omitted (a warning says so).
+    /// The decoded bytes; empty when omitted (a warning says so), or when they are `pending`.
     #[serde(skip)]
     pub data: Vec<u8>,
+    /// The bytes, still encoded in the message, of a large attachment of a ticket built with
+    /// [`crate::ticket::build_shared`]: decoded on demand ([`Attachment::write_bytes`],
+    /// [`Attachment::bytes`]) rather than held decoded beside the message.
+    #[serde(skip)]
+    pub pending: Option<super::elide::PendingBytes>,
+}
+
+impl Attachment {
+    /// Whether the ticket carries this attachment's bytes (in `data`, or `pending`).
+    pub fn has_bytes(&self) -> bool {
+        !self.data.is_empty() || self.pending.is_some()
+    }
+
+    /// Writes the decoded bytes to `out`; pending bytes are decoded in chunks on the way.
+    pub fn write_bytes(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match &self.pending {
+            Some(p) if self.data.is_empty() => {
+                let mut r = Ok(());
+                p.decode(|c| {
+                    if r.is_ok() {
+                        r = out.write_all(c);
+                    }
+                });
+                r
+            }
+            _ => out.write_all(&self.data),
+        }
+    }
+
+    /// The decoded bytes (pending ones decoded into a new buffer).
+    pub fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.pending {
+            Some(p) if self.data.is_empty() => {
+                let mut v = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0));
+                p.decode(|c| v.extend_from_slice(c));
+                std::borrow::Cow::Owned(v)
+            }
+            _ => std::borrow::Cow::Borrowed(&self.data),
+        }
+    }
 }
 
 /// Why an attachment's bytes are not carried.

@@ -137,6 +137,11 @@ fn history_start(lines: &[&str]) -> Option<usize> {
             }
             continue;
         }
+        // Samsung Email writes its HTML reply header into the text part too:
+        // `<div>-------- Original message --------</div><div>From: …`.
+        if leading_div_text(t).is_some_and(is_separator) {
+            return Some(i);
+        }
         if is_separator(t) {
             // "Begin forwarded message:" over `>`-quoted lines with text below them: the text
             // below is the sender's, as in an interleaved reply.
@@ -162,6 +167,13 @@ fn history_start(lines: &[&str]) -> Option<usize> {
         }
     }
     None
+}
+
+/// The text of the `<div>` a line starts with (`<div>text</div>…`), if it does.
+fn leading_div_text(t: &str) -> Option<&str> {
+    let rest = t.get(..5)?.eq_ignore_ascii_case("<div>").then(|| &t[5..])?;
+    let end = rest.find("</div>").or_else(|| rest.find("</DIV>"))?;
+    Some(&rest[..end])
 }
 
 /// GroupWise's reply header: `>>> "Max Muster" <max@example.de> 23.11.2026 10:00 >>>`.
@@ -307,6 +319,15 @@ mod tests {
     fn english_reply() {
         let t = "Thanks, works now.\n\nOn Mon, Nov 23, 2026 at 10:00 AM John Doe <john@example.com> wrote:\n> Please restart.\n> \n";
         assert_eq!(clean_body(t), "Thanks, works now.");
+    }
+
+    #[test]
+    fn samsung_html_header_in_text_part() {
+        let t = "Works again, thanks.\n\n<div>-------- Original message --------</div><div>From: Helpdesk <helpdesk@example.com> </div><div>Subject: Re: Wi-Fi </div><div>\n</div>Hello,\n\nplease restart the router.\n";
+        assert_eq!(clean_body(t), "Works again, thanks.");
+        // A line that only starts with a div is text.
+        let t = "<div>Hello</div> there\n";
+        assert_eq!(clean_body(t), "<div>Hello</div> there");
     }
 
     #[test]

@@ -307,15 +307,27 @@ pub(super) fn is_tagline(line: &str) -> bool {
         None => t,
     };
     let t = t.trim_end_matches(['.', '!', ' ', '\u{a0}']);
-    let chars = t.chars().count();
-    if !(4..=90).contains(&chars) || t.contains(['?', ':']) {
+    // 4 to 90 characters; counted only where the byte length leaves it open.
+    let chars_ok = match t.len() {
+        0..4 => false,
+        16..=90 => true,
+        361.. => false,
+        _ => (4..=90).contains(&t.chars().count()),
+    };
+    if !chars_ok || t.contains(['?', ':']) {
         return false;
     }
-    let l = t.to_lowercase();
-    let words = l.split_whitespace().count();
+    // Lower-casing changes no white space: count the words before paying for it (this runs on
+    // every line after a quote attribution).
+    let words = t.split_whitespace().count();
     if words > 12 {
         return false;
     }
+    let l = if t.is_ascii() {
+        t.to_ascii_lowercase()
+    } else {
+        t.to_lowercase()
+    };
     // The device is named in a few words; a comma may add a short apology ("…, please excuse
     // typos") but not a sentence ("Sent from Outlook, but the attachment is missing").
     let names_device = |s: &str| {
@@ -324,7 +336,11 @@ pub(super) fn is_tagline(line: &str) -> bool {
             && device.split_whitespace().count() <= 6
             && after.split_whitespace().count() <= 4
     };
-    if let Some(p) = VERB_FIRST.iter().find(|p| l.starts_with(*p)) {
+    let first = l.as_bytes()[0];
+    if let Some(p) = VERB_FIRST
+        .iter()
+        .find(|p| p.as_bytes()[0] == first && l.starts_with(*p))
+    {
         return names_device(&l[p.len()..]);
     }
     if let Some(s) = VERB_LAST.iter().find(|s| l.ends_with(*s)) {

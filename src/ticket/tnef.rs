@@ -3,7 +3,8 @@
 //! Outlook sends "rich text" mail as a TNEF blob that other clients show as an unreadable
 //! `winmail.dat`. We read its attachments (attAttachTitle / attAttachData, preferring the MAPI
 //! long file name PR_ATTACH_LONG_FILENAME and taking PR_ATTACH_MIME_TAG) and a plain-text body
-//! (attBody or PR_BODY). RTF-only bodies are not converted. Every length is checked against the
+//! (attBody or PR_BODY; else PR_BODY_HTML or the compressed RTF PR_RTF_COMPRESSED, converted
+//! to text — Outlook's "rich text" mail often has nothing else). Every length is checked against the
 //! input: any byte sequence gives a result or an error, never a panic, and work is linear in the
 //! input size.
 
@@ -24,6 +25,8 @@ const ATT_OEM_CODEPAGE: u32 = 0x0006_9007;
 
 // MAPI property ids and types.
 const PR_BODY: u16 = 0x1000;
+const PR_RTF_COMPRESSED: u16 = 0x1009;
+const PR_BODY_HTML: u16 = 0x1013;
 const PR_ATTACH_DATA_OBJ: u16 = 0x3701;
 const PR_ATTACH_FILENAME: u16 = 0x3704;
 const PR_ATTACH_LONG_FILENAME: u16 = 0x3707;
@@ -84,8 +87,11 @@ pub struct TnefFile {
 pub struct Unpacked {
     /// The attachments, in order.
     pub files: Vec<TnefFile>,
-    /// The plain-text body (attBody or PR_BODY), if the blob carries one.
+    /// The body as plain text: attBody or PR_BODY, else PR_BODY_HTML converted, else the
+    /// compressed RTF (PR_RTF_COMPRESSED) decompressed and read as text ([`super::rtf`]).
     pub body: Option<String>,
+    /// Why the RTF body could not be read, when that was the only body.
+    pub rtf_error: Option<String>,
 }
 
 struct Reader<'a> {
@@ -274,6 +280,8 @@ pub fn unpack(data: &[u8]) -> Result<Unpacked, TnefError> {
     let mut codepage = 1252u32;
     let mut current: Option<Pending> = None;
     let mut attributes = 0usize;
+    let mut rtf: Option<&[u8]> = None;
+    let mut html: Option<String> = None;
     while r.remaining() > 0 {
         attributes += 1;
         if attributes > MAX_ATTRIBUTES {
@@ -300,12 +308,12 @@ pub fn unpack(data: &[u8]) -> Result<Unpacked, TnefError> {
             (LVL_MESSAGE, ATT_MAPI_PROPS) => {
                 let mut body = None;
                 // A damaged property list loses the body only, not the attachments.
-                let _ = read_props(value, codepage, |pid, v| {
-                    if pid == PR_BODY {
-                        if let Value::Str(s) = v {
-                            body = Some(s);
-                        }
-                    }
+                let _ = read_props(value, codepage, |pid, v| match (pid, v) {
+                    (PR_BODY, Value::Str(s)) => body = Some(s),
+                    (PR_RTF_COMPRESSED, Value::Bin(b)) => rtf = Some(b),
+                    (PR_BODY_HTML, Value::Bin(b)) => html = Some(ansi(b, codepage)),
+                    (PR_BODY_HTML, Value::Str(s)) => html = Some(s),
+                    _ => {}
                 });
                 if out.body.is_none() {
                     out.body = body.filter(|b| !b.trim().is_empty());
@@ -346,6 +354,24 @@ pub fn unpack(data: &[u8]) -> Result<Unpacked, TnefError> {
     }
     if let Some(done) = current.take().and_then(Pending::finish) {
         push_file(&mut out, done)?;
+    }
+    // No plain-text body: the HTML one, else the rich-text one (compressed RTF), as text.
+    if out.body.is_none() {
+        if let Some(h) = html.filter(|h| !h.trim().is_empty()) {
+            let text = super::html2text::html_to_text(&h, Default::default());
+            out.body = Some(text).filter(|t| !t.trim().is_empty());
+        }
+    }
+    if out.body.is_none() {
+        if let Some(compressed) = rtf {
+            match super::rtf::decompress(compressed) {
+                Ok(doc) => {
+                    let text = super::rtf::to_text(&doc);
+                    out.body = Some(text).filter(|t| !t.trim().is_empty());
+                }
+                Err(e) => out.rtf_error = Some(e),
+            }
+        }
     }
     Ok(out)
 }
@@ -427,9 +453,54 @@ pub fn encode_for_tests(body: &str, files: &[(&str, &str, &str, &[u8])]) -> Vec<
     out
 }
 
+/// Like [`encode_for_tests`] without a plain body, but with the message's MAPI properties
+/// carrying `compressed_rtf` as PR_RTF_COMPRESSED: an Outlook "rich text" mail.
+#[doc(hidden)]
+pub fn encode_rtf_for_tests(compressed_rtf: &[u8], files: &[(&str, &str, &str, &[u8])]) -> Vec<u8> {
+    let mut out = encode_for_tests("", files);
+    let mut props = Vec::new();
+    props.extend_from_slice(&1u32.to_le_bytes());
+    props.extend_from_slice(&PT_BINARY.to_le_bytes());
+    props.extend_from_slice(&PR_RTF_COMPRESSED.to_le_bytes());
+    props.extend_from_slice(&1u32.to_le_bytes());
+    props.extend_from_slice(&(compressed_rtf.len() as u32).to_le_bytes());
+    props.extend_from_slice(compressed_rtf);
+    while !props.len().is_multiple_of(4) {
+        props.push(0);
+    }
+    out.push(LVL_MESSAGE);
+    out.extend_from_slice(&ATT_MAPI_PROPS.to_le_bytes());
+    out.extend_from_slice(&(props.len() as u32).to_le_bytes());
+    out.extend_from_slice(&props);
+    let sum = props.iter().fold(0u16, |a, &b| a.wrapping_add(b as u16));
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rtf_only_body_becomes_text() {
+        let rtf = br"{\rtf1\ansi\ansicpg1252 Hallo,\par der Scanner streikt. Gr\'fc\'dfe\par}";
+        let blob = encode_rtf_for_tests(
+            &super::super::rtf::compress_literal_for_tests(rtf),
+            &[("a.txt", "a.txt", "text/plain", b"abc")],
+        );
+        let u = unpack(&blob).unwrap();
+        assert_eq!(
+            u.body.as_deref(),
+            Some("Hallo,\nder Scanner streikt. Grüße")
+        );
+        assert_eq!(u.files.len(), 1);
+        // A broken RTF stream is reported, the files still come out.
+        let blob = encode_rtf_for_tests(b"nonsense", &[("a.txt", "a.txt", "text/plain", b"abc")]);
+        let u = unpack(&blob).unwrap();
+        assert_eq!(u.body, None);
+        assert!(u.rtf_error.is_some());
+        assert_eq!(u.files.len(), 1);
+    }
 
     #[test]
     fn round_trip() {

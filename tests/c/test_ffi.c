@@ -192,6 +192,7 @@ static void test_null_accessors(void) {
     CHECK_RC(pma_batch_ticket_json(NULL, 0, &p, &n), PMA_NULL_ARGUMENT);
     CHECK(pma_batch_attachment_count(NULL, 0) == 0);
     CHECK_RC(pma_batch_attachment(NULL, 0, 0, &b, &n), PMA_NULL_ARGUMENT);
+    CHECK_RC(pma_batch_attachment_save_as(NULL, 0, 0, &p, &n), PMA_NULL_ARGUMENT);
     CHECK(!pma_report_healthy(NULL));
     CHECK_RC(pma_report_json(NULL, &p, &n), PMA_NULL_ARGUMENT);
     CHECK(pma_report_step_count(NULL) == 0);
@@ -277,14 +278,21 @@ static void check_batch(const pma_batch *batch, size_t expected) {
             const uint8_t *bytes = NULL;
             size_t blen = 0;
             CHECK_RC(pma_batch_attachment(batch, i, a, &bytes, &blen), PMA_OK);
+            const char *save_as = NULL;
+            size_t slen = 0;
+            CHECK_RC(pma_batch_attachment_save_as(batch, i, a, &save_as, &slen), PMA_OK);
+            CHECK(save_as != NULL && strlen(save_as) == slen && slen > 0);
             if (t != NULL && strstr(t, "\"filename\":\"hello.txt\"") != NULL && blen == 17 &&
-                memcmp(bytes, "Hello attachment\n", 17) == 0) {
+                memcmp(bytes, "Hello attachment\n", 17) == 0 && strcmp(save_as, "hello.txt") == 0) {
                 found_attachment = 1;
             }
         }
         const uint8_t *bytes = NULL;
         size_t blen = 0;
         CHECK_RC(pma_batch_attachment(batch, i, atts, &bytes, &blen), PMA_INDEX_OUT_OF_RANGE);
+        const char *no_name = NULL;
+        CHECK_RC(pma_batch_attachment_save_as(batch, i, atts, &no_name, &blen), PMA_INDEX_OUT_OF_RANGE);
+        CHECK(no_name == NULL);
         CHECK(bytes == NULL);
     }
     const char *t = NULL;
@@ -465,7 +473,7 @@ static void test_oauth_credentials(const char *state, pma_agent *basic) {
              PMA_OK);
     pma_batch *old = NULL;
     CHECK_RC(pma_fetch_tickets(regen, 1, &old), PMA_OK);
-    CHECK_RC(pma_set_oauth_credentials(regen, "app-1", "contoso.test", NULL), PMA_OK);
+    CHECK_RC(pma_set_oauth_credentials(regen, "11111111-2222-3333-4444-555555555555", "contoso.test", NULL), PMA_OK);
     CHECK_RC(pma_ack(regen, old), PMA_FOREIGN_BATCH);
     CHECK(strstr(last_error(regen), "rebuilt") != NULL);
     pma_batch_free(old);
@@ -478,6 +486,68 @@ static void test_oauth_credentials(const char *state, pma_agent *basic) {
     CHECK(pma_report_healthy(report));
     pma_report_free(report);
     pma_free(agent);
+}
+
+/* ---- Exchange Online's refusals (the harness's stand-in, tools/test-exchange) ---- */
+
+/* Connection test of `json` against the stand-in: the "select" step fails with `want`, its fix
+ * naming `fix_part`. */
+static void check_exchange_refusal(const char *state, const char *json, pma_result want,
+                                   const char *fix_part) {
+    pma_agent *agent = NULL;
+    CHECK_RC(pma_init(json, state, &agent), PMA_OK);
+    if (agent == NULL) {
+        return;
+    }
+    pma_report *report = NULL;
+    CHECK_RC(pma_test_connection(agent, &report), PMA_OK);
+    CHECK(!pma_report_healthy(report));
+    pma_step s;
+    memset(&s, 0, sizeof s);
+    CHECK_RC(pma_report_step(report, 5, &s), PMA_OK);
+    CHECK(s.name != NULL && strcmp(s.name, "select") == 0);
+    CHECK(s.status == PMA_STEP_FAILED);
+    CHECK(s.result == want);
+    CHECK(s.detail != NULL && strstr(s.detail, "authenticated but not connected") != NULL);
+    CHECK(s.fix != NULL && strstr(s.fix, fix_part) != NULL);
+    if (s.fix != NULL && strstr(s.fix, fix_part) == NULL) {
+        fprintf(stderr, "fix without \"%s\": %s\n", fix_part, s.fix);
+    }
+    pma_report_free(report);
+    pma_free(agent);
+}
+
+static void test_exchange_diagnosis(const char *state) {
+    const char *port = getenv("PMA_EXCHANGE_PORT");
+    if (port == NULL || *port == '\0') {
+        fprintf(stderr, "skipping the Exchange diagnosis: the harness runs no Exchange stand-in\n");
+        return;
+    }
+    static char shared[512], json[4096], fix[1024];
+    /* A delegate without Full Access to a shared mailbox. */
+    snprintf(shared, sizeof shared, "c-nofa-%s", env("PMA_TEST_USER"));
+    snprintf(json, sizeof json,
+             "{\"name\": \"exch-nofa\", \"email\": \"%s\", \"username\": \"%s\","
+             " \"password_env\": \"PMA_PASSWORD\", \"imap\": {\"server\": \"127.0.0.1\", \"port\": %s,"
+             " \"ca_file\": \"%s\", \"timeout_secs\": 20}, \"oauth\": {\"enabled\": true,"
+             " \"application_id\": \"app-public\", \"directory_id\": \"contoso-tenant\","
+             " \"shared_mailbox\": true, \"authority\": \"%s\"}}",
+             shared, env("PMA_TEST_USER2"), port, env("PMA_CA_FILE"), env("PMA_IDP_URL"));
+    snprintf(fix, sizeof fix, "Add-MailboxPermission -Identity %s -User %s -AccessRights FullAccess",
+             shared, env("PMA_TEST_USER2"));
+    check_exchange_refusal(state, json, PMA_SHARED_MAILBOX_DENIED, fix);
+    /* An app-only principal without a grant on the mailbox. */
+    snprintf(shared, sizeof shared, "c-app-%s", env("PMA_TEST_USER"));
+    snprintf(json, sizeof json,
+             "{\"name\": \"exch-app\", \"email\": \"%s\", \"imap\": {\"server\": \"127.0.0.1\","
+             " \"port\": %s, \"ca_file\": \"%s\", \"timeout_secs\": 20}, \"oauth\": {\"enabled\": true,"
+             " \"application_id\": \"app-confidential\", \"directory_id\": \"contoso-tenant\","
+             " \"flow\": \"client_credentials\", \"client_secret\": \"s3cret-app\", \"authority\": \"%s\"}}",
+             shared, port, env("PMA_CA_FILE"), env("PMA_IDP_URL"));
+    check_exchange_refusal(state, json, PMA_APP_NOT_GRANTED,
+                           "New-ServicePrincipal -AppId app-confidential -ObjectId");
+    CHECK(strcmp(pma_result_str(PMA_APP_NOT_GRANTED), "PMA_APP_NOT_GRANTED") == 0);
+    CHECK(strcmp(pma_result_str(PMA_MAILBOX_NOT_CONNECTED), "PMA_MAILBOX_NOT_CONNECTED") == 0);
 }
 
 /* ---- logging ---- */
@@ -585,6 +655,7 @@ int main(void) {
     test_fetch_and_ack(agent, other);
     test_failures(state);
     test_oauth_credentials(state, agent);
+    test_exchange_diagnosis(state);
     test_threads(agent);
 
     pthread_mutex_lock(&sink.lock);

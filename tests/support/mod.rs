@@ -32,8 +32,16 @@ pub struct Harness {
     pub dir: PathBuf,
     /// PEM file of the test CA that signed the server certificate.
     pub ca_file: PathBuf,
-    /// IMAPS (implicit TLS) port on 127.0.0.1, 127.0.0.2 and 127.0.0.3.
+    /// IMAPS (implicit TLS) port on 127.0.0.1, 127.0.0.2 and 127.0.0.3 of the IMAP server under
+    /// test: Dovecot's, or with `PMA_TEST_IMAP=exchange` the Exchange Online stand-in's
+    /// (tools/test-exchange, which relays to Dovecot). The helpers below always use Dovecot.
     pub imaps_port: u16,
+    /// Dovecot's own IMAPS port (the helpers' way in, whichever server is under test).
+    pub dovecot_imaps_port: u16,
+    /// The Exchange Online stand-in's IMAPS port (127.0.0.1-3), if the harness runs it.
+    pub exchange_port: Option<u16>,
+    /// Whether the tests talk to the Exchange stand-in (`PMA_TEST_IMAP=exchange`).
+    pub exchange: bool,
     /// Plain IMAP port offering STARTTLS (on 127.0.0.2 it also announces LOGINDISABLED first).
     pub imap_port: u16,
     /// Host of an IMAP endpoint that offers no STARTTLS and allows plaintext LOGIN.
@@ -65,6 +73,21 @@ impl Harness {
     /// A fresh user (and so a fresh, empty mailbox): unique per call, per process and per run.
     pub fn unique_user(&self, prefix: &str) -> String {
         unique_user(prefix)
+    }
+
+    /// Disables IMAP for `address` (a mailbox, `@domain` or `*`) on the Exchange stand-in, as
+    /// `Set-CASMailbox -ImapEnabled $false` does: its sign-ins then answer
+    /// `NO AUTHENTICATE failed.` however fresh the token.
+    pub fn disable_imap(&self, address: &str) {
+        use std::io::Write;
+        let path = self.dir.join("exchange-imap-disabled");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("harness: open {}: {e}", path.display()));
+        f.write_all(format!("{}\n", address.to_lowercase()).as_bytes())
+            .unwrap_or_else(|e| panic!("harness: write {}: {e}", path.display()));
     }
 
     /// The host all helpers connect to (covered by the certificate).
@@ -126,12 +149,28 @@ impl Harness {
                 })
                 .await
                 .unwrap_or_else(|e| panic!("harness: UID FETCH in {folder} for {user}: {e}"));
+                // The server may interleave unsolicited FETCH responses (flag updates made by
+                // another session, e.g. a daemon that was just killed), with or without a UID
+                // and without a body: they update the flags of a message listed by its own
+                // answer, and never add one.
+                let mut by_uid: std::collections::BTreeMap<u32, (Vec<String>, Option<Vec<u8>>)> =
+                    std::collections::BTreeMap::new();
                 for f in fetches {
                     let f = f.unwrap_or_else(|e| panic!("harness: FETCH response: {e}"));
-                    let uid = f.uid.expect("harness: FETCH without UID");
-                    let flags = f.flags().map(flag_name).collect();
-                    let body = f.body().unwrap_or_default().to_vec();
-                    out.push((uid, flags, body));
+                    let Some(uid) = f.uid else { continue };
+                    let entry = by_uid.entry(uid).or_default();
+                    let flags: Vec<String> = f.flags().map(flag_name).collect();
+                    if !flags.is_empty() || f.body().is_some() {
+                        entry.0 = flags;
+                    }
+                    if let Some(body) = f.body() {
+                        entry.1 = Some(body.to_vec());
+                    }
+                }
+                for (uid, (flags, body)) in by_uid {
+                    if let Some(body) = body {
+                        out.push((uid, flags, body));
+                    }
                 }
             }
             let _ = step("LOGOUT", s.logout()).await;
@@ -338,7 +377,7 @@ impl Harness {
     }
 
     async fn tls_stream(&self) -> Tls {
-        let tcp = psa_mail_agent::net::connect_tcp(self.host(), self.imaps_port, STEP)
+        let tcp = psa_mail_agent::net::connect_tcp(self.host(), self.dovecot_imaps_port, STEP)
             .await
             .unwrap_or_else(|e| panic!("harness: connect to IMAPS: {e}"));
         let config = psa_mail_agent::tls::client_config(Some(&self.ca_file))
@@ -452,10 +491,26 @@ fn parse_env(text: &str) -> Harness {
             .parse()
             .unwrap_or_else(|_| panic!("harness: {k} is not a port"))
     };
+    let exchange_port = vars.get("PMA_EXCHANGE_PORT").and_then(|p| p.parse().ok());
+    let exchange = match std::env::var("PMA_TEST_IMAP").as_deref() {
+        Ok("exchange") => true,
+        Ok("dovecot") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("harness: PMA_TEST_IMAP={other:?}: use dovecot or exchange"),
+    };
+    let imaps_port = if exchange {
+        exchange_port.unwrap_or_else(|| {
+            panic!("harness: PMA_TEST_IMAP=exchange but the harness runs no Exchange stand-in")
+        })
+    } else {
+        port("PMA_IMAPS_PORT")
+    };
     Harness {
         dir: PathBuf::from(get("PMA_HARNESS_DIR")),
         ca_file: PathBuf::from(get("PMA_CA_FILE")),
-        imaps_port: port("PMA_IMAPS_PORT"),
+        imaps_port,
+        dovecot_imaps_port: port("PMA_IMAPS_PORT"),
+        exchange_port,
+        exchange,
         imap_port: port("PMA_IMAP_PORT"),
         nostarttls_host: get("PMA_NOSTARTTLS_HOST"),
         nostarttls_port: port("PMA_NOSTARTTLS_PORT"),

@@ -153,6 +153,7 @@ static class Tests
                 Attachment hello = second.Attachments[0];
                 Check(hello.Filename == "hello.txt" && hello.Size == 17 && hello.IsOmitted && hello.Omitted == "too_large",
                     "omitted attachment: " + second.Json);
+                Check(hello.SaveAs == "hello.txt", "save_as: " + second.Json);
                 Throws<PmaException>(() => batch.Attachment(second, hello), "omitted bytes",
                     e => e.Code == PmaResult.AttachmentOmitted && e.LastError.Contains("max_attachment_bytes"));
                 Check(second.Warnings.Any(w => w.Contains("hello.txt")), "a warning names it");

@@ -4,6 +4,8 @@
 pub const TENANT: &str = "contoso-tenant";
 /// The users' domain.
 pub const DOMAIN: &str = "contoso.test";
+/// The tenant's GUID (what discovery finds for the domain); accepted in URLs too.
+pub const TENANT_GUID: &str = "5c8a3e1f-7b2d-4f60-9a41-0d6e2b8c7f35";
 
 /// How an app registration is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +56,7 @@ pub fn authenticate_client(app: App, secret: Option<&str>, public_flow: bool) ->
 /// Checks the tenant segment of the URL.
 pub fn check_tenant(tenant: &str) -> Result<(), u32> {
     let t = tenant.to_ascii_lowercase();
-    if t == TENANT || t == DOMAIN {
+    if t == TENANT || t == DOMAIN || t == TENANT_GUID {
         Ok(())
     } else if t == "common" || t == "organizations" {
         Err(50194)
@@ -122,6 +124,9 @@ const OIDC: &[&str] = &["openid", "profile", "email", "offline_access"];
 const EXCHANGE: &[&str] = &[
     "https://outlook.office.com",
     "https://outlook.office365.com",
+    // The national clouds' Exchange Online (oauth.cloud "usgov", "china").
+    "https://outlook.office365.us",
+    "https://partner.outlook.cn",
 ];
 
 fn resource_of(item: &str) -> Option<(String, String)> {

@@ -88,7 +88,8 @@ pub fn aad(code: u32, c: &Ctx<'_>) -> Option<AadError> {
             // stand-in's own numbers, so tests can ask fail_next for them.
             70020 => (400, "slow_down", None, "OAuth 2.0 device flow error. The client is polling too frequently; slow down and respect the interval.".into()),
             70021 => (400, "authorization_declined", None, "The end user declined the authorization request.".into()),
-            _ => return None,
+            // Certificate credentials (src/certs.rs).
+            _ => return crate::certs::aad_cert(code, c),
         };
     Some(AadError {
         status,

@@ -12,6 +12,9 @@
 //!   the old one keeps working unless `strict_rotation` is set.
 //! - `POST /{tenant}/oauth2/v2.0/devicecode`: `user_code, device_code, verification_uri,
 //!   expires_in, interval, message`.
+//! - `GET /{tenant}/v2.0/.well-known/openid-configuration`: the OpenID configuration of the
+//!   tenant (its name, GUID or domain): `issuer` `https://login.microsoftonline.com/{GUID}/v2.0`;
+//!   any other domain → 90002 (tenant discovery, src/tenant.rs).
 //! - `POST /introspect` (form `token=`): `{"active":true,"username":<owner>,...}` for a live token
 //!   that grants IMAP, else `{"active":false}`. Owner: the user, or the client id for app tokens.
 //! - `POST /introspect/claims` (form `token=`): for resource servers other than Dovecot (the
@@ -19,11 +22,16 @@
 //!   "exp"}` for any live token, whatever its audience; else `{"active":false}`.
 //!
 //! # Directory
-//! - Tenant `contoso-tenant` (or the domain `contoso.test`); `common`/`organizations` → 50194,
+//! - Tenant `contoso-tenant` (or its GUID `5c8a3e1f-7b2d-4f60-9a41-0d6e2b8c7f35`, or the domain
+//!   `contoso.test`); `common`/`organizations` → 50194,
 //!   others → 90002.
 //! - Apps: `app-public` (public client flows on), `app-nopublic` (→ 7000218),
 //!   `app-confidential` with secret `s3cret-app` (wrong secret → 7000215), `app-expiredsecret`
 //!   with secret `old-s3cret` (→ 7000222), `app-noconsent` (→ 65001); unknown → 700016.
+//! - Certificate apps: any client id starting with `app-cert` authenticates client credentials
+//!   with a `client_assertion` signed by a certificate registered for it (src/certs.rs):
+//!   unknown key or bad signature → 700027, `iss`/`sub` ≠ client id → 700021, outside
+//!   `nbf`..`exp` → 700024, a `jti` seen before → 7000299 (this stand-in's own number).
 //! - Users: any `*@contoso.test` with the password; wrong password → 50126, other domains →
 //!   50034. Local-part prefixes: `locked-` 50053, `disabled-` 50057, `expired-` 50055, `mfa-`
 //!   50076, `mfareg-` 50079, `blocked-` 53003, `secdefaults-` 530035 (device code sign-in works
@@ -59,18 +67,23 @@
 //! - `set?access_ttl=S&strict_rotation=0|1[&user=U]`, `set?device_interval=S&device_expires=S`.
 //! - `approve_device?user=U[&user_code=X][&client_id=C]`, `decline_device?[user_code=X]`:
 //!   without user_code, the newest pending request (of client C).
-//! - `stats[?user=U]`: `token_requests, password, refresh_token, client_credentials,
-//!   device_code, other_grant, token_errors, slow_down, devicecode_requests, introspections,
-//!   introspections_active`.
+//! - `register_certificate?client_id=C` with form `certificate=PEM`: registers the certificate
+//!   for certificate app C (answers its SHA-1 thumbprint); `cert_clock?client_id=C&skew=S`: for
+//!   C's assertions this endpoint's clock runs S seconds ahead (a client clock S seconds slow).
 //! - `graph_consent?client_id=C&scopes=A,B`: C's delegated Graph permissions are only A, B (others
 //!   → 65001); `scopes=*` restores all. `graph_roles?client_id=C&roles=A,B`: application roles
 //!   of C's next Graph tokens (empty: none, as without admin consent); `roles=*` restores.
+//! - `stats[?user=U]`: `token_requests, password, refresh_token, client_credentials,
+//!   device_code, other_grant, token_errors, slow_down, devicecode_requests, introspections,
+//!   introspections_active`.
 #![forbid(unsafe_code)]
 
+mod certs;
 mod directory;
 mod errors;
 mod graph;
 mod service;
+mod tenant;
 mod util;
 
 use service::{Reply, Service};
@@ -113,6 +126,7 @@ fn main() {
         }
     };
     eprintln!("pma-test-idp: listening on http://{listen}");
+    tenant::set_base_url(&format!("http://{listen}"));
     let service = Arc::new(Mutex::new(Service::new(&password)));
     for conn in listener.incoming() {
         match conn {

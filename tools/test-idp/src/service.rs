@@ -196,6 +196,9 @@ impl Service {
         let parts: Vec<&str> = route.trim_start_matches('/').split('/').collect();
         match parts.as_slice() {
             [tenant, "oauth2", "v2.0", "token"] if method == "POST" => self.token(tenant, &params),
+            [tenant, "v2.0", ".well-known", "openid-configuration"] if method == "GET" => {
+                crate::tenant::openid_configuration(tenant)
+            }
             [tenant, "oauth2", "v2.0", "devicecode"] if method == "POST" => {
                 self.devicecode(tenant, &params)
             }
@@ -331,9 +334,14 @@ impl Service {
         if client_id.is_empty() {
             return Err(900144);
         }
+        let ttl = o.access_ttl.unwrap_or(DEFAULT_ACCESS_TTL);
+        if grant == "client_credentials" && crate::certs::is_cert_app(client_id) {
+            crate::certs::authenticate(client_id, tenant, p)?;
+            let g = directory::app_scope(get("scope").unwrap_or(""))?;
+            return Ok(self.issue(client_id, client_id, &g, ttl));
+        }
         let app = directory::app(client_id).ok_or(700016u32)?;
         let secret = get("client_secret");
-        let ttl = o.access_ttl.unwrap_or(DEFAULT_ACCESS_TTL);
         match grant {
             "password" => {
                 directory::authenticate_client(app, secret, true)?;
@@ -576,6 +584,9 @@ impl Service {
             )
         };
         let ok = || json(200, "{\"ok\":true}".into());
+        if let Some(reply) = crate::certs::control(cmd, p) {
+            return reply;
+        }
         match cmd {
             "reset" => {
                 match user {
