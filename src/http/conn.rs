@@ -496,8 +496,11 @@ mod tests {
         let url = format!("http://127.0.0.1:{}", l.local_addr().unwrap().port());
         let h = std::thread::spawn(move || {
             let mut accepted = 0;
-            let mut answers = answers.into_iter();
+            let mut answers = answers.into_iter().peekable();
             'outer: loop {
+                if answers.peek().is_none() {
+                    break;
+                }
                 let (mut s, _) = match l.accept() {
                     Ok(c) => c,
                     Err(_) => break,
