@@ -60,7 +60,7 @@
  * The outcome of a call. `PMA_OK` (0) is success; every other value is an error, grouped by
  * family: 1xx the API itself (misuse, cancellation), 2xx configuration and local files, 3xx
  * network and TLS, 4xx IMAP, 5xx OAuth (Microsoft identity platform), 6xx mail and delivery,
- * 9xx internal.
+ * 7xx Microsoft Graph, 9xx internal.
  * Values are never reused. `pma_result_str` names a code; `pma_last_error` gives the message
  * and the administrator's fix of the call that failed.
  */
@@ -346,6 +346,43 @@ enum pma_result
    * `max_attachment_bytes`; the ticket JSON marks it `"omitted": "too_large"` with its size.
    */
   PMA_ATTACHMENT_OMITTED = 602,
+  /**
+   * Microsoft Graph refused access to the mailbox (ErrorAccessDenied): a delegate without Full
+   * Access, or an app-only token for a mailbox outside the app's scope.
+   */
+  PMA_GRAPH_ACCESS_DENIED = 700,
+  /**
+   * Microsoft Graph: an application access policy (or RBAC for Applications scope) excludes the
+   * mailbox from the app-only token.
+   */
+  PMA_GRAPH_ACCESS_POLICY = 701,
+  /**
+   * Microsoft Graph: the token lacks Mail.ReadWrite (application) or Mail.ReadWrite.Shared
+   * (delegated), or admin consent is missing.
+   */
+  PMA_GRAPH_PERMISSION_MISSING = 702,
+  /**
+   * Microsoft Graph: MailboxNotEnabledForRESTAPI (on-premises, inactive, unlicensed or unknown
+   * mailbox).
+   */
+  PMA_GRAPH_MAILBOX_NOT_ENABLED = 703,
+  /**
+   * Microsoft Graph: InvalidAuthenticationToken even after one renewal (wrong audience or cloud,
+   * clock skew).
+   */
+  PMA_GRAPH_TOKEN_REJECTED = 704,
+  /**
+   * Microsoft Graph: ErrorItemNotFound, the message was moved or deleted meanwhile.
+   */
+  PMA_GRAPH_ITEM_NOT_FOUND = 705,
+  /**
+   * Microsoft Graph kept throttling (429/503/504) beyond the retries after Retry-After: try later.
+   */
+  PMA_GRAPH_THROTTLED = 706,
+  /**
+   * Microsoft Graph refused a request for another reason (its code and message are kept).
+   */
+  PMA_GRAPH_REFUSED = 707,
   /**
    * An invariant of the library was broken (a bug: please report it).
    */

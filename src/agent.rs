@@ -27,6 +27,9 @@ const SIZE_LOOKAHEAD: usize = 8;
 
 static NEXT_AGENT_ID: AtomicU64 = AtomicU64::new(1);
 
+// The Graph side of the transport seam (`transport: "graph"`).
+mod graph_seam;
+
 /// A batch of tickets handed to the caller; give it back to [`Agent::ack`] once delivered.
 #[derive(Debug)]
 pub struct Batch {
@@ -134,6 +137,8 @@ pub struct Agent {
     size_cache: (u32, BTreeMap<u32, u32>),
     /// Bytes of mail read from the server over this agent's life (metrics).
     bytes_read: u64,
+    /// Microsoft Graph instead of IMAP (`transport: "graph"`).
+    graph: Option<graph_seam::GraphLink>,
     _lock: Option<MailboxLock>,
 }
 
@@ -173,8 +178,9 @@ impl Agent {
         state::remove_stale_temp_files(&paths);
         let state = state::load(&paths.state)?;
         let tls = crate::tls::client_config(mailbox.imap.ca_file.as_deref())?;
+        let is_graph = mailbox.transport == crate::config::Transport::Graph;
         let tokens = if mailbox.oauth.enabled {
-            let options = crate::oauth::ProviderOptions {
+            let mut options = crate::oauth::ProviderOptions {
                 cache_path: Some(paths.token_cache.clone()),
                 tenant_cache: Some(paths.tenant.clone()),
                 // App-only tokens have no user: the mailbox's own address names the tenant.
@@ -188,6 +194,9 @@ impl Agent {
                 ),
                 ..Default::default()
             };
+            if is_graph {
+                options.scopes = Some(graph_seam::graph_scopes(&mailbox.graph.endpoint));
+            }
             Some(crate::oauth::TokenProvider::new(
                 &mailbox.oauth,
                 &mailbox.username,
@@ -198,6 +207,13 @@ impl Agent {
             None
         };
         let options = ticket_options(&mailbox, &paths)?;
+        let graph = if is_graph {
+            Some(graph_seam::GraphLink::new(crate::graph::Remote::new(
+                &mailbox,
+            )?))
+        } else {
+            None
+        };
         Ok(Agent {
             id: NEXT_AGENT_ID.fetch_add(1, Ordering::Relaxed),
             mailbox,
@@ -214,6 +230,7 @@ impl Agent {
             attachment_bytes: true,
             bytes_read: 0,
             size_cache: (0, BTreeMap::new()),
+            graph,
             _lock: None,
         })
     }
@@ -573,6 +590,9 @@ impl Agent {
 
     /// Connects, authenticates and selects the search folder, unless a session is open.
     async fn ensure_session(&mut self) -> Result<()> {
+        if self.graph.is_some() {
+            return self.graph_ensure().await;
+        }
         if self.session.is_some() {
             return Ok(());
         }
@@ -675,12 +695,18 @@ impl Agent {
                 | ErrorKind::ServerUnavailable
         ) {
             self.session = None;
+            if let Some(g) = &self.graph {
+                g.remote.client().reset();
+            }
         }
     }
 
     /// Brings `pending` up to date with the server: first contact takes the unread mail,
     /// afterwards every UID above the high-water mark, and a UIDVALIDITY change rescans.
     async fn sync_pending(&mut self) -> Result<()> {
+        if self.graph.is_some() {
+            return self.graph_sync().await;
+        }
         let folder_name = self.mailbox.imap.folder.clone();
         let (session, folder) = self.session.as_mut().expect("session ensured");
         let uid_validity = folder.uid_validity;
@@ -751,6 +777,7 @@ impl Agent {
                     pending: found,
                     delivered,
                     last_success: 0,
+                    graph: None,
                 }
             }
         };
@@ -775,6 +802,9 @@ impl Agent {
     }
 
     async fn fetch_inner(&mut self, max: usize) -> Result<Batch> {
+        if self.graph.is_some() {
+            return self.graph_fetch(max).await;
+        }
         self.ensure_session().await?;
         self.sync_pending().await?;
         let limit = max.min(self.mailbox.batch_size as usize);
@@ -1007,6 +1037,9 @@ impl Agent {
             self.outstanding.retain(|s| *s != batch.seq);
             return Ok(());
         }
+        if self.graph.is_some() {
+            return self.graph_ack(batch, count).await;
+        }
         let done: Vec<u32> = batch
             .uids
             .iter()
@@ -1094,6 +1127,9 @@ impl Agent {
     /// [`Agent::test_connection`], handing each step to `on_step` as soon as it finished (a
     /// terminal shows progress instead of staying silent while a server does not answer).
     pub async fn test_connection_with(&mut self, on_step: &mut dyn FnMut(&Step)) -> Report {
+        if self.graph.is_some() {
+            return self.graph_test(on_step).await;
+        }
         let mut report = Report::default();
         let mut names: Vec<&'static str> = Vec::new();
         if let Some(t) = &self.tokens {
@@ -1333,6 +1369,10 @@ impl Agent {
         max_wait: Duration,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<imap::Wake> {
+        if self.graph.is_some() {
+            self.ensure_session().await?;
+            return self.graph_wait(max_wait, stop).await;
+        }
         self.ensure_session().await?;
         let (mut session, folder) = self.session.take().expect("session ensured");
         // EXISTS seen in an earlier command's response would not be announced again in IDLE.
@@ -1384,6 +1424,10 @@ impl Agent {
 
     /// Whether the open session's server offers IDLE (`None` without a session).
     pub fn supports_idle(&self) -> Option<bool> {
+        if let Some(g) = &self.graph {
+            // Graph is polled by delta query (change notifications need a public endpoint).
+            return g.is_connected().then_some(false);
+        }
         self.session.as_ref().map(|(s, _)| s.supports_idle())
     }
 }

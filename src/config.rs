@@ -100,6 +100,49 @@ pub struct Mailbox {
     /// Keep each message's raw RFC 822 bytes beside its ticket for the C API's `pma_batch_raw`
     /// (`keep_raw`, default false).
     pub keep_raw: bool,
+    /// How mail is read (`transport`, default imap).
+    pub transport: Transport,
+    /// Microsoft Graph settings (`graph`), used with `transport: "graph"`.
+    pub graph: Graph,
+}
+
+/// How a mailbox's mail is read (`transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// IMAP (the `imap` settings).
+    Imap,
+    /// Microsoft Graph mail API (the `graph` settings).
+    Graph,
+}
+
+/// Microsoft Graph settings (`graph`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Graph {
+    /// The folder read (`folder`): a well-known name (`inbox`) or a display-name path
+    /// (`Inbox/Support`); default `inbox`.
+    pub folder: String,
+    /// The Graph service root (`endpoint`, default `https://graph.microsoft.com`; national
+    /// clouds such as `https://graph.microsoft.us`; http only for loopback hosts).
+    pub endpoint: String,
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Graph {
+            folder: "inbox".to_string(),
+            endpoint: DEFAULT_GRAPH_ENDPOINT.to_string(),
+        }
+    }
+}
+
+impl Mailbox {
+    /// The folder mail is read from, for the chosen transport.
+    pub fn search_folder(&self) -> &str {
+        match self.transport {
+            Transport::Imap => &self.imap.folder,
+            Transport::Graph => &self.graph.folder,
+        }
+    }
 }
 
 /// Encryption Type (`imap.encryption`).
@@ -254,6 +297,10 @@ pub const DEFAULT_STATE_DIR: &str = "./state";
 pub const DEFAULT_SERVER: &str = "outlook.office365.com";
 /// `oauth.authority` when absent.
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+/// `graph.endpoint` when absent.
+pub const DEFAULT_GRAPH_ENDPOINT: &str = "https://graph.microsoft.com";
+/// `poll_interval_secs` when absent for `transport: "graph"` (a delta query is cheap).
+pub const DEFAULT_GRAPH_POLL_SECS: u64 = 30;
 /// `max_attachment_bytes` when absent: 25 MiB.
 pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 25 * 1024 * 1024;
 const MAX_ATTACHMENT_BYTES_LIMIT: u64 = 1 << 30;
@@ -292,7 +339,10 @@ const MAILBOX_KEYS: &[&str] = &[
     "batch_size",
     "poll_interval_secs",
     "keep_raw",
+    "transport",
+    "graph",
 ];
+const GRAPH_KEYS: &[&str] = &["folder", "endpoint"];
 const IMAP_KEYS: &[&str] = &[
     "server",
     "port",
@@ -756,6 +806,20 @@ impl Mailbox {
         }
         self.imap.check(&at("imap"))?;
         self.oauth.check(&at("oauth"))?;
+        if self.transport == Transport::Graph {
+            self.graph.check(&at("graph"))?;
+            if !self.oauth.enabled {
+                return Err(Error::config(
+                    at("oauth.enabled"),
+                    "is false, but transport \"graph\" signs in only with OAuth 2.0 (Microsoft \
+                     Graph has no password sign-in)",
+                )
+                .with_fix(
+                    "set oauth.enabled to true with flow \"client_credentials\" (app-only, \
+                     application permission Mail.ReadWrite) or a delegated flow (Mail.ReadWrite.Shared)",
+                ));
+            }
+        }
         let plaintext_ok = self.imap.encryption != Encryption::None || self.imap.allow_plaintext;
         if !plaintext_ok {
             return Err(Error::new(
@@ -780,13 +844,17 @@ impl Mailbox {
                         "must not be empty; expected the folder processed mail is moved to",
                     ));
                 }
-                if processed_folder.eq_ignore_ascii_case(&self.imap.folder) {
+                if processed_folder.eq_ignore_ascii_case(self.search_folder()) {
                     return Err(Error::config(
                         at("processed_folder"),
                         format!(
-                            "is the search folder (imap.folder \"{}\"); moved mail would come \
+                            "is the search folder ({} \"{}\"); moved mail would come \
                              back as new tickets forever: choose another folder",
-                            self.imap.folder
+                            match self.transport {
+                                Transport::Imap => "imap.folder",
+                                Transport::Graph => "graph.folder",
+                            },
+                            self.search_folder()
                         ),
                     ));
                 }
@@ -932,8 +1000,22 @@ fn parse_mailbox(
         DEFAULT_MAX_ATTACHMENT_BYTES,
     )?;
     let batch_size = o.int_or("batch_size", 1, MAX_BATCH_SIZE, 200)?;
-    let poll_interval_secs = o.int_or("poll_interval_secs", 1, MAX_POLL_INTERVAL_SECS, 60)?;
+    let transport = match o.choice_or("transport", &["imap", "graph"], "imap")? {
+        "graph" => Transport::Graph,
+        _ => Transport::Imap,
+    };
+    let default_poll = match transport {
+        Transport::Graph => DEFAULT_GRAPH_POLL_SECS,
+        Transport::Imap => 60,
+    };
+    let poll_interval_secs = o.int_or(
+        "poll_interval_secs",
+        1,
+        MAX_POLL_INTERVAL_SECS,
+        default_poll,
+    )?;
     let keep_raw = o.bool_or("keep_raw", false)?;
+    let graph = parse_graph(&o)?;
     let oauth = parse_oauth(&o, ctx)?;
     // The cloud's IMAP host unless imap.server names one.
     let server_given = o
@@ -958,6 +1040,8 @@ fn parse_mailbox(
         batch_size: u32::try_from(batch_size).unwrap_or(u32::MAX),
         poll_interval_secs,
         keep_raw,
+        transport,
+        graph,
     };
     mailbox.warn_about_odd_settings(prefix);
     Ok(mailbox)
@@ -1078,6 +1162,57 @@ impl Imap {
             return Err(Error::config(
                 join(at, "timeout_secs"),
                 format!("expected an integer 1..{MAX_TIMEOUT_SECS}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_graph(mailbox: &Obj<'_>) -> Result<Graph> {
+    let mut graph = Graph::default();
+    let Some(o) = mailbox.obj_opt("graph", "an object with the Microsoft Graph settings")? else {
+        return Ok(graph);
+    };
+    o.check_keys(GRAPH_KEYS)?;
+    if let Some(folder) = o.str_opt("folder")? {
+        graph.folder = folder.trim_matches('/').to_string();
+    }
+    if let Some(endpoint) = o.str_opt_as("endpoint", "an https:// URL", false)? {
+        graph.endpoint = endpoint.trim_end_matches('/').to_string();
+    }
+    Ok(graph)
+}
+
+impl Graph {
+    fn check(&self, at: &str) -> Result<()> {
+        if self.folder.is_empty() || self.folder.split('/').any(|p| p.trim().is_empty()) {
+            return Err(Error::config(
+                join(at, "folder"),
+                "expected a well-known folder name such as \"inbox\" or a display-name path \
+                 such as \"Inbox/Support\" (no empty parts)",
+            ));
+        }
+        if self.folder.chars().any(char::is_control) {
+            return Err(Error::config(
+                join(at, "folder"),
+                "contains control characters",
+            ));
+        }
+        check_url(
+            &join(at, "endpoint"),
+            &self.endpoint,
+            &["https", "http"],
+            false,
+        )?;
+        let path = split_url(&self.endpoint).map(|p| p.path).unwrap_or("");
+        if !path.is_empty() && path != "/" {
+            return Err(Error::config(
+                join(at, "endpoint"),
+                format!(
+                    "\"{}\" has a path; expected the service root only, such as \
+                     https://graph.microsoft.com (the agent adds /v1.0/...)",
+                    json::shorten(&self.endpoint)
+                ),
             ));
         }
         Ok(())

@@ -108,6 +108,26 @@ pub enum ErrorKind {
     ClientAssertionReplayed,
     /// The configured certificate (`client_certificate_file`) expired or is not valid yet.
     ClientCertificateExpired,
+    // --- Microsoft Graph
+    /// Graph refused access to the mailbox (ErrorAccessDenied): a delegate without Full Access,
+    /// or an app-only token for a mailbox outside the app's scope.
+    GraphAccessDenied,
+    /// Graph refused app-only access because an application access policy (or RBAC for
+    /// Applications scope) excludes the mailbox.
+    GraphAccessPolicy,
+    /// The token lacks the Mail.ReadWrite (app) / Mail.ReadWrite.Shared (delegated) permission,
+    /// or admin consent is missing.
+    GraphPermissionMissing,
+    /// MailboxNotEnabledForRESTAPI: on-premises, inactive, unlicensed or unknown mailbox.
+    GraphMailboxNotEnabled,
+    /// InvalidAuthenticationToken: the access token was refused even after one renewal.
+    GraphTokenRejected,
+    /// ErrorItemNotFound: the message was moved or deleted meanwhile (skipped).
+    GraphItemNotFound,
+    /// Throttled (429/503/504) beyond the retries that honour Retry-After: try later.
+    GraphThrottled,
+    /// Any other Graph refusal (Graph's code and message are kept).
+    GraphRefused,
     // --- mail and delivery
     /// A message could not be turned into a ticket.
     Mail,
@@ -216,6 +236,7 @@ impl Error {
                 | ErrorKind::ServerUnavailable
                 | ErrorKind::Io
                 | ErrorKind::Delivery
+                | ErrorKind::GraphThrottled
         )
     }
 }

@@ -330,6 +330,16 @@ fn request_head(
     headers: &[(&str, &str)],
     body_len: usize,
 ) -> Result<Zeroizing<String>> {
+    request_head_with(method, url, headers, body_len, false)
+}
+
+fn request_head_with(
+    method: &str,
+    url: &Url,
+    headers: &[(&str, &str)],
+    body_len: usize,
+    keep_alive: bool,
+) -> Result<Zeroizing<String>> {
     let mut head = Zeroizing::new(String::with_capacity(256));
     let _ = write!(
         head,
@@ -370,7 +380,11 @@ fn request_head(
     if body_len > 0 || matches!(method, "POST" | "PUT" | "PATCH") {
         let _ = write!(head, "Content-Length: {body_len}\r\n");
     }
-    head.push_str("Connection: close\r\n\r\n");
+    if keep_alive {
+        head.push_str("\r\n");
+    } else {
+        head.push_str("Connection: close\r\n\r\n");
+    }
     Ok(head)
 }
 
@@ -754,6 +768,8 @@ impl ChunkedDecoder {
         }
     }
 }
+
+pub mod conn;
 
 #[cfg(test)]
 mod tests;

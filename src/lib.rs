@@ -18,6 +18,8 @@ pub mod error;
 #[allow(unsafe_code)]
 pub mod ffi;
 #[forbid(unsafe_code)]
+pub mod graph;
+#[forbid(unsafe_code)]
 pub mod http;
 #[forbid(unsafe_code)]
 pub mod imap;

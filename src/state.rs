@@ -31,6 +31,46 @@ pub struct MailboxState {
     pub delivered: Delivered,
     /// Unix time of the last acknowledged batch.
     pub last_success: u64,
+    /// Microsoft Graph's sync position (`transport: "graph"`); absent for IMAP. Graph
+    /// messages get local UIDs (`high_water` counts them out) so `pending` works alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphState>,
+}
+
+/// Where a Graph mailbox's sync stands, saved atomically with the rest of the state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphState {
+    /// The id of the folder the delta link belongs to.
+    pub folder_id: String,
+    /// The `@odata.deltaLink` (path and query) of the last complete delta round; empty before
+    /// the first.
+    pub delta_link: String,
+    /// The Graph message id of each pending local UID.
+    pub ids: Vec<GraphId>,
+    /// Messages already taken or passed over whose `receivedDateTime` is recent (within
+    /// the margin before `watermark`): a later change to them (our own mark-read, a move
+    /// back) is not new mail.
+    pub known: Vec<GraphKnown>,
+    /// The latest `receivedDateTime` seen (Unix seconds).
+    pub watermark: u64,
+}
+
+/// A pending message: its local UID and Graph id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphId {
+    /// Local UID (in `pending`).
+    pub uid: u32,
+    /// Graph message id.
+    pub id: String,
+}
+
+/// A message seen by the delta query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphKnown {
+    /// Graph message id.
+    pub id: String,
+    /// Its `receivedDateTime` (Unix seconds).
+    pub received: u64,
 }
 
 impl MailboxState {
@@ -382,6 +422,31 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn graph_state_round_trips_and_old_files_load() {
+        let dir = tempdir("graph");
+        let path = dir.join("g.state.json");
+        let s = MailboxState {
+            version: 1,
+            folder: "Inbox/Support".into(),
+            high_water: 2,
+            pending: vec![2],
+            graph: Some(GraphState {
+                folder_id: "AAMkAGI2=".into(),
+                delta_link: "/v1.0/users/a@b.c/mailFolders/x/messages/delta?$deltatoken=Zm9v-_bar%3D&$select=isRead".into(),
+                ids: vec![GraphId { uid: 2, id: "AAMk/+=\"x\"".into() }],
+                known: vec![GraphKnown { id: "AAMk1".into(), received: 1_800_000_000 }],
+                watermark: 1_800_000_000,
+            }),
+            ..Default::default()
+        };
+        save(&path, &s).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(s));
+        // A state written before Graph existed loads with no Graph part.
+        fs::write(&path, r#"{"version":1,"folder":"INBOX","uid_validity":7,"high_water":3,"pending":[],"delivered":[],"last_success":0}"#).unwrap();
+        assert_eq!(load(&path).unwrap().unwrap().graph, None);
     }
 
     #[test]

@@ -17,8 +17,9 @@ NAMES = {
     "python": "(c) Python imaplib + email.parser",
     "agent": "(d) psa-mail-agent fetch --no-ack > /dev/null",
     "agent-run": "(e) psa-mail-agent run, spool output",
+    "graph": "(f) psa-mail-agent fetch, transport graph (Graph stand-in over the same Dovecot mailbox)",
 }
-ORDER = ("wire", "wire-rs", "mbsync", "python", "agent", "agent-run")
+ORDER = ("wire", "wire-rs", "mbsync", "python", "agent", "agent-run", "graph")
 KINDS = {
     "small": "Small mail (5-50 KB each)",
     "mixed": "Mixed helpdesk mail",

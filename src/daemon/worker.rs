@@ -45,6 +45,9 @@ pub fn needs_admin(kind: ErrorKind) -> bool {
             | K::Delivery
             | K::Internal
             | K::IdentityProvider
+            | K::GraphThrottled
+            | K::GraphItemNotFound
+            | K::GraphRefused
     )
 }
 

@@ -9,7 +9,7 @@ use std::os::raw::c_char;
 /// The outcome of a call. `PMA_OK` (0) is success; every other value is an error, grouped by
 /// family: 1xx the API itself (misuse, cancellation), 2xx configuration and local files, 3xx
 /// network and TLS, 4xx IMAP, 5xx OAuth (Microsoft identity platform), 6xx mail and delivery,
-/// 9xx internal.
+/// 7xx Microsoft Graph, 9xx internal.
 /// Values are never reused. `pma_result_str` names a code; `pma_last_error` gives the message
 /// and the administrator's fix of the call that failed.
 #[allow(non_camel_case_types)]
@@ -176,6 +176,29 @@ pub enum pma_result {
     /// `max_attachment_bytes`; the ticket JSON marks it `"omitted": "too_large"` with its size.
     PMA_ATTACHMENT_OMITTED = 602,
 
+    // --- 7xx: Microsoft Graph
+    /// Microsoft Graph refused access to the mailbox (ErrorAccessDenied): a delegate without Full
+    /// Access, or an app-only token for a mailbox outside the app's scope.
+    PMA_GRAPH_ACCESS_DENIED = 700,
+    /// Microsoft Graph: an application access policy (or RBAC for Applications scope) excludes the
+    /// mailbox from the app-only token.
+    PMA_GRAPH_ACCESS_POLICY = 701,
+    /// Microsoft Graph: the token lacks Mail.ReadWrite (application) or Mail.ReadWrite.Shared
+    /// (delegated), or admin consent is missing.
+    PMA_GRAPH_PERMISSION_MISSING = 702,
+    /// Microsoft Graph: MailboxNotEnabledForRESTAPI (on-premises, inactive, unlicensed or unknown
+    /// mailbox).
+    PMA_GRAPH_MAILBOX_NOT_ENABLED = 703,
+    /// Microsoft Graph: InvalidAuthenticationToken even after one renewal (wrong audience or cloud,
+    /// clock skew).
+    PMA_GRAPH_TOKEN_REJECTED = 704,
+    /// Microsoft Graph: ErrorItemNotFound, the message was moved or deleted meanwhile.
+    PMA_GRAPH_ITEM_NOT_FOUND = 705,
+    /// Microsoft Graph kept throttling (429/503/504) beyond the retries after Retry-After: try later.
+    PMA_GRAPH_THROTTLED = 706,
+    /// Microsoft Graph refused a request for another reason (its code and message are kept).
+    PMA_GRAPH_REFUSED = 707,
+
     // --- 9xx: internal
     /// An invariant of the library was broken (a bug: please report it).
     PMA_INTERNAL = 900,
@@ -249,6 +272,14 @@ impl pma_result {
         pma_result::PMA_MAIL,
         pma_result::PMA_DELIVERY,
         pma_result::PMA_ATTACHMENT_OMITTED,
+        pma_result::PMA_GRAPH_ACCESS_DENIED,
+        pma_result::PMA_GRAPH_ACCESS_POLICY,
+        pma_result::PMA_GRAPH_PERMISSION_MISSING,
+        pma_result::PMA_GRAPH_MAILBOX_NOT_ENABLED,
+        pma_result::PMA_GRAPH_TOKEN_REJECTED,
+        pma_result::PMA_GRAPH_ITEM_NOT_FOUND,
+        pma_result::PMA_GRAPH_THROTTLED,
+        pma_result::PMA_GRAPH_REFUSED,
         pma_result::PMA_INTERNAL,
     ];
 
@@ -321,6 +352,14 @@ impl pma_result {
             PMA_MAIL => "PMA_MAIL\0",
             PMA_DELIVERY => "PMA_DELIVERY\0",
             PMA_ATTACHMENT_OMITTED => "PMA_ATTACHMENT_OMITTED\0",
+            PMA_GRAPH_ACCESS_DENIED => "PMA_GRAPH_ACCESS_DENIED\0",
+            PMA_GRAPH_ACCESS_POLICY => "PMA_GRAPH_ACCESS_POLICY\0",
+            PMA_GRAPH_PERMISSION_MISSING => "PMA_GRAPH_PERMISSION_MISSING\0",
+            PMA_GRAPH_MAILBOX_NOT_ENABLED => "PMA_GRAPH_MAILBOX_NOT_ENABLED\0",
+            PMA_GRAPH_TOKEN_REJECTED => "PMA_GRAPH_TOKEN_REJECTED\0",
+            PMA_GRAPH_ITEM_NOT_FOUND => "PMA_GRAPH_ITEM_NOT_FOUND\0",
+            PMA_GRAPH_THROTTLED => "PMA_GRAPH_THROTTLED\0",
+            PMA_GRAPH_REFUSED => "PMA_GRAPH_REFUSED\0",
             PMA_INTERNAL => "PMA_INTERNAL\0",
         }
     }
@@ -378,6 +417,14 @@ impl From<ErrorKind> for pma_result {
             ErrorKind::ClientCertificateExpired => PMA_OAUTH_CERTIFICATE_EXPIRED,
             ErrorKind::Mail => PMA_MAIL,
             ErrorKind::Delivery => PMA_DELIVERY,
+            ErrorKind::GraphAccessDenied => PMA_GRAPH_ACCESS_DENIED,
+            ErrorKind::GraphAccessPolicy => PMA_GRAPH_ACCESS_POLICY,
+            ErrorKind::GraphPermissionMissing => PMA_GRAPH_PERMISSION_MISSING,
+            ErrorKind::GraphMailboxNotEnabled => PMA_GRAPH_MAILBOX_NOT_ENABLED,
+            ErrorKind::GraphTokenRejected => PMA_GRAPH_TOKEN_REJECTED,
+            ErrorKind::GraphItemNotFound => PMA_GRAPH_ITEM_NOT_FOUND,
+            ErrorKind::GraphThrottled => PMA_GRAPH_THROTTLED,
+            ErrorKind::GraphRefused => PMA_GRAPH_REFUSED,
             ErrorKind::Internal => PMA_INTERNAL,
         }
     }

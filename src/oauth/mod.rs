@@ -55,6 +55,20 @@ use std::time::{Duration, Instant, SystemTime};
 pub const DELEGATED_SCOPE: &str = "https://outlook.office.com/IMAP.AccessAsUser.All offline_access";
 /// App-only scope (client credentials).
 pub const APP_SCOPE: &str = "https://outlook.office365.com/.default";
+/// The Microsoft Graph resource of the global cloud (the audience of Graph tokens).
+pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
+
+/// The scopes `(delegated, app-only)` for Microsoft Graph mail at `resource`
+/// (`https://graph.microsoft.com`, or a national cloud's Graph host): delegated
+/// `Mail.ReadWrite.Shared` (a delegate reading a shared mailbox; also covers the own mailbox)
+/// with `offline_access`, app-only `.default` (the application permission Mail.ReadWrite).
+pub fn graph_scopes(resource: &str) -> (String, String) {
+    let r = resource.trim_end_matches('/');
+    (
+        format!("{r}/Mail.ReadWrite.Shared offline_access"),
+        format!("{r}/.default"),
+    )
+}
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// `client_assertion_type` of a certificate credential (RFC 7523).
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -89,6 +103,9 @@ pub struct ProviderOptions {
     /// The address whose domain names the tenant when `oauth.directory_id` is empty (the
     /// mailbox's email for app-only sign-in); `None`: the username's.
     pub discovery_address: Option<String>,
+    /// Scopes `(delegated, app-only)` asked for instead of the cloud's IMAP scopes
+    /// (Microsoft Graph for `transport: "graph"`).
+    pub scopes: Option<(String, String)>,
 }
 
 impl Default for ProviderOptions {
@@ -102,6 +119,7 @@ impl Default for ProviderOptions {
             failure_backoff: Duration::from_secs(300),
             tenant_cache: None,
             discovery_address: None,
+            scopes: None,
         }
     }
 }
@@ -145,9 +163,9 @@ pub struct TokenProvider {
     /// Where the authority came from, for fixes.
     authority_origin: String,
     /// The delegated IMAP scope of the cloud.
-    delegated_scope: &'static str,
+    delegated_scope: String,
     /// The app-only scope of the cloud.
-    app_scope: &'static str,
+    app_scope: String,
     http: HttpOptions,
     options: ProviderOptions,
     tokens: Tokens,
@@ -371,8 +389,14 @@ impl TokenProvider {
             discovery_domain,
             tenant_info,
             authority_origin,
-            delegated_scope: oauth.cloud.delegated_scope(),
-            app_scope: oauth.cloud.app_scope(),
+            delegated_scope: options.scopes.as_ref().map_or_else(
+                || oauth.cloud.delegated_scope().to_string(),
+                |s| s.0.clone(),
+            ),
+            app_scope: options
+                .scopes
+                .as_ref()
+                .map_or_else(|| oauth.cloud.app_scope().to_string(), |s| s.1.clone()),
             identity,
             flow: oauth.flow,
             password,
@@ -579,10 +603,8 @@ impl TokenProvider {
         self.pending_device = None;
         self.ensure_tenant().await?;
         let client_id = self.identity.client_id.clone();
-        let form = [
-            ("client_id", client_id.as_str()),
-            ("scope", self.delegated_scope),
-        ];
+        let scope = self.delegated_scope.clone();
+        let form = [("client_id", client_id.as_str()), ("scope", scope.as_str())];
         let resp = http::post_form(&self.devicecode_url, &form, &self.http)
             .await
             .map_err(|e| self.network_error(e))?;
@@ -843,11 +865,12 @@ impl TokenProvider {
     async fn refresh_grant(&mut self, refresh_token: &Secret) -> Result<Secret, Refusal> {
         let client_id = self.identity.client_id.clone();
         let secret = self.client_secret.clone();
+        let scope = self.delegated_scope.clone();
         let mut form = vec![
             ("grant_type", "refresh_token"),
             ("client_id", client_id.as_str()),
             ("refresh_token", refresh_token.expose()),
-            ("scope", self.delegated_scope),
+            ("scope", scope.as_str()),
         ];
         if let Some(s) = &secret {
             form.push(("client_secret", s.expose()));
@@ -863,12 +886,13 @@ impl TokenProvider {
             let now = unix_now();
             check_certificate_dates(&certificate, now)?;
             let assertion = certificate.assertion(&self.token_url, &client_id, now)?;
+            let scope = self.app_scope.clone();
             let form = [
                 ("grant_type", "client_credentials"),
                 ("client_id", client_id.as_str()),
                 ("client_assertion_type", CLIENT_ASSERTION_TYPE),
                 ("client_assertion", assertion.expose()),
-                ("scope", self.app_scope),
+                ("scope", scope.as_str()),
             ];
             return self
                 .grant(&form, "client certificate")
@@ -878,11 +902,13 @@ impl TokenProvider {
         let secret = self.client_secret.clone().ok_or_else(|| {
             Error::config("oauth.client_secret", "missing for flow client_credentials")
         })?;
+        let client_id = self.identity.client_id.clone();
+        let scope = self.app_scope.clone();
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", client_id.as_str()),
             ("client_secret", secret.expose()),
-            ("scope", self.app_scope),
+            ("scope", scope.as_str()),
         ];
         self.grant(&form, "client credentials")
             .await
@@ -900,12 +926,13 @@ impl TokenProvider {
         let client_id = self.identity.client_id.clone();
         let username = self.identity.username.clone();
         let secret = self.client_secret.clone();
+        let scope = self.delegated_scope.clone();
         let mut form = vec![
             ("grant_type", "password"),
             ("client_id", client_id.as_str()),
             ("username", username.as_str()),
             ("password", password.expose()),
-            ("scope", self.delegated_scope),
+            ("scope", scope.as_str()),
         ];
         if let Some(s) = &secret {
             form.push(("client_secret", s.expose()));
