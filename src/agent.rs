@@ -954,21 +954,36 @@ impl Agent {
                 &gone,
             )?;
         }
+        self.admit(&mut batch, built, "UID");
+        debug_assert_eq!(batch.seq, seq);
+        log::info!(
+            "mailbox {}: fetched {} ticket(s) from {} message(s), {received} bytes",
+            self.mailbox.name,
+            batch.tickets.len(),
+            batch.uids.len()
+        );
+        Ok(batch)
+    }
+
+    /// Takes built tickets into `batch` (one rule for every transport): a dedupe key delivered
+    /// before is acknowledged without a ticket, and one repeated within the batch is settled by
+    /// the first ticket; the batch's messages are then in flight until acknowledged.
+    fn admit(&mut self, batch: &mut Batch, built: Vec<(u32, Ticket, Option<Vec<u8>>)>, what: &str) {
         let state = self.state.as_ref().expect("synced");
         for (uid, ticket, raw) in built {
             batch.uids.push(uid);
             if state.was_delivered(&ticket.dedupe_key) {
                 log::info!(
-                    "mailbox {}: UID {} was delivered before (dedupe key known); acknowledging without a new ticket",
-                    self.mailbox.name, uid
+                    "mailbox {}: {what} {uid} was delivered before (dedupe key known); acknowledging without a new ticket",
+                    self.mailbox.name
                 );
                 batch.settled_by.push(None);
                 continue;
             }
             if let Some(first) = batch.keys.iter().position(|k| *k == ticket.dedupe_key) {
                 log::info!(
-                    "mailbox {}: UID {} repeats the dedupe key of another message in this batch; acknowledging without a second ticket",
-                    self.mailbox.name, uid
+                    "mailbox {}: {what} {uid} repeats the dedupe key of another message in this batch; acknowledging without a second ticket",
+                    self.mailbox.name
                 );
                 batch.settled_by.push(Some(first));
                 continue;
@@ -980,16 +995,9 @@ impl Agent {
                 batch.raw.push(raw);
             }
         }
-        log::info!(
-            "mailbox {}: fetched {} ticket(s) from {} message(s), {received} bytes",
-            self.mailbox.name,
-            batch.tickets.len(),
-            batch.uids.len()
-        );
         self.in_flight.extend(batch.uids.iter().copied());
         self.next_seq += 1;
-        self.outstanding.push(seq);
-        Ok(batch)
+        self.outstanding.push(batch.seq);
     }
 
     fn max_message_bytes(&self) -> u64 {

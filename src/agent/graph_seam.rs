@@ -440,37 +440,14 @@ impl Agent {
             let raw = self.mailbox.keep_raw.then_some(raw);
             built.push((uid, ticket, raw));
         }
-        let state = self.state.as_ref().expect("synced");
-        for (uid, ticket, raw) in built {
-            batch.uids.push(uid);
-            if state.was_delivered(&ticket.dedupe_key) {
-                log::info!(
-                    "mailbox {}: message {uid} was delivered before (dedupe key known); acknowledging without a new ticket",
-                    self.mailbox.name
-                );
-                batch.settled_by.push(None);
-                continue;
-            }
-            if let Some(first) = batch.keys.iter().position(|k| *k == ticket.dedupe_key) {
-                batch.settled_by.push(Some(first));
-                continue;
-            }
-            batch.settled_by.push(Some(batch.tickets.len()));
-            batch.keys.push(ticket.dedupe_key.clone());
-            batch.tickets.push(ticket);
-            if let Some(raw) = raw {
-                batch.raw.push(raw);
-            }
-        }
+        self.admit(&mut batch, built, "message");
+        debug_assert_eq!(batch.seq, seq);
         log::info!(
             "mailbox {}: fetched {} ticket(s) from {} message(s), {received} bytes (Microsoft Graph)",
             self.mailbox.name,
             batch.tickets.len(),
             batch.uids.len()
         );
-        self.in_flight.extend(batch.uids.iter().copied());
-        self.next_seq += 1;
-        self.outstanding.push(seq);
         Ok(batch)
     }
 
