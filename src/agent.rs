@@ -965,6 +965,26 @@ impl Agent {
         Ok(batch)
     }
 
+    /// The one log line of an acknowledgement (IMAP and Graph alike).
+    fn log_ack(&self, batch: &Batch, done: usize, count: usize) {
+        let released = batch.uids.len() - done;
+        log::info!(
+            "mailbox {}: acknowledged {done} message(s) ({count} of {} ticket(s); after_processing {}){}",
+            self.mailbox.name,
+            batch.tickets.len(),
+            match &self.mailbox.after_processing {
+                AfterProcessing::MarkRead => "mark_read",
+                AfterProcessing::Move { .. } => "move",
+                AfterProcessing::Delete => "delete",
+            },
+            if released > 0 {
+                format!("; {released} message(s) left for the next fetch")
+            } else {
+                String::new()
+            }
+        );
+    }
+
     /// Takes built tickets into `batch` (one rule for every transport): a dedupe key delivered
     /// before is acknowledged without a ticket, and one repeated within the batch is settled by
     /// the first ticket; the batch's messages are then in flight until acknowledged.
@@ -1089,23 +1109,7 @@ impl Agent {
         self.finish(batch);
         let released = batch.uids.len() - done.len();
         if !done.is_empty() || released > 0 {
-            log::info!(
-                "mailbox {}: acknowledged {} message(s) ({} of {} ticket(s); after_processing {}){}",
-                self.mailbox.name,
-                done.len(),
-                count,
-                batch.tickets.len(),
-                match &self.mailbox.after_processing {
-                    AfterProcessing::MarkRead => "mark_read",
-                    AfterProcessing::Move { .. } => "move",
-                    AfterProcessing::Delete => "delete",
-                },
-                if released > 0 {
-                    format!("; {released} message(s) left for the next fetch")
-                } else {
-                    String::new()
-                }
-            );
+            self.log_ack(batch, done.len(), count);
         }
         Ok(())
     }

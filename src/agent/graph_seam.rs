@@ -504,24 +504,7 @@ impl Agent {
         state.last_success = now_unix();
         state::save(&self.paths.state, state)?;
         self.finish(batch);
-        let released = batch.uids.len() - done.len();
-        log::info!(
-            "mailbox {}: acknowledged {} message(s) ({} of {} ticket(s); after_processing {}){}",
-            self.mailbox.name,
-            done.len(),
-            count,
-            batch.tickets.len(),
-            match &self.mailbox.after_processing {
-                AfterProcessing::MarkRead => "mark_read",
-                AfterProcessing::Move { .. } => "move",
-                AfterProcessing::Delete => "delete",
-            },
-            if released > 0 {
-                format!("; {released} message(s) left for the next fetch")
-            } else {
-                String::new()
-            }
-        );
+        self.log_ack(batch, done.len(), count);
         Ok(())
     }
 
